@@ -1,0 +1,49 @@
+"""durable_nb: durable execution native to Jupyter.
+
+Tasks and steps run in worker processes supervised by an engine that owns a DuckDB
+file; they survive killed workers, killed engines and kernel restarts.
+"""
+
+__version__ = "0.1.0"
+
+from ._client import Client, connect  # noqa: E402
+from ._errors import (  # noqa: E402
+    AbortRun,
+    ApiError,
+    DurableError,
+    EngineLocked,
+    EngineUnavailable,
+    NotPicklable,
+    PayloadTooLarge,
+    RunFailed,
+    RunNotFound,
+    WaitConflict,
+    WaitTimeout,
+)
+from ._retry import Retry  # noqa: E402
+from ._tasks import (  # noqa: E402
+    Decision,
+    Queue,
+    RunHandle,
+    RunResult,
+    SqlResult,
+    Task,
+    approval,
+    get_run,
+    idempotency_key,
+    runs,
+    send_event,
+    sleep,
+    sql,
+    step,
+    task,
+    wait_for_event,
+)
+
+__all__ = [
+    "AbortRun", "ApiError", "Client", "Decision", "DurableError", "EngineLocked",
+    "EngineUnavailable", "NotPicklable", "PayloadTooLarge", "Queue", "Retry", "RunFailed",
+    "RunHandle", "RunNotFound", "RunResult", "SqlResult", "Task", "WaitConflict",
+    "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
+    "runs", "send_event", "sleep", "sql", "step", "task", "wait_for_event",
+]

@@ -1,0 +1,212 @@
+"""HTTP client of the engine, and how a script or kernel finds (or starts) one."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from ._errors import ApiError, EngineUnavailable, PayloadTooLarge, RunNotFound, WaitConflict
+from ._paths import engine_log_file, private_dir, resolve_db, runtime_file
+
+START_TIMEOUT = 60.0
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Client:
+    """Talks to one engine. Thread-safe: each thread keeps its own keep-alive connection."""
+
+    def __init__(self, url: str, token: str | None, db: Path | None = None):
+        self.url = url if url.endswith("/") else url + "/"
+        self.token = token
+        self.db = db
+        parsed = urllib.parse.urlparse(self.url)
+        self._host, self._port = parsed.hostname, parsed.port or 80
+        self._base = parsed.path.rstrip("/") + "/durable/api"
+        self._local = threading.local()
+        self._registered: set[str] = set()
+        self._health: dict | None = None
+
+    def __repr__(self) -> str:
+        return f"<durable_nb.Client {self.url} db={self.db}>"
+
+    def _conn(self, timeout: float) -> http.client.HTTPConnection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+            self._local.conn = conn
+        conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
+        return conn
+
+    def request(self, method: str, path: str, body: dict | None = None,
+                timeout: float = 60.0, query: dict | None = None) -> Any:
+        """One API call; raises the matching durable_nb error on an error status."""
+        url = self._base + path
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
+        for retry in range(2):
+            conn = self._conn(timeout)
+            try:
+                conn.request(method, url, body=data, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+                break
+            except (ConnectionRefusedError, FileNotFoundError) as exc:
+                conn.close()
+                self._local.conn = None
+                raise EngineUnavailable(
+                    f"the durable_nb engine at {self.url} is not answering ({exc}); it may have "
+                    "stopped. dn.connect() finds or starts one again."
+                ) from None
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
+                    http.client.CannotSendRequest, http.client.ResponseNotReady):
+                conn.close()
+                self._local.conn = None
+                if retry:
+                    raise EngineUnavailable(
+                        f"the durable_nb engine at {self.url} closed the connection") from None
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = {"error": raw.decode(errors="replace")[:500]}
+        if resp.status >= 400:
+            msg = (payload or {}).get("error") or f"HTTP {resp.status}"
+            exc_type = {404: RunNotFound, 409: WaitConflict, 413: PayloadTooLarge}.get(resp.status)
+            if exc_type is not None and (payload or {}).get("code") != "unknown_task":
+                raise exc_type(msg)
+            raise ApiError(resp.status, msg)
+        return payload
+
+    def health(self) -> dict:
+        if self._health is None:
+            self._health = self.request("GET", "/health", timeout=5)
+        return self._health
+
+    @property
+    def max_payload(self) -> int:
+        return int(self.health()["max_payload"])
+
+
+_lock = threading.RLock()
+_default: Client | None = None
+
+
+def _healthy(url: str, token: str | None, db: Path | None) -> Client | None:
+    c = Client(url, token, db)
+    try:
+        c.health()
+    except Exception:
+        return None
+    return c
+
+
+def _start_engine(db: Path) -> Client:
+    """Start a detached `durable-nb serve` for ``db`` and wait for its runtime file."""
+    logf = engine_log_file(db)
+    private_dir(logf.parent)
+    with open(logf, "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "durable_nb", "serve", "--db", str(db)],
+            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+        )
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        info = _read_runtime(db)
+        if info and _pid_alive(info["pid"]):
+            c = _healthy(info["url"], info["token"], db)
+            if c:
+                return c
+        code = proc.poll()
+        if code is not None and code != 0:
+            info = _read_runtime(db)  # another engine may have won the race
+            if info and _pid_alive(info["pid"]):
+                continue
+            tail = logf.read_text(errors="replace").strip().splitlines()[-3:]
+            raise EngineUnavailable(
+                f"could not start an engine for {db}: " + " / ".join(tail)
+                + f" (full log: {logf})")
+        time.sleep(0.05)
+    raise EngineUnavailable(f"the engine for {db} did not start within {START_TIMEOUT:.0f} s; "
+                            f"see {logf}")
+
+
+def _read_runtime(db: Path) -> dict | None:
+    try:
+        return json.loads(runtime_file(db).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def find_engine(db: Path, start: bool = True) -> Client:
+    """The engine owning ``db``: from its runtime file if alive, else a new one."""
+    info = _read_runtime(db)
+    if info and _pid_alive(info["pid"]):
+        c = _healthy(info["url"], info["token"], db)
+        if c:
+            return c
+    if not start:
+        raise EngineUnavailable(f"no engine is running for {db}; start one with "
+                                f"`durable-nb serve --db {db}`")
+    return _start_engine(db)
+
+
+def connect(url: str | None = None, token: str | None = None,
+            db: str | os.PathLike | None = None, start: bool = True) -> Client:
+    """Connect to an engine and make it the default for this process.
+
+    ``url`` (with ``token``) names an engine directly. Otherwise ``db`` (or
+    ``DURABLE_NB_URL`` / ``DURABLE_NB_DB``, or the embedded default database) selects the
+    engine that owns that DuckDB file, starting one detached when none runs.
+    """
+    global _default
+    with _lock:
+        if url is None and db is None and os.environ.get("DURABLE_NB_URL"):
+            url = os.environ["DURABLE_NB_URL"]
+            token = token or os.environ.get("DURABLE_NB_TOKEN")
+        if url is not None:
+            client = Client(url, token, None)
+            client.health()
+        else:
+            client = find_engine(resolve_db(db), start=start)
+        _default = client
+        return client
+
+
+def get_client() -> Client:
+    """The default client, connecting on first use."""
+    with _lock:
+        return _default if _default is not None else connect()
+
+
+def reconnect(old: Client) -> Client:
+    """After an engine died: find or start the engine for the same database again."""
+    global _default
+    with _lock:
+        if _default is not None and _default is not old:
+            return _default
+        if old.db is None:
+            raise EngineUnavailable(f"the engine at {old.url} is gone")
+        _default = find_engine(old.db)
+        return _default

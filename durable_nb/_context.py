@@ -1,0 +1,225 @@
+"""The run context inside a worker: how steps, waits and child runs talk to the engine.
+
+User code calls ``step``-decorated functions, ``approval``, ``wait_for_event``, ``sleep``
+and ``Task.trigger*``; each looks up the current context. Outside a run there is none,
+and steps are plain calls.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from . import _serial
+from ._errors import AbortRun, DurableError, NotPicklable, PayloadTooLarge
+
+_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "durable_nb_run", default=None
+)
+_ABORT_TYPES = (AbortRun, NotPicklable, PayloadTooLarge)
+
+
+class Suspend(BaseException):
+    """Unwinds user code when the engine suspends the run to free the worker."""
+
+
+def current() -> RunContext | None:
+    """The context of the run executing in this worker, or None outside a run."""
+    return _current.get()
+
+
+def error_info(exc: BaseException) -> dict:
+    t = type(exc)
+    name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    return {
+        "type": name,
+        "message": str(exc),
+        "traceback": "".join(traceback.format_exception(t, exc, exc.__traceback__)),
+        "abort": isinstance(exc, _ABORT_TYPES),
+    }
+
+
+def pickled_exception(exc: BaseException) -> bytes | None:
+    try:
+        return _serial.dumps(exc, "exception")
+    except Exception:
+        return None
+
+
+@dataclass
+class StepFailed(DurableError):
+    """A step's recorded failure, re-raised when its original exception cannot be restored."""
+
+    step: str
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"step {self.step} failed: {self.type}: {self.message}"
+
+
+class RunContext:
+    """State of one attempt: recorded steps and waits, occurrence counters, the channel."""
+
+    def __init__(self, channel, msg: dict):
+        self.channel = channel
+        self.run_id: str = msg["run_id"]
+        self.attempt: int = msg["attempt"]
+        self.max_payload: int = msg["max_payload"]
+        self.steps: dict[str, tuple[str, bytes | None]] = msg["steps"]
+        self.step_failures: dict[str, int] = msg["step_failures"]
+        self.waits: dict[str, dict] = msg["waits"]
+        self._counts: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self.step_key: str | None = None
+
+    def next_key(self, name: str) -> str:
+        with self._lock:
+            n = self._counts.get(name, 0) + 1
+            self._counts[name] = n
+            return f"{name}#{n}"
+
+    def request(self, msg: dict) -> dict:
+        with self._lock:
+            self.channel.send(msg)
+            return self.channel.recv()
+
+    def send(self, msg: dict) -> None:
+        with self._lock:
+            self.channel.send(msg)
+
+    # -- steps ----------------------------------------------------------------------
+
+    def step_begin(self, name: str) -> tuple[str, int, tuple | None]:
+        """(key, attempt number, recorded outcome or None) for the next call of step ``name``."""
+        key = self.next_key(name)
+        return key, self.step_failures.get(key, 0) + 1, self.steps.get(key)
+
+    def step_replay(self, key: str, recorded: tuple) -> Any:
+        kind, data = recorded
+        if kind == "ok":
+            return _serial.loads(data)
+        raise self._restore_error(key, data)
+
+    def step_ok(self, key: str, name: str, attempt: int, start: float, result: Any) -> None:
+        data = _serial.dumps(result, f"output of step '{key}'", self.max_payload)
+        self.request({"op": "step", "key": key, "name": name, "attempt": attempt,
+                      "start": start, "end": time.time(), "output": data})
+        self.steps[key] = ("ok", data)
+
+    def step_failed(self, key: str, name: str, attempt: int, start: float,
+                    exc: BaseException, retry) -> float | None:
+        """Record a failed try; returns the delay before the next try, or None if final."""
+        info = error_info(exc)
+        delay = None if info["abort"] or retry is None else retry.delay(attempt)
+        final = delay is None
+        self.request({
+            "op": "step_failed", "key": key, "name": name, "attempt": attempt,
+            "start": start, "end": time.time(), "error": info, "final": final,
+            "exc": pickled_exception(exc) if final else None, "delay": delay,
+        })
+        if final:
+            self.steps[key] = ("err", None)
+        return delay
+
+    def call_step(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
+        key, attempt, recorded = self.step_begin(name)
+        if recorded is not None:
+            return self.step_replay(key, recorded)
+        while True:
+            start = time.time()
+            outer, self.step_key = self.step_key, key
+            try:
+                result = fn(*args, **kwargs)
+                self.step_ok(key, name, attempt, start, result)
+                return result
+            except Exception as exc:
+                delay = self.step_failed(key, name, attempt, start, exc, retry)
+                if delay is None:
+                    raise
+            finally:
+                self.step_key = outer
+            self.wait("retry", f"{key} retry {attempt}", timeout=delay)
+            attempt += 1
+
+    async def call_step_async(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
+        key, attempt, recorded = self.step_begin(name)
+        if recorded is not None:
+            return self.step_replay(key, recorded)
+        while True:
+            start = time.time()
+            outer, self.step_key = self.step_key, key
+            try:
+                result = await fn(*args, **kwargs)
+                self.step_ok(key, name, attempt, start, result)
+                return result
+            except Exception as exc:
+                delay = self.step_failed(key, name, attempt, start, exc, retry)
+                if delay is None:
+                    raise
+            finally:
+                self.step_key = outer
+            self.wait("retry", f"{key} retry {attempt}", timeout=delay)
+            attempt += 1
+
+    def _restore_error(self, key: str, data: bytes | None) -> BaseException:
+        if data is not None:
+            try:
+                exc = _serial.loads(data)
+                if isinstance(exc, BaseException):
+                    return exc
+            except Exception:
+                pass
+        return StepFailed(key, "Exception", "recorded failure (see the run's steps)")
+
+    # -- waits ----------------------------------------------------------------------
+
+    def wait(self, kind: str, name: str, data: Any = None, timeout: float | None = None,
+             target: list | None = None, preview: Any = None) -> dict:
+        """Suspend on a wait until the engine resolves it; returns the resolution."""
+        key = self.next_key(f"{kind}:{name}")
+        done = self.waits.get(key)
+        if done is not None:
+            return done
+        blob = None if data is None else _serial.dumps(data, f"data of {kind} '{name}'", self.max_payload)
+        with self._lock:
+            self.channel.send({
+                "op": "wait", "key": key, "kind": kind, "name": name, "data": blob,
+                "preview": preview, "timeout": timeout, "target": target,
+            })
+            msg = self.channel.recv()
+            if msg.get("op") == "pending":
+                msg = self.channel.recv()
+        if msg.get("op") == "suspend":
+            raise Suspend()
+        self.waits[key] = msg["resolution"]
+        return msg["resolution"]
+
+    # -- child runs -----------------------------------------------------------------
+
+    def trigger(self, spec: dict, payloads: list[bytes], options: dict) -> list[str]:
+        """Trigger child runs once per occurrence; re-execution returns the same run ids."""
+        key = self.next_key(f"trigger:{spec['task_id']}")
+        recorded = self.steps.get(key)
+        if recorded is not None:
+            return _serial.loads(recorded[1])
+        reply = self.request({
+            "op": "trigger", "key": key, "task": spec, "payloads": payloads, "options": options,
+        })
+        if "error" in reply:
+            raise DurableError(reply["error"])
+        ids = reply["run_ids"]
+        self.steps[key] = ("ok", _serial.dumps(ids, "run ids"))
+        return ids
+
+    def send_event(self, key: str, data: bytes) -> int:
+        reply = self.request({"op": "send_event", "key": key, "data": data})
+        if "error" in reply:
+            from ._errors import WaitConflict
+
+            raise WaitConflict(reply["error"])
+        return reply["resumed"]

@@ -1,0 +1,99 @@
+"""The DuckDB schema, spelled out as tables, with numbered migrations.
+
+Times are epoch seconds (DOUBLE) so that durations are plain subtraction in SQL;
+``to_timestamp(created_at)`` gives a timestamp. JSON is stored as VARCHAR.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+
+MIGRATIONS: list[str] = [
+    # 1: the initial schema
+    """
+    CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+
+    -- task code by content hash: cloudpickled function and the options it was declared with
+    CREATE TABLE tasks (
+        hash VARCHAR PRIMARY KEY, task_id VARCHAR, code BLOB, sys_path VARCHAR,
+        options VARCHAR, created_at DOUBLE);
+
+    CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, updated_at DOUBLE);
+
+    -- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell')
+    CREATE TABLE runs (
+        id VARCHAR PRIMARY KEY, kind VARCHAR, task_id VARCHAR, task_hash VARCHAR,
+        status VARCHAR, queue VARCHAR, concurrency_key VARCHAR, idempotency_key VARCHAR,
+        tags VARCHAR[], payload BLOB, parent_run_id VARCHAR, parent_wait_key VARCHAR,
+        replay_of VARCHAR, created_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
+        delay_until DOUBLE, ttl DOUBLE, attempts INTEGER, output BLOB, error VARCHAR,
+        duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE);
+
+    -- every status change of a run
+    CREATE TABLE transitions (
+        run_id VARCHAR, created_at DOUBLE, from_status VARCHAR, to_status VARCHAR, reason VARCHAR);
+
+    -- one try of a run: outcome COMPLETED, FAILED, CRASHED, SUSPENDED, INTERRUPTED,
+    -- CANCELED or TIMED_OUT
+    CREATE TABLE attempts (
+        run_id VARCHAR, number INTEGER, worker_pid INTEGER, started_at DOUBLE,
+        ended_at DOUBLE, outcome VARCHAR, error_type VARCHAR, error_message VARCHAR,
+        traceback VARCHAR);
+
+    -- journaled step calls, keyed by run and step key (name#occurrence); one row per
+    -- try of the step; the COMPLETED row holds the output that is never recomputed;
+    -- FAILED = a try that will be retried, ERRORED = the failure raised into the task;
+    -- generation counts task-level retries (failed tries of an older generation are reset)
+    CREATE TABLE steps (
+        run_id VARCHAR, step_key VARCHAR, name VARCHAR, attempt INTEGER, generation INTEGER,
+        status VARCHAR, started_at DOUBLE, ended_at DOUBLE, output BLOB, error_type VARCHAR,
+        error_message VARCHAR, traceback VARCHAR);
+
+    -- approvals, events, sleeps, retry delays and child runs a run suspends on
+    CREATE TABLE waits (
+        run_id VARCHAR, wait_key VARCHAR, kind VARCHAR, name VARCHAR, data BLOB,
+        preview VARCHAR, target VARCHAR, created_at DOUBLE, deadline DOUBLE,
+        resolved_at DOUBLE, outcome VARCHAR, result BLOB, comment VARCHAR,
+        resolved_by VARCHAR);
+
+    -- events sent with send_event, each key resolves once
+    CREATE TABLE events (key VARCHAR PRIMARY KEY, data BLOB, sent_at DOUBLE);
+
+    -- %%durable cells: the namespace after each statement, as a manifest of blobs
+    CREATE TABLE checkpoints (
+        run_id VARCHAR, seq INTEGER, statement INTEGER, created_at DOUBLE,
+        manifest VARCHAR, size BIGINT);
+    CREATE TABLE blobs (hash VARCHAR PRIMARY KEY, data BLOB, size BIGINT, created_at DOUBLE);
+
+    -- trace spans: run, attempt, step, wait, retry_delay
+    CREATE TABLE spans (
+        span_id VARCHAR, run_id VARCHAR, parent_id VARCHAR, kind VARCHAR, name VARCHAR,
+        start_at DOUBLE, end_at DOUBLE, status VARCHAR, attributes VARCHAR);
+
+    CREATE TABLE logs (run_id VARCHAR, seq BIGINT, created_at DOUBLE, stream VARCHAR, line VARCHAR);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: duckdb.DuckDBPyConnection) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; returns the version it was at."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at DOUBLE)"
+    )
+    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
+    current = row[0] or 0
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database has schema version {current}, newer than this durable_nb "
+            f"({SCHEMA_VERSION}); upgrade durable_nb to open it"
+        )
+    for version in range(current + 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN")
+        conn.execute(MIGRATIONS[version - 1])
+        conn.execute("INSERT INTO schema_version VALUES (?, ?)", [version, time.time()])
+        conn.execute("COMMIT")
+    return current

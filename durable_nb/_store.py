@@ -1,0 +1,242 @@
+"""The store of record: one DuckDB file, written through the journal.
+
+Writes are records (see ``Store.write``) made durable by the journal's group commit,
+then ingested into DuckDB in batches by one thread. Reads wait until everything
+written before them is ingested, so a reader never sees less than was acknowledged.
+
+Record shapes, the storage interface in one place:
+
+- ``("ins", table, row)``: insert a row (dict of column -> value)
+- ``("ins_ignore", table, row)``: insert unless the primary key exists (blobs, tasks)
+- ``("upsert", table, row)``: insert or replace by primary key (queues)
+- ``("upd", table, where, changes)``: update the rows matching ``where`` (dict equality)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from . import _journal
+from ._errors import DurableError, EngineLocked
+from ._schema import migrate
+
+_INSERT_VERB = {"ins": "INSERT INTO", "ins_ignore": "INSERT OR IGNORE INTO", "upsert": "INSERT OR REPLACE INTO"}
+_ALLOWED_SQL = {"SELECT", "EXPLAIN"}
+
+
+def _chmod_private(path: Path) -> None:
+    try:
+        if path.exists() and (path.stat().st_mode & 0o077):
+            os.chmod(path, 0o600)
+    except OSError:
+        pass
+
+
+class Store:
+    """DuckDB file + journal. Only the engine process creates one."""
+
+    def __init__(self, db_path: Path):
+        self.db_path = Path(db_path)
+        self.journal_dir = self.db_path.with_name(self.db_path.name + ".journal")
+        self._conn: duckdb.DuckDBPyConnection | None = None
+        self._journal: _journal.Journal | None = None
+        self._ingest_cond = threading.Condition()
+        self._to_ingest: list = []
+        self._ingested_seq = 0
+        self._closing = False
+        self._ingest_error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open (or create) the database, migrate it, replay the journal, start writing."""
+        self.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._conn = duckdb.connect(
+                str(self.db_path), config={"enable_external_access": False}
+            )
+        except duckdb.IOException as exc:
+            m = re.search(r"PID (\d+)", str(exc))
+            if "lock" in str(exc).lower():
+                owner = f"process {m.group(1)}" if m else "another process"
+                raise EngineLocked(
+                    f"the database {self.db_path} is already owned by {owner} (DuckDB allows one "
+                    "writing process). Use that engine: clients find it through its runtime file, "
+                    "or stop it first (`durable-nb stop`)."
+                ) from None
+            raise
+        _chmod_private(self.db_path)
+        migrate(self._conn)
+        row = self._conn.execute("SELECT value FROM meta WHERE key = 'journal_seq'").fetchone()
+        self._ingested_seq = int(row[0]) if row else 0
+        replayed = self._replay()
+        self._journal = _journal.Journal(self.journal_dir, self._ingested_seq, self._on_durable)
+        for seg in replayed:
+            seg.unlink(missing_ok=True)
+        self._thread = threading.Thread(target=self._ingest_loop, name="durable-ingest", daemon=True)
+        self._thread.start()
+
+    def _replay(self) -> list[Path]:
+        """Apply journal records that a crash left un-ingested."""
+        segs = _journal.segments(self.journal_dir) if self.journal_dir.exists() else []
+        pending = []
+        for seg in segs:
+            pending.extend(r for r in _journal.read_segment(seg) if r[0] > self._ingested_seq)
+        if pending:
+            self._apply(pending)
+        return segs
+
+    def close(self) -> None:
+        """Stop after ingesting everything written so far."""
+        if self._journal is None:
+            return
+        self._journal.close()
+        with self._ingest_cond:
+            self._closing = True
+            self._ingest_cond.notify_all()
+        if self._thread:
+            self._thread.join(timeout=30)
+        for seg in _journal.segments(self.journal_dir):
+            if not self._to_ingest:
+                seg.unlink(missing_ok=True)
+        self._journal = None
+        if self._conn is not None:
+            self._conn.execute("CHECKPOINT")
+            self._conn.close()
+            self._conn = None
+
+    # -- writing --------------------------------------------------------------------
+
+    def write(self, records: list, done: Callable[[], None] | None = None) -> int:
+        """Append records to the journal; ``done()`` runs once they are durable."""
+        if self._ingest_error is not None:
+            raise DurableError(f"the store stopped writing: {self._ingest_error}")
+        assert self._journal is not None, "store is not open"
+        return self._journal.append(records, done)
+
+    def _on_durable(self, recs: list) -> None:
+        with self._ingest_cond:
+            self._to_ingest.extend(recs)
+            self._ingest_cond.notify_all()
+
+    def _ingest_loop(self) -> None:
+        while True:
+            with self._ingest_cond:
+                while not self._to_ingest and not self._closing:
+                    self._ingest_cond.wait()
+                if not self._to_ingest and self._closing:
+                    return
+            time.sleep(0.005)  # let a burst accumulate into one transaction
+            with self._ingest_cond:
+                batch, self._to_ingest = self._to_ingest, []
+            try:
+                self._apply(batch)
+            except BaseException as exc:  # keep the journal; a restart replays it
+                self._ingest_error = exc
+                with self._ingest_cond:
+                    self._ingest_cond.notify_all()
+                return
+            with self._ingest_cond:
+                self._ingest_cond.notify_all()
+            self._journal.prune(self._ingested_seq)
+
+    def _apply(self, batch: list[tuple[int, Any]]) -> None:
+        conn = self._conn
+        inserts: dict[tuple, list] = {}
+        updates: dict[tuple, dict] = {}
+        for _seq, rec in batch:
+            op = rec[0]
+            if op == "upd":
+                _, table, where, changes = rec
+                key = (table, tuple(sorted(where.items())))
+                updates.setdefault(key, {}).update(changes)
+            else:
+                _, table, row = rec
+                inserts.setdefault((op, table, tuple(row)), []).append(tuple(row.values()))
+        last = batch[-1][0]
+        conn.execute("BEGIN")
+        try:
+            for (op, table, cols), rows in inserts.items():
+                marks = ", ".join("?" * len(cols))
+                conn.executemany(
+                    f"{_INSERT_VERB[op]} {table} ({', '.join(cols)}) VALUES ({marks})", rows
+                )
+            for (table, where), changes in updates.items():
+                sets = ", ".join(f"{c} = ?" for c in changes)
+                cond = " AND ".join(f"{c} = ?" for c, _ in where)
+                conn.execute(
+                    f"UPDATE {table} SET {sets} WHERE {cond}",
+                    [*changes.values(), *(v for _, v in where)],
+                )
+            conn.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)", [str(last)]
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self._ingested_seq = last
+        wal = self.db_path.with_name(self.db_path.name + ".wal")
+        _chmod_private(wal)
+
+    def sync(self, timeout: float = 30.0) -> None:
+        """Block until every record written so far is ingested into DuckDB."""
+        assert self._journal is not None, "store is not open"
+        target = self._journal._seq
+        deadline = time.monotonic() + timeout
+        with self._ingest_cond:
+            while self._ingested_seq < target:
+                if self._ingest_error is not None:
+                    raise DurableError(f"the store stopped writing: {self._ingest_error}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError("the store did not catch up with its journal in time")
+                self._ingest_cond.wait(left)
+
+    # -- reading --------------------------------------------------------------------
+
+    def query(self, sql: str, params: list | tuple = (), sync: bool = True) -> list[dict]:
+        """Rows as dicts, reading everything written before the call."""
+        if sync:
+            self.sync()
+        cur = self._conn.cursor()
+        try:
+            res = cur.execute(sql, list(params))
+            cols = [d[0] for d in res.description]
+            return [dict(zip(cols, r, strict=True)) for r in res.fetchall()]
+        finally:
+            cur.close()
+
+    def read_only(self, sql: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
+        """Run a user's read-only query (SELECT / EXPLAIN only); returns columns and rows."""
+        try:
+            stmts = duckdb.extract_statements(sql)
+        except duckdb.Error as exc:
+            raise ValueError(f"cannot parse the query: {exc}") from None
+        if len(stmts) != 1:
+            raise ValueError(f"give exactly one statement (got {len(stmts)})")
+        kind = stmts[0].type.name
+        if kind not in _ALLOWED_SQL:
+            raise ValueError(f"only read-only queries are allowed (SELECT), not {kind}")
+        self.sync()
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN")
+            res = cur.execute(sql)
+            cols = [d[0] for d in res.description] if res.description else []
+            rows = res.fetchmany(limit)
+            cur.execute("ROLLBACK")
+            return cols, rows
+        except duckdb.Error as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            cur.close()

@@ -1,0 +1,151 @@
+"""The `durable-nb` command: serve | runs | show | approve | reject | cancel | replay | sql |
+stop | demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from . import _show
+from ._errors import DurableError
+
+
+def _connect(args):
+    from ._client import connect
+
+    return connect(db=args.db) if args.db else connect()
+
+
+def cmd_serve(args) -> int:
+    from ._engine import EngineConfig
+    from ._paths import resolve_db
+    from ._server import serve
+
+    config = EngineConfig(
+        db_path=resolve_db(args.db), max_workers=args.workers,
+        wait_grace=args.wait_grace, max_payload=int(args.max_payload_mb * 1024 * 1024),
+    )
+    return serve(config, port=args.port)
+
+
+def cmd_stop(args) -> int:
+    from ._client import _pid_alive, _read_runtime
+    from ._paths import resolve_db
+
+    db = resolve_db(args.db)
+    info = _read_runtime(db)
+    if not info or not _pid_alive(info["pid"]):
+        print(f"no engine is running for {db}")
+        return 0
+    os.kill(info["pid"], signal.SIGTERM)
+    for _ in range(200):
+        if not _pid_alive(info["pid"]):
+            print(f"stopped engine {info['pid']} for {db}")
+            return 0
+        time.sleep(0.05)
+    print(f"engine {info['pid']} did not stop within 10 s", file=sys.stderr)
+    return 1
+
+
+def cmd_runs(args) -> int:
+    client = _connect(args)
+    out = client.request("GET", "/runs", query={"status": args.status, "task": args.task,
+                                                "limit": args.limit})
+    print(_show.runs_table(out["runs"]))
+    return 0
+
+
+def cmd_show(args) -> int:
+    client = _connect(args)
+    print(_show.run_tree(client.request("GET", f"/runs/{args.run}")))
+    return 0
+
+
+def _decide(args, verb: str) -> int:
+    client = _connect(args)
+    out = client.request("POST", f"/runs/{args.run}/{verb}",
+                         {"wait": args.wait, "comment": args.comment, "by": args.by})
+    print(f"{out['outcome']}: approval '{out['wait']}' of run {out['run_id']}")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    _connect(args).request("POST", f"/runs/{args.run}/cancel")
+    print(f"canceled run {args.run}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    out = _connect(args).request("POST", f"/runs/{args.run}/replay")
+    print(f"replayed run {args.run} as {out['id']}")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    out = _connect(args).request("POST", "/sql", {"query": args.query})
+    print("\t".join(out["columns"]))
+    for row in out["rows"]:
+        print("\t".join(json.dumps(v) if not isinstance(v, str) else v for v in row))
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from ._demo import run_demo
+
+    return run_demo(args.db)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="durable-nb", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help):
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--db", help="DuckDB file (default: $DURABLE_NB_DB or the embedded "
+                        "default under the Jupyter data directory)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("serve", cmd_serve, "run the engine for a database (loopback only)")
+    sp.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
+    sp.add_argument("--workers", type=int, default=8, help="maximum worker processes")
+    sp.add_argument("--wait-grace", type=float, default=1.0,
+                    help="seconds a waiting run keeps its worker before it is suspended")
+    sp.add_argument("--max-payload-mb", type=float, default=64.0,
+                    help="size limit of payloads, step results and return values")
+    add("stop", cmd_stop, "stop the engine of a database")
+    sp = add("runs", cmd_runs, "list runs, newest first")
+    sp.add_argument("--status", help="filter: a status, or several joined by commas")
+    sp.add_argument("--task", help="filter: a task id")
+    sp.add_argument("--limit", type=int, default=50)
+    sp = add("show", cmd_show, "a run's attempts, steps, waits and errors as a tree")
+    sp.add_argument("run")
+    for verb in ("approve", "reject"):
+        sp = add(verb, lambda a, v=verb: _decide(a, v), f"{verb} a run's pending approval")
+        sp.add_argument("run")
+        sp.add_argument("--wait", help="the approval's name (when the run has several)")
+        sp.add_argument("--comment")
+        sp.add_argument("--by", default=os.environ.get("USER"), help="who decides")
+    sp = add("cancel", cmd_cancel, "cancel a run")
+    sp.add_argument("run")
+    sp = add("replay", cmd_replay, "start a new run with a run's task and arguments")
+    sp.add_argument("run")
+    sp = add("sql", cmd_sql, "a read-only SQL query over the store")
+    sp.add_argument("query")
+    add("demo", cmd_demo, "run an example task: steps, a retry, a killed worker, an approval")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except DurableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
