@@ -16,6 +16,7 @@ from typing import Any
 from . import __version__
 from ._engine import Engine, summarize
 from ._errors import PayloadTooLarge, RunNotFound, WaitConflict
+from ._serial import b64
 
 PREFIX = "durable/api"
 MAX_BODY = 512 * 1024 * 1024
@@ -44,10 +45,6 @@ class Route:
     @property
     def regex(self) -> str:
         return re.sub(r"\{[a-z_]+\}", r"([^/]+)", self.path)
-
-
-def b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode()
 
 
 def unb64(body: dict, name: str, required: bool = True) -> bytes | None:
@@ -279,30 +276,34 @@ async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str]
     route, args, known = match(method, path)
     if route is None:
         if known:
-            return 405, {"error": f"{method} is not allowed on {path}"}
-        return 404, {"error": f"no API route {path}; see {PREFIX}/openapi.json"}
+            return 405, {"error": f"{method} is not allowed on {path}", "code": "bad_method"}
+        return 404, {"error": f"no API route {path}; see /{PREFIX}/openapi.json",
+                     "code": "no_route"}
     parsed: dict = {}
     if body:
         if len(body) > MAX_BODY:
-            return 413, {"error": f"request body is {len(body)} bytes, over {MAX_BODY}"}
+            return 413, {"error": f"request body is {len(body)} bytes, over {MAX_BODY}",
+                         "code": "too_large"}
         import json
 
         try:
             parsed = json.loads(body)
         except ValueError as exc:
-            return 400, {"error": f"request body is not valid JSON: {exc}"}
+            return 400, {"error": f"request body is not valid JSON: {exc}", "code": "bad_request"}
         if not isinstance(parsed, dict):
-            return 400, {"error": "request body must be a JSON object"}
+            return 400, {"error": "request body must be a JSON object", "code": "bad_request"}
     try:
         return await route.handler(Request(engine, args, query, parsed, user))
     except RunNotFound as exc:
-        return 404, {"error": str(exc)}
+        return 404, {"error": str(exc), "code": "run_not_found"}
     except WaitConflict as exc:
-        return 409, {"error": str(exc)}
+        return 409, {"error": str(exc), "code": "conflict"}
     except PayloadTooLarge as exc:
-        return 413, {"error": str(exc)}
-    except (BadRequest, ValueError) as exc:
-        return 400 if isinstance(exc, BadRequest) else 422, {"error": str(exc)}
+        return 413, {"error": str(exc), "code": "too_large"}
+    except BadRequest as exc:
+        return 400, {"error": str(exc), "code": "bad_request"}
+    except ValueError as exc:
+        return 422, {"error": str(exc), "code": "invalid"}
 
 
 def openapi_document() -> dict:

@@ -32,16 +32,33 @@ def _pid_alive(pid: int) -> bool:
 class Client:
     """Talks to one engine. Thread-safe: each thread keeps its own keep-alive connection."""
 
-    def __init__(self, url: str, token: str | None, db: Path | None = None):
+    def __init__(self, url: str, token: str | None, db: Path | None = None,
+                 autostart: bool = True):
+        self.db = db
+        self.autostart = autostart
+        self._local = threading.local()
+        self._registered: set[str] = set()
+        self._point_at(url, token)
+
+    def _point_at(self, url: str, token: str | None) -> None:
         self.url = url if url.endswith("/") else url + "/"
         self.token = token
-        self.db = db
         parsed = urllib.parse.urlparse(self.url)
         self._host, self._port = parsed.hostname, parsed.port or 80
         self._base = parsed.path.rstrip("/") + "/durable/api"
         self._local = threading.local()
-        self._registered: set[str] = set()
         self._health: dict | None = None
+
+    def _rediscover(self) -> bool:
+        """After the engine went away: follow the database to its new (or a fresh) engine."""
+        if self.db is None:
+            return False
+        try:
+            other = find_engine(self.db, start=self.autostart)
+        except EngineUnavailable:
+            return False
+        self._point_at(other.url, other.token)
+        return True
 
     def __repr__(self) -> str:
         return f"<durable_nb.Client {self.url} db={self.db}>"
@@ -59,23 +76,25 @@ class Client:
     def request(self, method: str, path: str, body: dict | None = None,
                 timeout: float = 60.0, query: dict | None = None) -> Any:
         """One API call; raises the matching durable_nb error on an error status."""
-        url = self._base + path
+        qs = ""
         if query:
-            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+            qs = "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = json.dumps(body).encode() if body is not None else None
         headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"token {self.token}"
-        for retry in range(2):
+        for retry in range(3):
             conn = self._conn(timeout)
+            if self.token:
+                headers["Authorization"] = f"token {self.token}"
             try:
-                conn.request(method, url, body=data, headers=headers)
+                conn.request(method, self._base + path + qs, body=data, headers=headers)
                 resp = conn.getresponse()
                 raw = resp.read()
                 break
             except (ConnectionRefusedError, FileNotFoundError) as exc:
                 conn.close()
                 self._local.conn = None
+                if retry < 2 and self._rediscover():
+                    continue
                 raise EngineUnavailable(
                     f"the durable_nb engine at {self.url} is not answering ({exc}); it may have "
                     "stopped. dn.connect() finds or starts one again."
@@ -84,8 +103,9 @@ class Client:
                     http.client.CannotSendRequest, http.client.ResponseNotReady):
                 conn.close()
                 self._local.conn = None
-                if retry:
-                    raise EngineUnavailable(
+                if retry == 0 or (retry == 1 and self._rediscover()):
+                    continue
+                raise EngineUnavailable(
                         f"the durable_nb engine at {self.url} closed the connection") from None
         try:
             payload = json.loads(raw) if raw else None
@@ -93,8 +113,10 @@ class Client:
             payload = {"error": raw.decode(errors="replace")[:500]}
         if resp.status >= 400:
             msg = (payload or {}).get("error") or f"HTTP {resp.status}"
-            exc_type = {404: RunNotFound, 409: WaitConflict, 413: PayloadTooLarge}.get(resp.status)
-            if exc_type is not None and (payload or {}).get("code") != "unknown_task":
+            code = (payload or {}).get("code")
+            exc_type = {"run_not_found": RunNotFound, "conflict": WaitConflict,
+                        "too_large": PayloadTooLarge}.get(code)
+            if exc_type is not None:
                 raise exc_type(msg)
             raise ApiError(resp.status, msg)
         return payload

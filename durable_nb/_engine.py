@@ -93,7 +93,8 @@ class Run:
     current_wait: str | None = None
     suspending: bool = False
     stopping: str | None = None  # CANCELED / TIMED_OUT when the engine kills the worker
-    timers: list = field(default_factory=list)
+    timers: list = field(default_factory=list)  # delay, ttl and wait deadlines
+    attempt_timers: list = field(default_factory=list)  # grace, max_duration, kill_after
     duration_warning: bool = False
 
 
@@ -153,7 +154,7 @@ class Engine:
             return
         self._stopped = True
         for run in self._runs.values():
-            for t in run.timers:
+            for t in run.timers + run.attempt_timers:
                 t.cancel()
         if self.pool:
             await self.pool.close()
@@ -417,9 +418,11 @@ class Engine:
 
     # ------------------------------------------------------------------ scheduling
 
-    def _arm(self, run: Run, at: float, fn: Callable[[], None]) -> asyncio.TimerHandle:
+    def _arm(self, run: Run, at: float, fn: Callable[[], None],
+             attempt: bool = False) -> asyncio.TimerHandle:
+        """Call ``fn`` at ``at``; attempt timers end with the attempt, others with the run."""
         h = self._loop.call_later(max(0.0, at - _now()), fn)
-        run.timers.append(h)
+        (run.attempt_timers if attempt else run.timers).append(h)
         return h
 
     def _enqueue(self, run: Run) -> None:
@@ -493,9 +496,11 @@ class Engine:
         })
         opts = run.task.options
         if opts.get("max_duration"):
-            self._arm(run, now + opts["max_duration"], lambda: self._warn_duration(run, worker))
+            self._arm(run, now + opts["max_duration"], lambda: self._warn_duration(run, worker),
+                      attempt=True)
         if opts.get("kill_after"):
-            self._arm(run, now + opts["kill_after"], lambda: self._kill(run, worker, "TIMED_OUT"))
+            self._arm(run, now + opts["kill_after"], lambda: self._kill(run, worker, "TIMED_OUT"),
+                      attempt=True)
 
     def _warn_duration(self, run: Run, worker: WorkerProc) -> None:
         if run.worker is not worker or run.duration_warning:
@@ -531,6 +536,8 @@ class Engine:
             w.send({"error": f"unknown op {op}"})
             return
         handler(run, w, msg)
+        if w.run is None:  # the attempt ended: the worker is free
+            self._dispatch()
 
     def _op_log(self, run: Run, w: WorkerProc, msg: dict) -> None:
         recs = [("ins", "logs", {"run_id": run.id, "seq": next(self._log_seq),
@@ -634,7 +641,8 @@ class Engine:
             self._try_resolve_now(run, wait)
         if wait.resolution is None:
             # hold the worker for a grace period: a quick resolution continues in place
-            self._arm(run, now + self.config.wait_grace, lambda: self._suspend(run, w, key))
+            self._arm(run, now + self.config.wait_grace, lambda: self._suspend(run, w, key),
+                      attempt=True)
 
     def _arm_wait(self, run: Run, wait: Wait) -> None:
         if wait.deadline is not None and wait.resolution is None:
@@ -741,10 +749,9 @@ class Engine:
         run.stopping = None
         run.suspending = False
         w.run = None
-        for t in run.timers:
+        for t in run.attempt_timers:
             t.cancel()
-        run.timers = [wt.timer for wt in run.waits.values()
-                      if wt.timer is not None and wt.resolution is None]
+        run.attempt_timers = []
         self._executing[(run.queue, run.ckey)] -= 1
         err = error or {}
         self._write([
@@ -779,9 +786,9 @@ class Engine:
     def _finish(self, run: Run, status: str, output: bytes | None = None,
                 error: dict | None = None) -> None:
         now = _now()
-        for t in run.timers:
+        for t in run.timers + run.attempt_timers:
             t.cancel()
-        run.timers = []
+        run.timers, run.attempt_timers = [], []
         self._runs.pop(run.id, None)
         self._set_status(run, status, "finished", finished_at=now, output=output,
                          error=_error_json(error))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import pickle
 from collections.abc import Iterable
@@ -69,3 +70,8 @@ def loads(data: bytes | None) -> Any:
 
 def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def b64(data: bytes | None) -> str | None:
+    """Base64 text of ``data`` for JSON bodies (None stays None)."""
+    return None if data is None else base64.b64encode(data).decode()

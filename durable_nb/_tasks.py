@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import inspect
 import json
@@ -14,11 +15,11 @@ from typing import Any
 import cloudpickle
 
 from . import _context, _serial
-from ._api import b64
 from ._client import Client, get_client
 from ._durations import parse_duration
 from ._errors import ApiError, DurableError, NotPicklable, PayloadTooLarge, RunFailed, WaitTimeout
 from ._retry import Retry
+from ._serial import b64
 
 TERMINAL = ("COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED")
 
@@ -174,7 +175,7 @@ class RunHandle:
         if status != "COMPLETED":
             raise RunFailed(self.id, status, self._summary.get("error"))
         out = self._summary.get("output_b64")
-        return _serial.loads(__import__("base64").b64decode(out)) if out else None
+        return _serial.loads(base64.b64decode(out)) if out else None
 
     def cancel(self) -> None:
         self.client.request("POST", f"/runs/{self.id}/cancel")

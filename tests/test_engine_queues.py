@@ -1,0 +1,64 @@
+"""Queue limits hold, per concurrency key too, and a raised limit applies at once
+(acceptance 4)."""
+
+import time
+
+import durable_nb as dn
+
+Q = dn.Queue("q", concurrency_limit=3)
+
+
+@dn.task(id="queued-work", queue=Q)
+def queued_work(i: int) -> int:
+    time.sleep(0.3)
+    return i
+
+
+def _max_overlap(intervals):
+    events = sorted([(s, 1) for s, e in intervals] + [(e, -1) for s, e in intervals])
+    cur = best = 0
+    for _, d in events:
+        cur += d
+        best = max(best, cur)
+    return best
+
+
+def _intervals(sql_where=""):
+    rows = dn.sql("select a.started_at, a.ended_at from attempts a join runs r on r.id = a.run_id "
+                  f"where r.task_id = 'queued-work' {sql_where}")
+    return [(s, e) for s, e in rows]
+
+
+def test_limit_holds_and_raising_it_applies_at_once(engine):
+    runs = [queued_work.trigger(i) for i in range(20)]
+    time.sleep(1.0)
+    raised_at = time.time()
+    Q.set_limit(6)
+    assert [r.result(timeout=60) for r in runs] == list(range(20))
+    before = [(s, e) for s, e in _intervals() if s < raised_at]
+    after = [(s, e) for s, e in _intervals() if s >= raised_at]
+    assert _max_overlap(before) <= 3
+    assert _max_overlap(_intervals()) <= 6
+    assert _max_overlap(after) > 3, "the raised limit was not used"
+    first_new = min(s for s, _ in after)
+    assert first_new - raised_at < 0.5, "the raised limit did not apply at once"
+    assert {q["name"]: q["concurrency_limit"] for q in dn.connect(url=engine.client.url,
+            token=engine.client.token).request("GET", "/queues")["queues"]}["q"] == 6
+
+
+PER_TENANT = dn.Queue("per-tenant", concurrency_limit=1)
+
+
+@dn.task(id="tenant-work", queue=PER_TENANT)
+def tenant_work(tenant: str) -> float:
+    t = time.time()
+    time.sleep(0.3)
+    return t
+
+
+def test_concurrency_key_gives_each_tenant_its_own_limit(engine):
+    runs = [tenant_work.trigger(t, concurrency_key=t) for t in ("a", "b", "a", "b")]
+    starts = [r.result(timeout=60) for r in runs]
+    assert abs(starts[0] - starts[1]) < 0.25, "tenants a and b should run side by side"
+    assert starts[2] - starts[0] >= 0.29, "tenant a must run one at a time"
+    assert starts[3] - starts[1] >= 0.29

@@ -1,0 +1,55 @@
+"""Retry backoff against the shared conformance cases, and duration parsing."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import durable_nb as dn
+from durable_nb._durations import parse_duration
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "retry_delays.json"
+
+
+def _cases():
+    data = json.loads(CASES.read_text())
+    return [pytest.param(c, id=f"case{i}") for i, c in enumerate(data["cases"])]
+
+
+def test_conformance_file_is_present():
+    assert CASES.exists(), f"conformance cases not found at {CASES}"
+    assert len(json.loads(CASES.read_text())["cases"]) >= 5
+
+
+@pytest.mark.parametrize("case", _cases())
+def test_retry_delays_match_conformance(case):
+    retry = dn.Retry(**case["options"])
+    for attempt, expected in case["delays"].items():
+        got = retry.delay(int(attempt), r=case["r"])
+        assert got == expected, (case["options"], attempt, got, expected)
+
+
+def test_randomized_delay_is_within_one_to_two_times():
+    retry = dn.Retry(max_attempts=5, min_timeout=1, factor=2, max_timeout=100)
+    for attempt, base in ((1, 1.0), (2, 2.0), (3, 4.0)):
+        d = retry.delay(attempt)
+        assert base <= d < 2 * base + 0.001
+
+
+def test_retry_rejects_bad_options():
+    with pytest.raises(ValueError, match="max_attempts"):
+        dn.Retry(max_attempts=0)
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("10m", 600), ("1d", 86400), ("1h30m", 5400), ("45", 45), (2.5, 2.5), ("250ms", 0.25),
+    (None, None),
+])
+def test_parse_duration(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["ten minutes", "5 parsecs", "-3", "", "1m x"])
+def test_parse_duration_rejects_malformed(bad):
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(bad)
