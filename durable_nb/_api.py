@@ -176,6 +176,15 @@ async def reject(r: Request):
     return await _decide(r, False)
 
 
+async def get_checkpoint(r: Request):
+    names = r.query.get("names")
+    out = await r.engine.checkpoint(
+        r.args[0], names.split(",") if names else None,
+        values=r.query.get("values", "0") in ("1", "true"))
+    out["values_b64"] = {n: b64(v) for n, v in out.pop("values").items()}
+    return 200, out
+
+
 async def run_spans(r: Request):
     return 200, {"spans": await r.engine.spans(r.args[0])}
 
@@ -247,6 +256,9 @@ ROUTES: list[Route] = [
     Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval", approve),
     Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject),
     Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans),
+    Route("GET", "/runs/{run_id}/checkpoint",
+          "A cell run's latest checkpoint: variables and sizes (values with values=1, "
+          "a subset with names=a,b)", get_checkpoint),
     Route("GET", "/runs/{run_id}/logs", "The run's log lines (stdout and stderr)", run_logs),
     Route("POST", "/events/{key}", "Send an event; resumes runs waiting on its key", send_event),
     Route("GET", "/queues", "Queues with their limits and load", list_queues),

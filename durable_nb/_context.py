@@ -76,6 +76,9 @@ class RunContext:
         self._counts: dict[str, int] = {}
         self._lock = threading.RLock()
         self.step_key: str | None = None
+        self.max_checkpoint: int = msg.get("max_checkpoint", self.max_payload)
+        self._checkpoint: dict | None = msg.get("checkpoint")
+        self._sent_blobs: set[str] = set()
 
     def next_key(self, name: str) -> str:
         with self._lock:
@@ -176,6 +179,42 @@ class RunContext:
                 pass
         return StepFailed(key, "Exception", "recorded failure (see the run's steps)")
 
+    # -- checkpoints (cells) ------------------------------------------------------------
+
+    def restore_checkpoint(self) -> tuple[int, dict] | None:
+        """(statements done, variables) of the last checkpoint, with step counters restored."""
+        cp = self._checkpoint
+        if not cp:
+            return None
+        blobs = cp["blobs"]
+        values = {name: _serial.loads(blobs[h]) for name, h in cp["manifest"].items()}
+        self._counts = dict(cp["counts"])
+        self._sent_blobs = set(cp["manifest"].values())
+        return cp["statement"], values
+
+    def checkpoint(self, statement: int, variables: dict, total: int) -> None:
+        """Make the namespace after ``statement`` durable; unchanged values are not resent."""
+        manifest, new, sizes = {}, {}, {}
+        for name, value in variables.items():
+            data = _checkpoint_bytes(name, value, statement)
+            h = _serial.digest(data)
+            manifest[name], sizes[name] = h, len(data)
+            if h not in self._sent_blobs:
+                new[h] = data
+        size = sum(sizes.values())
+        if size > self.max_checkpoint:
+            largest = sorted(sizes.items(), key=lambda p: -p[1])[:3]
+            listing = ", ".join(f"'{n}' {_serial.fmt_size(b)}" for n, b in largest)
+            raise PayloadTooLarge(
+                f"the checkpoint after statement {statement} is {_serial.fmt_size(size)}, over "
+                f"the limit of {_serial.fmt_size(self.max_checkpoint)}; largest variables: "
+                f"{listing}. Delete what you no longer need (del name), keep large data in "
+                "files, or raise the limit with `--max-checkpoint-mb`.")
+        self.request({"op": "checkpoint", "statement": statement, "total": total,
+                      "manifest": manifest, "counts": dict(self._counts), "blobs": new,
+                      "size": size})
+        self._sent_blobs.update(new)
+
     # -- waits ----------------------------------------------------------------------
 
     def wait(self, kind: str, name: str, data: Any = None, timeout: float | None = None,
@@ -223,3 +262,14 @@ class RunContext:
 
             raise WaitConflict(reply["error"])
         return reply["resumed"]
+
+
+def _checkpoint_bytes(name: str, value: Any, statement: int) -> bytes:
+    try:
+        return _serial.dumps(value, f"variable '{name}'")
+    except NotPicklable as exc:
+        raise NotPicklable(
+            f"cannot checkpoint after statement {statement}: {exc.args[0].split(' Return')[0]} "
+            f"To avoid this, re-create '{name}' inside the statement that uses it (and del it "
+            f"there), or mark it transient with --transient {name} (it is then missing after "
+            "a resume).") from None

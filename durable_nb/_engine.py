@@ -41,6 +41,7 @@ class EngineConfig:
     min_idle_workers: int = 1
     wait_grace: float = 1.0
     max_payload: int = _serial.DEFAULT_MAX_PAYLOAD
+    max_checkpoint: int = 1024 * 1024 * 1024
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Run:
     timers: list = field(default_factory=list)  # delay, ttl and wait deadlines
     attempt_timers: list = field(default_factory=list)  # grace, max_duration, kill_after
     duration_warning: bool = False
+    checkpoint: dict | None = None  # cells: statement, manifest, counts of the latest
 
 
 def _now() -> float:
@@ -225,6 +227,15 @@ class Engine:
             if row["resolved_at"] is not None:
                 w.resolution = _serial.loads(row["result"])
             run.waits[w.key] = w
+        for row in q(
+            f"SELECT run_id, statement, manifest FROM checkpoints WHERE run_id IN ({marks}) "
+            "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1",
+            ids, sync=False,
+        ):
+            m = json.loads(row["manifest"])
+            self._runs[row["run_id"]].checkpoint = {
+                "statement": row["statement"], "manifest": m["vars"], "counts": m["counts"],
+                "seq": m["seq"]}
         for row in q(
             f"SELECT id, parent_run_id, status, output, error FROM runs WHERE parent_run_id IN "
             f"({marks}) AND status IN ('COMPLETED','FAILED','CANCELED','CRASHED','TIMED_OUT',"
@@ -487,13 +498,17 @@ class Engine:
                          **({"started_at": now} if first else {}))
         self._write([("ins", "attempts", {"run_id": run.id, "number": run.attempts,
                                            "worker_pid": worker.pid, "started_at": now})])
-        worker.send({
+        msg = {
             "op": "run", "run_id": run.id, "attempt": run.attempts, "task_id": run.task.task_id,
             "code": run.task.code, "sys_path": run.task.sys_path, "payload": run.payload,
             "steps": dict(run.steps), "step_failures": dict(run.step_failures),
             "waits": {k: w.resolution for k, w in run.waits.items() if w.resolution is not None},
-            "max_payload": self.config.max_payload,
-        })
+            "max_payload": self.config.max_payload, "max_checkpoint": self.config.max_checkpoint,
+        }
+        if run.checkpoint is None:
+            worker.send(msg)
+        else:
+            asyncio.ensure_future(self._send_with_checkpoint(run, worker, msg))
         opts = run.task.options
         if opts.get("max_duration"):
             self._arm(run, now + opts["max_duration"], lambda: self._warn_duration(run, worker),
@@ -501,6 +516,19 @@ class Engine:
         if opts.get("kill_after"):
             self._arm(run, now + opts["kill_after"], lambda: self._kill(run, worker, "TIMED_OUT"),
                       attempt=True)
+
+    async def _send_with_checkpoint(self, run: Run, worker: WorkerProc, msg: dict) -> None:
+        """Resume a cell: send the attempt with the blobs of its latest checkpoint."""
+        cp = run.checkpoint
+        hashes = sorted(set(cp["manifest"].values()))
+        blobs = {}
+        if hashes:
+            rows = await self._query(
+                f"SELECT hash, data FROM blobs WHERE hash IN ({','.join('?' * len(hashes))})",
+                hashes)
+            blobs = {r["hash"]: r["data"] for r in rows}
+        if run.worker is worker:
+            worker.send({**msg, "checkpoint": {**cp, "blobs": blobs}})
 
     def _warn_duration(self, run: Run, worker: WorkerProc) -> None:
         if run.worker is not worker or run.duration_warning:
@@ -590,6 +618,31 @@ class Engine:
         self._emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
                     "status": status, "attempt": msg["attempt"], "at": msg["end"],
                     "error": {"type": err["type"], "message": err["message"]}})
+
+    def _op_checkpoint(self, run: Run, w: WorkerProc, msg: dict) -> None:
+        now = _now()
+        seq = (run.checkpoint or {}).get("seq", 0) + 1
+        run.checkpoint = {"statement": msg["statement"], "manifest": msg["manifest"],
+                          "counts": msg["counts"], "seq": seq}
+        records: list = [("ins_ignore", "blobs", {"hash": h, "data": data, "size": len(data),
+                                                  "created_at": now})
+                         for h, data in msg["blobs"].items()]
+        records.append(("ins", "checkpoints", {
+            "run_id": run.id, "seq": seq, "statement": msg["statement"], "created_at": now,
+            "manifest": json.dumps({"vars": msg["manifest"], "counts": msg["counts"],
+                                    "seq": seq, "total": msg["total"]}),
+            "size": msg["size"]}))
+        records.append(("ins", "spans", {
+            "span_id": f"{run.id}/c{seq}", "run_id": run.id,
+            "parent_id": f"{run.id}/a{run.attempts}", "kind": "checkpoint",
+            "name": f"statement {msg['statement']}", "start_at": now, "end_at": now,
+            "status": "COMPLETED", "attributes": json.dumps({
+                "statement": msg["statement"], "total": msg["total"], "size": msg["size"],
+                "new_bytes": sum(len(b) for b in msg["blobs"].values()),
+                "variables": sorted(msg["manifest"])})}))
+        self._write(records, lambda: w.send({"ok": True}))
+        self._emit({"type": "checkpoint", "run_id": run.id, "statement": msg["statement"],
+                    "total": msg["total"], "size": msg["size"], "at": now})
 
     def _op_trigger(self, run: Run, w: WorkerProc, msg: dict) -> None:
         try:
@@ -968,6 +1021,36 @@ class Engine:
                + " ORDER BY created_at DESC LIMIT ? OFFSET ?")
         rows = await self._query(sql, [*params, int(limit), int(offset)])
         return [summarize(r) for r in rows]
+
+    async def checkpoint(self, run_id: str, names: list[str] | None = None,
+                         values: bool = False) -> dict:
+        """The latest checkpoint of a cell run: variables with sizes, values if asked."""
+        await self._row(run_id)
+        rows = await self._query(
+            "SELECT seq, statement, created_at, manifest, size FROM checkpoints "
+            "WHERE run_id = ? ORDER BY seq DESC LIMIT 1", [run_id])
+        if not rows:
+            return {"run_id": run_id, "statement": 0, "variables": {}, "values": {}}
+        row = rows[0]
+        manifest = json.loads(row["manifest"])
+        wanted = {n: h for n, h in manifest["vars"].items() if names is None or n in names}
+        missing = sorted(set(names or ()) - set(wanted))
+        if missing:
+            raise ValueError(f"no variable {', '.join(map(repr, missing))} in the checkpoint of "
+                             f"run {run_id}; it has {', '.join(sorted(manifest['vars']))}")
+        hashes = sorted(set(wanted.values()))
+        blobs: dict = {}
+        if hashes:
+            cols = "hash, size" + (", data" if values else "")
+            blobs = {r["hash"]: r for r in await self._query(
+                f"SELECT {cols} FROM blobs WHERE hash IN ({','.join('?' * len(hashes))})",
+                hashes)}
+        return {
+            "run_id": run_id, "seq": row["seq"], "statement": row["statement"],
+            "total": manifest.get("total"), "created_at": row["created_at"], "size": row["size"],
+            "variables": {n: {"size": blobs[h]["size"], "hash": h} for n, h in wanted.items()},
+            "values": {n: blobs[h]["data"] for n, h in wanted.items()} if values else {},
+        }
 
     async def spans(self, run_id: str) -> list[dict]:
         await self._row(run_id)

@@ -276,6 +276,7 @@ class Task:
         self.queue = queue
         self.max_duration = max_duration
         self.kill_after = kill_after
+        self.kind = "task"
         self._spec: dict | None = None
         functools.update_wrapper(self, func)
 
@@ -306,6 +307,7 @@ class Task:
                 "retry": self.retry.to_dict() if self.retry else None,
                 "queue": self.queue.to_dict() if self.queue else None,
                 "max_duration": self.max_duration, "kill_after": self.kill_after,
+                "kind": self.kind,
             }
             self._spec = {
                 "hash": _serial.digest(code + self.id.encode()), "task_id": self.id,

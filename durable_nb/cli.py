@@ -28,6 +28,7 @@ def cmd_serve(args) -> int:
     config = EngineConfig(
         db_path=resolve_db(args.db), max_workers=args.workers,
         wait_grace=args.wait_grace, max_payload=int(args.max_payload_mb * 1024 * 1024),
+        max_checkpoint=int(args.max_checkpoint_mb * 1024 * 1024),
     )
     return serve(config, port=args.port)
 
@@ -117,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="seconds a waiting run keeps its worker before it is suspended")
     sp.add_argument("--max-payload-mb", type=float, default=64.0,
                     help="size limit of payloads, step results and return values")
+    sp.add_argument("--max-checkpoint-mb", type=float, default=1024.0,
+                    help="size limit of one %%%%durable cell checkpoint (all its variables)")
     add("stop", cmd_stop, "stop the engine of a database")
     sp = add("runs", cmd_runs, "list runs, newest first")
     sp.add_argument("--status", help="filter: a status, or several joined by commas")

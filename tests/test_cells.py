@@ -1,0 +1,130 @@
+"""Cells run statement by statement with checkpoints (the engine side of %%durable)."""
+
+import socket
+
+import pytest
+from conftest import count
+
+import durable_nb as dn
+from durable_nb._cells import fetch_variables, split_statements, trigger_cell
+
+CELL = '''
+import os, signal
+first = bump(marks, "stmt1")
+counter = first * 10
+if bump(marks, "stmt2") == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+counter += 1
+@decorate
+def helper(x):
+    return x + counter
+result = helper(100)
+'''
+
+
+def decorate(f):
+    return f
+
+
+def test_split_statements_keeps_decorators():
+    parts = split_statements(CELL)
+    assert len(parts) == 7
+    assert parts[5][1].startswith("@decorate\ndef helper")
+
+
+def test_cell_resumes_after_the_last_checkpoint(engine, marks):
+    from conftest import bump
+
+    ns = {"bump": bump, "marks": str(marks), "decorate": decorate, "unused": object()}
+    run = trigger_cell(CELL, ns, name="resumable", retries=2)
+    out = run.result(timeout=60)
+    assert out["statements"] == 7
+    assert count(marks, "stmt1") == 1, "statement 1 ran once: it was checkpointed"
+    assert count(marks, "stmt2") == 2
+    assert [a["outcome"] for a in run.attempts] == ["CRASHED", "COMPLETED"]
+    values = fetch_variables(run, ["counter", "result", "first"])
+    assert values == {"counter": 11, "result": 111, "first": 1}
+    cps = dn.sql(f"select statement from checkpoints where run_id = '{run.id}' order by seq")
+    assert [c[0] for c in cps] == [1, 2, 3, 4, 5, 6, 7]
+    assert dn.sql(f"select kind, task_id from runs where id = '{run.id}'")[0] == (
+        "cell", "resumable")
+
+
+def test_unchanged_values_are_stored_once(engine):
+    src = "big = b'x' * 3_000_000\n" + "\n".join(f"n{i} = {i}" for i in range(10))
+    run = trigger_cell(src, {}, name="dedupe")
+    run.result(timeout=60)
+    total = dn.sql("select sum(size) from blobs")[0][0]
+    assert 3_000_000 < total < 3_100_000
+    checkpointed = dn.sql(f"select sum(size) from checkpoints where run_id = '{run.id}'")[0][0]
+    assert checkpointed > 10 * 3_000_000  # what naive snapshots would have stored
+
+
+@dn.step()
+def numbered(x):
+    return x
+
+
+def test_step_occurrences_survive_a_resume(engine, marks):
+    src = '''
+import os, signal
+a = numbered(1)
+b = numbered(2)
+if bump(marks, "crash") == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+c = numbered(3)
+'''
+    from conftest import bump
+
+    run = trigger_cell(src, {"numbered": numbered, "bump": bump, "marks": str(marks)},
+                       retries=1)
+    run.result(timeout=60)
+    assert fetch_variables(run, ["a", "b", "c"]) == {"a": 1, "b": 2, "c": 3}
+    keys = [s["step_key"] for s in run.steps]
+    assert keys == ["numbered#1", "numbered#2", "numbered#3"]
+
+
+def test_top_level_await(engine):
+    src = "import asyncio\nawait asyncio.sleep(0.01)\nx = await asyncio.sleep(0, result=5)\n"
+    run = trigger_cell(src, {})
+    run.result(timeout=60)
+    assert fetch_variables(run, ["x"]) == {"x": 5}
+
+
+def test_unpicklable_variable_is_named_and_transient_works(engine):
+    src = "import socket\nws = socket.socket()\nn = 1\n"
+    run = trigger_cell(src, {})
+    with pytest.raises(dn.RunFailed) as err:
+        run.result(timeout=60)
+    msg = err.value.error["message"]
+    assert "cannot checkpoint after statement 2" in msg
+    assert "variable 'ws'" in msg and "socket.socket" in msg and "--transient ws" in msg
+    assert len(run.attempts) == 1
+    ok = trigger_cell(src, {}, transient=["ws"])
+    ok.result(timeout=60)
+    assert fetch_variables(ok) == {"n": 1, "socket": socket}
+
+
+def test_unpicklable_input_is_refused_in_the_kernel(engine):
+    s = socket.socket()
+    try:
+        with pytest.raises(dn.NotPicklable, match="variable 'conn'.*--transient conn"):
+            trigger_cell("x = conn", {"conn": s})
+    finally:
+        s.close()
+
+
+def test_oversized_checkpoint_lists_the_largest_variables(make_engine):
+    make_engine("--max-checkpoint-mb", "1")
+    run = trigger_cell("a = b'x' * 900_000\nb = b'y' * 600_000\n", {})
+    with pytest.raises(dn.RunFailed) as err:
+        run.result(timeout=60)
+    msg = err.value.error["message"]
+    assert "after statement 2" in msg and "'a' 878.9 KB" in msg and "'b' 585.9 KB" in msg
+
+
+def test_missing_variable_request_is_clear(engine):
+    run = trigger_cell("x = 1\n", {})
+    run.result(timeout=60)
+    with pytest.raises(dn.ApiError, match="no variable 'y'.*it has x"):
+        fetch_variables(run, ["y"])
