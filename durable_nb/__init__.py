@@ -47,3 +47,10 @@ __all__ = [
     "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
     "runs", "send_event", "sleep", "sql", "step", "task", "wait_for_event",
 ]
+
+
+def _jupyter_server_extension_points() -> list[dict]:
+    """Where jupyter-server finds the extension (enabled by etc/jupyter/.../durable_nb.json)."""
+    from ._serverext import DurableApp
+
+    return [{"module": "durable_nb._serverext", "app": DurableApp}]

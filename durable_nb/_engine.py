@@ -15,7 +15,7 @@ import json
 import os
 import time
 import uuid
-from collections import defaultdict, deque
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,6 +98,27 @@ class Run:
     attempt_timers: list = field(default_factory=list)  # grace, max_duration, kill_after
     duration_warning: bool = False
     checkpoint: dict | None = None  # cells: statement, manifest, counts of the latest
+    tags: list = field(default_factory=list)
+    idempotency_key: str | None = None
+    replay_of: str | None = None
+    ttl: float | None = None
+    error: str | None = None
+    finished_at: float | None = None
+    output: bytes | None = None
+
+    def row(self) -> dict:
+        """The run as its row in the runs table would read (without the payload)."""
+        return {
+            "id": self.id, "kind": self.task.options.get("kind", "task"),
+            "task_id": self.task.task_id, "task_hash": self.task.hash, "status": self.status,
+            "queue": self.queue, "concurrency_key": self.ckey,
+            "idempotency_key": self.idempotency_key, "tags": self.tags,
+            "parent_run_id": self.parent_run_id, "replay_of": self.replay_of,
+            "created_at": self.created_at, "started_at": self.started_at,
+            "finished_at": self.finished_at, "delay_until": self.delay_until, "ttl": self.ttl,
+            "attempts": self.attempts, "output": self.output, "error": self.error,
+            "duration_warning": self.duration_warning, "generation": self.generation,
+        }
 
 
 def _now() -> float:
@@ -128,6 +149,8 @@ class Engine:
         self._idem: dict[tuple[str, str], str] = {}
         self._events: dict[str, bytes | None] = {}
         self._child_results: dict[str, tuple] = {}
+        self._finished: OrderedDict[str, dict] = OrderedDict()  # recent final rows
+        self._finished_bytes = 0
         self._children_of: dict[str, list[str]] = defaultdict(list)
         self._result_waiters: dict[str, list[asyncio.Future]] = defaultdict(list)
         self._subscribers: list[Callable[[dict], None]] = []
@@ -195,7 +218,10 @@ class Engine:
                 created_at=row["created_at"], seq=next(self._seq),
                 parent_run_id=row["parent_run_id"], attempts=row["attempts"] or 0,
                 started_at=row["started_at"], delay_until=row["delay_until"],
-                generation=row["generation"] or 0,
+                generation=row["generation"] or 0, tags=list(row["tags"] or []),
+                idempotency_key=row["idempotency_key"], replay_of=row["replay_of"],
+                ttl=row["ttl"], error=row["error"],
+                duration_warning=bool(row["duration_warning"]),
             )
             self._runs[run.id] = run
         ids = list(self._runs)
@@ -391,7 +417,8 @@ class Engine:
             run = Run(
                 id="run_" + uuid.uuid4().hex[:20], task=task, status="QUEUED", queue=qname,
                 ckey=concurrency_key, payload=payload, created_at=now, seq=next(self._seq),
-                parent_run_id=parent_run_id,
+                parent_run_id=parent_run_id, tags=[str(t) for t in tags],
+                idempotency_key=ikey, ttl=ttl,
             )
             if ikey is not None:
                 self._idem[(task.task_id, ikey)] = run.id
@@ -831,9 +858,10 @@ class Engine:
         run.current_wait = None
         until = _now() + delay
         run.delay_until = until
+        run.error = _error_json(error)
         self._set_status(run, "DELAYED", f"retry in {delay:g} s after {outcome.lower()} "
                          f"attempt {run.attempts}", delay_until=until,
-                         error=_error_json(error), generation=run.generation)
+                         error=run.error, generation=run.generation)
         self._arm(run, until, lambda: self._undelay(run))
 
     def _finish(self, run: Run, status: str, output: bytes | None = None,
@@ -843,8 +871,11 @@ class Engine:
             t.cancel()
         run.timers, run.attempt_timers = [], []
         self._runs.pop(run.id, None)
+        run.finished_at, run.output = now, output
+        run.error = _error_json(error) if error else (None if status == "COMPLETED" else run.error)
         self._set_status(run, status, "finished", finished_at=now, output=output,
-                         error=_error_json(error))
+                         error=run.error)
+        self._remember(run.row())
         self._write([("ins", "spans", {
             "span_id": run.id, "run_id": run.id, "parent_id": run.parent_run_id, "kind": "run",
             "name": run.task.task_id, "start_at": run.created_at, "end_at": now, "status": status,
@@ -864,6 +895,14 @@ class Engine:
                     if wait.kind == "child" and wait.resolution is None and run.id in (wait.target or []):
                         self._try_resolve_now(parent, wait)
 
+    def _remember(self, row: dict) -> None:
+        """Keep recent final rows in memory so result() needs no database read."""
+        self._finished[row["id"]] = row
+        self._finished_bytes += len(row["output"] or b"")
+        while len(self._finished) > 5000 or self._finished_bytes > 64 * 1024 * 1024:
+            _, old = self._finished.popitem(last=False)
+            self._finished_bytes -= len(old["output"] or b"")
+
     def _notify_done(self, run_id: str) -> None:
         for fut in self._result_waiters.pop(run_id, []):
             if not fut.done():
@@ -875,6 +914,11 @@ class Engine:
         return self._runs.get(run_id)
 
     async def _row(self, run_id: str) -> dict:
+        run = self._runs.get(run_id)
+        if run is not None:
+            return run.row()
+        if run_id in self._finished:
+            return self._finished[run_id]
         rows = await self._query("SELECT * FROM runs WHERE id = ?", [run_id])
         if not rows:
             raise RunNotFound(f"no run with id '{run_id}' in {self.config.db_path}; "
@@ -914,12 +958,15 @@ class Engine:
             self._dispatch()
 
     async def replay(self, run_id: str) -> str:
-        row = await self._row(run_id)
+        await self._row(run_id)
+        row = (await self._query("SELECT * FROM runs WHERE id = ?", [run_id]))[0]
         if row["task_hash"] not in self._tasks:
             raise WaitConflict(f"the code of run {run_id}'s task is not in the store")
         ids, _ = self._create_runs(row["task_hash"], [row["payload"]], None, None,
                                    list(row["tags"] or []), row["concurrency_key"], None, None)
         self._write([("upd", "runs", {"id": ids[0]}, {"replay_of": run_id})])
+        if ids[0] in self._runs:
+            self._runs[ids[0]].replay_of = run_id
         await self._write_durable([])
         return ids[0]
 

@@ -150,43 +150,62 @@ class Store:
             self._journal.prune(self._ingested_seq)
 
     def _apply(self, batch: list[tuple[int, Any]]) -> None:
+        """Apply records in one transaction, as few statements as possible.
+
+        Inserts go first (grouped by table and columns, multi-row VALUES); then updates,
+        merged per row and grouped into ``UPDATE ... FROM (VALUES ...)``. Every update
+        refers to a row inserted before it, so this order is the journal's order.
+        """
         conn = self._conn
         inserts: dict[tuple, list] = {}
         updates: dict[tuple, dict] = {}
         for _seq, rec in batch:
-            op = rec[0]
-            if op == "upd":
+            if rec[0] == "upd":
                 _, table, where, changes = rec
-                key = (table, tuple(sorted(where.items())))
-                updates.setdefault(key, {}).update(changes)
+                updates.setdefault((table, tuple(where), tuple(where.values())), {}).update(changes)
             else:
-                _, table, row = rec
+                op, table, row = rec
                 inserts.setdefault((op, table, tuple(row)), []).append(tuple(row.values()))
-        last = batch[-1][0]
+        grouped: dict[tuple, list] = {}
+        for (table, wcols, wvals), changes in updates.items():
+            grouped.setdefault((table, wcols, tuple(changes)), []).append(
+                (*wvals, *changes.values()))
         conn.execute("BEGIN")
         try:
             for (op, table, cols), rows in inserts.items():
-                marks = ", ".join("?" * len(cols))
-                conn.executemany(
-                    f"{_INSERT_VERB[op]} {table} ({', '.join(cols)}) VALUES ({marks})", rows
-                )
-            for (table, where), changes in updates.items():
-                sets = ", ".join(f"{c} = ?" for c in changes)
-                cond = " AND ".join(f"{c} = ?" for c, _ in where)
-                conn.execute(
-                    f"UPDATE {table} SET {sets} WHERE {cond}",
-                    [*changes.values(), *(v for _, v in where)],
-                )
+                if op != "ins":  # keyed by the first column: keep one row per key
+                    rows = list({r[0]: r for r in (rows if op == "upsert" else rows[::-1])}.values())
+                head = f"{_INSERT_VERB[op]} {table} ({', '.join(cols)}) VALUES "
+                mark = "(" + ", ".join("?" * len(cols)) + ")"
+                for chunk in _chunks(rows, 500):
+                    conn.execute(head + ", ".join([mark] * len(chunk)),
+                                 [v for r in chunk for v in r])
+            for (table, wcols, ccols), rows in grouped.items():
+                if len(rows) == 1:
+                    sets = ", ".join(f"{c} = ?" for c in ccols)
+                    cond = " AND ".join(f"{c} = ?" for c in wcols)
+                    r = rows[0]
+                    conn.execute(f"UPDATE {table} SET {sets} WHERE {cond}",
+                                 [*r[len(wcols):], *r[:len(wcols)]])
+                    continue
+                names = [f"k{i}" for i in range(len(wcols))] + [f"c{i}" for i in range(len(ccols))]
+                sets = ", ".join(f"{c} = v.c{i}" for i, c in enumerate(ccols))
+                cond = " AND ".join(f"{table}.{c} = v.k{i}" for i, c in enumerate(wcols))
+                mark = "(" + ", ".join("?" * len(names)) + ")"
+                for chunk in _chunks(rows, 500):
+                    conn.execute(
+                        f"UPDATE {table} SET {sets} FROM (VALUES {', '.join([mark] * len(chunk))})"
+                        f" AS v({', '.join(names)}) WHERE {cond}",
+                        [v for r in chunk for v in r])
             conn.execute(
-                "INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)", [str(last)]
+                "INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)", [str(batch[-1][0])]
             )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        self._ingested_seq = last
-        wal = self.db_path.with_name(self.db_path.name + ".wal")
-        _chmod_private(wal)
+        self._ingested_seq = batch[-1][0]
+        _chmod_private(self.db_path.with_name(self.db_path.name + ".wal"))
 
     def sync(self, timeout: float = 30.0) -> None:
         """Block until every record written so far is ingested into DuckDB."""
@@ -240,3 +259,8 @@ class Store:
             raise ValueError(str(exc)) from None
         finally:
             cur.close()
+
+
+def _chunks(rows: list, n: int):
+    for i in range(0, len(rows), n):
+        yield rows[i:i + n]

@@ -1,0 +1,462 @@
+"""The engine as a long-lived server (the Jupyter server extension) hosts it.
+
+DuckDB allows one writing process per file, so for one database exactly one process runs
+the engine. An `EngineHost` either *owns* the engine (it started it), or, when another
+process holds the file, *proxies* the durable API to that owner over loopback, or is
+*unavailable* and answers 503 with a message naming the file and the owning pid. A proxy
+whose owner goes away takes the database over on the next request.
+
+This module knows tornado but not jupyter-server; `_serverext` adds the Jupyter handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hmac
+import json
+import logging
+import os
+import secrets
+import time
+import urllib.parse
+from datetime import datetime, timezone
+from typing import Any
+
+import tornado.httpclient
+import tornado.httputil
+import tornado.web
+import tornado.websocket
+
+from . import _api
+from ._engine import Engine, EngineConfig
+from ._errors import EngineLocked
+from ._paths import runtime_file, write_private
+from ._server import EventSocketMixin
+
+ACTIVE_STATUSES = "QUEUED,EXECUTING"
+ACTIVITY_KEY = "durable_nb"
+ENV_KEYS = ("DURABLE_NB_URL", "DURABLE_NB_TOKEN", "DURABLE_NB_DB")
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+def token_matches(request: tornado.httputil.HTTPServerRequest, token: str) -> bool:
+    """True when the request carries ``token`` (``Authorization: token|bearer <t>``)."""
+    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() not in ("token", "bearer"):
+        given = ""
+    given = given.strip()
+    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _is_loopback(url: str) -> bool:
+    return urllib.parse.urlparse(url).hostname in LOOPBACK_HOSTS
+
+
+def _json(status: int, obj: Any) -> tuple[int, bytes]:
+    return status, json.dumps(obj).encode()
+
+
+class EngineHost:
+    """Runs, proxies to, or explains the absence of the engine for one database.
+
+    ``token`` is a dedicated random credential handed to kernels and written to the
+    runtime file, so the Jupyter server's own login token never leaves the server.
+    ``activity`` is jupyter-server's ``last_activity_times`` dict: while runs are QUEUED
+    or EXECUTING the host stamps it, so idle culling does not stop a busy server.
+    """
+
+    def __init__(self, config: EngineConfig, log: logging.Logger | None = None,
+                 activity: dict | None = None, activity_interval: float = 5.0,
+                 owner_wait: float = 5.0):
+        self.config = config
+        self.log = log or logging.getLogger("durable_nb")
+        self.activity = activity if activity is not None else {}
+        self.activity_interval = activity_interval
+        self.owner_wait = owner_wait
+        self.token = secrets.token_urlsafe(32)
+        self.mode = "starting"  # starting | owner | proxy | unavailable | stopped
+        self.engine: Engine | None = None
+        self.owner: dict | None = None
+        self.problem = "the durable_nb engine is starting"
+        self.url: str | None = None
+        self.busy = False
+        self._ready = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self._last_try = 0.0
+        self._watcher: asyncio.Task | None = None
+        self._unsubscribe = None
+        self._saved_env: dict[str, str | None] = {}
+        self._http: tornado.httpclient.AsyncHTTPClient | None = None
+        self._private = None
+        self._stopping: asyncio.Future | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, url: str) -> None:
+        """Export ``url`` and the token for kernels, then own or find the engine."""
+        self.url = url if url.endswith("/") else url + "/"
+        env = self.env()
+        self._saved_env = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)  # kernels started by this server inherit it
+        try:
+            async with self._lock:
+                await self._acquire(settle=self.owner_wait)
+        finally:
+            self._ready.set()
+
+    def env(self) -> dict[str, str]:
+        """What kernels and workers need to reach this host's engine."""
+        return {"DURABLE_NB_URL": self.url or "", "DURABLE_NB_TOKEN": self.token,
+                "DURABLE_NB_DB": str(self.config.db_path)}
+
+    async def stop(self) -> None:
+        """Stop the owned engine, remove its runtime file, restore the environment.
+
+        A second call (a second SIGTERM) waits for the first one to finish.
+        """
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop())
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self) -> None:
+        was_owner, self.mode = self.mode == "owner", "stopped"
+        self.problem = "the Jupyter server hosting the durable_nb engine is shutting down"
+        self.busy = False
+        self._ready.set()
+        if self._watcher:
+            self._watcher.cancel()
+        if self._unsubscribe:
+            self._unsubscribe()
+        if self._private is not None:
+            self._private.stop()
+        if self.engine is not None:
+            try:
+                await self.engine.stop()
+            finally:
+                if was_owner:
+                    self._remove_runtime_file()
+                self.log.info("durable_nb engine for %s stopped", self.config.db_path)
+        for k, old in self._saved_env.items():
+            if os.environ.get(k) == self.env()[k]:
+                if old is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = old
+        if self._http is not None:
+            self._http.close()
+
+    async def _acquire(self, settle: float) -> None:
+        """Own the engine if the database is free, else proxy to its owner (caller locks)."""
+        self._last_try = time.monotonic()
+        db = self.config.db_path
+        engine = Engine(self.config)
+        engine.worker_env.update(self.env())
+        try:
+            await engine.start()
+        except EngineLocked as exc:
+            await self._find_owner(str(exc), settle)
+            return
+        except Exception as exc:
+            self.log.exception("durable_nb engine for %s failed to start", db)
+            try:
+                await engine.stop()
+            except Exception:
+                pass
+            self._unavailable(f"the durable_nb engine for {db} could not start: "
+                              f"{type(exc).__name__}: {exc}")
+            return
+        if self.mode == "stopped":  # the server shut down while the engine started
+            await engine.stop()
+            return
+        self.engine, self.owner, self.mode, self.problem = engine, None, "owner", ""
+        write_private(runtime_file(db), json.dumps({
+            "url": self.url, "token": self.token, "pid": os.getpid(), "db": str(db),
+            "started_at": time.time(), "host": "jupyter-server"}))
+        self._unsubscribe = engine.subscribe(self._on_event)
+        self._watcher = asyncio.ensure_future(self._watch_activity())
+        self.log.info("durable_nb engine for %s runs in this server (pid %d); API at %s%s/",
+                      db, os.getpid(), self.url, _api.PREFIX)
+
+    async def _find_owner(self, reason: str, settle: float) -> None:
+        """The database is locked: proxy to its owner if it answers, else be unavailable."""
+        db = self.config.db_path
+        rt = runtime_file(db)
+        deadline = time.monotonic() + settle
+        while True:  # an owner that is starting writes its runtime file a moment later
+            info = self._read_runtime()
+            if info and await self._healthy(info):
+                self.mode, self.owner, self.problem = "proxy", info, ""
+                self.log.info("durable_nb: %s is owned by the engine of process %s at %s; this "
+                              "server forwards the durable API to it", db, info["pid"],
+                              info["url"])
+                return
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.2)
+        if info is None:
+            why = f"no runtime file ({rt}) names a running engine for it"
+        elif not _pid_alive(info.get("pid")):
+            why = f"its runtime file {rt} names process {info.get('pid')}, which is not running"
+        else:
+            why = (f"its runtime file {rt} names process {info.get('pid')}, whose engine does "
+                   "not answer on loopback")
+        self._unavailable(f"{reason} This Jupyter server cannot use that engine: {why}. Stop the "
+                          "process holding the file, or point this server at another database "
+                          "(--DurableApp.db_path).")
+
+    def _unavailable(self, problem: str) -> None:
+        self.mode, self.owner, self.problem = "unavailable", None, problem
+        self.log.error("durable_nb: %s", problem)
+
+    def _read_runtime(self) -> dict | None:
+        try:
+            info = json.loads(runtime_file(self.config.db_path).read_text())
+        except (OSError, ValueError):
+            return None
+        ok = isinstance(info, dict) and isinstance(info.get("url"), str) and info.get("token")
+        return info if ok else None
+
+    def _remove_runtime_file(self) -> None:
+        rt = runtime_file(self.config.db_path)
+        try:
+            info = json.loads(rt.read_text())
+            if info.get("pid") == os.getpid() and info.get("token") == self.token:
+                rt.unlink()
+        except (OSError, ValueError):
+            pass
+
+    # ------------------------------------------------------------------ activity
+
+    def _stamp(self) -> None:
+        self.activity[ACTIVITY_KEY] = datetime.now(timezone.utc)
+
+    def _on_event(self, event: dict) -> None:
+        if event.get("type") == "run" and event.get("status") in ("QUEUED", "EXECUTING"):
+            self.busy = True
+            self._stamp()
+
+    async def _watch_activity(self) -> None:
+        """Every ``activity_interval`` s: are runs QUEUED or EXECUTING? Then report activity."""
+        while self.mode == "owner" and self.engine is not None:
+            try:
+                busy = bool(await self.engine.list_runs(status=ACTIVE_STATUSES, limit=1))
+            except Exception:
+                self.log.debug("durable_nb: activity check failed", exc_info=True)
+                busy = self.busy
+            self.busy = busy
+            if busy:
+                self._stamp()
+            await asyncio.sleep(self.activity_interval)
+
+    # ------------------------------------------------------------------ requests
+
+    async def request(self, method: str, path: str, query: dict[str, str], body: bytes | None,
+                      user: str | None) -> tuple[int, bytes]:
+        """Answer one durable API request (``path`` relative to the API root) as JSON bytes."""
+        await self._wait_ready()
+        for _ in range(2):
+            if self.mode == "unavailable":
+                await self._recover(None)
+            if self.mode == "owner" and self.engine is not None:
+                status, obj = await _api.dispatch(self.engine, method, path, query, body, user)
+                return _json(status, obj)
+            if self.mode == "proxy" and self.owner is not None:
+                owner = self.owner
+                try:
+                    return await self._forward(owner, method, path, query, body)
+                except (OSError, tornado.httpclient.HTTPClientError) as exc:
+                    self.log.warning("durable_nb: the engine at %s did not answer (%s)",
+                                     owner["url"], type(exc).__name__)
+                    await self._recover(owner)
+                    continue
+            break
+        return _json(503, {"error": self.problem, "code": "engine_unavailable"})
+
+    async def _wait_ready(self) -> None:
+        try:
+            await asyncio.wait_for(self._ready.wait(), 120)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _recover(self, failed_owner: dict | None) -> None:
+        """After the owner stopped answering (or while unavailable): try to own or re-find."""
+        async with self._lock:
+            if self.mode in ("owner", "stopped"):
+                return
+            if self.mode == "proxy" and self.owner is not failed_owner:
+                return  # another request already recovered
+            if self.mode == "unavailable" and time.monotonic() - self._last_try < 1.0:
+                return
+            await self._acquire(settle=2.0 if failed_owner else 0.0)
+
+    def _client(self) -> tornado.httpclient.AsyncHTTPClient:
+        if self._http is None:
+            self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=256)
+        return self._http
+
+    async def _healthy(self, info: dict) -> bool:
+        """Does the engine in ``info`` answer on loopback, for this database?"""
+        if not _is_loopback(info["url"]) or info.get("pid") == os.getpid():
+            return False
+        try:
+            resp = await self._client().fetch(
+                info["url"].rstrip("/") + f"/{_api.PREFIX}/health", raise_error=False,
+                headers={"Authorization": f"token {info['token']}"}, request_timeout=5,
+                connect_timeout=5)
+            return resp.code == 200 and json.loads(resp.body).get("db") == str(
+                self.config.db_path)
+        except (OSError, ValueError, tornado.httpclient.HTTPClientError):
+            return False
+
+    async def _forward(self, owner: dict, method: str, path: str, query: dict[str, str],
+                       body: bytes | None) -> tuple[int, bytes]:
+        url = owner["url"].rstrip("/") + f"/{_api.PREFIX}{path}"
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        try:
+            wait = min(max(float(query.get("timeout", 0)), 0.0), 300.0)
+        except ValueError:
+            wait = 0.0
+        has_body = method in ("POST", "PUT", "PATCH")
+        resp = await self._client().fetch(tornado.httpclient.HTTPRequest(
+            url, method=method, body=(body or b"") if has_body else None,
+            headers={"Authorization": f"token {owner['token']}",
+                     "Content-Type": "application/json"},
+            allow_nonstandard_methods=True, follow_redirects=False, connect_timeout=5,
+            request_timeout=wait + 60), raise_error=False)
+        return resp.code, resp.body or b""
+
+    async def connect_events(self, run_id: str | None
+                             ) -> tornado.websocket.WebSocketClientConnection | None:
+        """A WebSocket to the owner's event stream (proxy mode), recovering once if needed."""
+        for _ in range(2):
+            owner = self.owner
+            if self.mode != "proxy" or owner is None:
+                return None
+            url = "ws" + owner["url"].rstrip("/")[4:] + f"/{_api.PREFIX}{_api.WS_PATH}"
+            if run_id:
+                url += "?" + urllib.parse.urlencode({"run_id": run_id})
+            try:
+                return await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
+                    url, headers={"Authorization": f"token {owner['token']}"},
+                    connect_timeout=5, request_timeout=10))
+            except (OSError, tornado.httpclient.HTTPClientError):
+                await self._recover(owner)
+        return None
+
+    # ------------------------------------------------------------------ private listener
+
+    def listen_private(self) -> str:
+        """Serve the durable API on an own 127.0.0.1 port; returns its URL.
+
+        For Jupyter servers that plain HTTP on loopback cannot reach (a unix socket, TLS,
+        a specific non-loopback address): kernels still get a loopback URL.
+        """
+        kw = {"host": self}
+        app = tornado.web.Application([
+            (rf"/{_api.PREFIX}{_api.WS_PATH}", PrivateEventsHandler, kw),
+            (rf"/{_api.PREFIX}/(.*)", PrivateApiHandler, kw),
+        ], websocket_ping_interval=20)
+        self._private = app.listen(0, address="127.0.0.1", max_body_size=_api.MAX_BODY)
+        port = next(iter(self._private._sockets.values())).getsockname()[1]
+        return f"http://127.0.0.1:{port}/"
+
+
+class HostEventsMixin(EventSocketMixin):
+    """The events WebSocket of a host: the local engine's stream, or the owner's relayed."""
+
+    host: EngineHost
+    _upstream: tornado.websocket.WebSocketClientConnection | None = None
+
+    async def prepare_stream(self) -> bool:
+        """Before the upgrade: pick the source; False when a 503 answer was written."""
+        await self.host._wait_ready()
+        if self.host.mode == "unavailable":
+            await self.host._recover(None)
+        if self.host.mode == "proxy":
+            self._upstream = await self.host.connect_events(self.get_query_argument("run_id", None))
+        if self.host.mode == "owner" and self.host.engine is not None:
+            self.engine = self.host.engine
+            return True
+        if self._upstream is not None:
+            return True
+        self.set_status(503)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": self.host.problem, "code": "engine_unavailable"}))
+        return False
+
+    def open(self, *args) -> None:
+        if self._upstream is None:
+            super().open(*args)
+        else:
+            asyncio.ensure_future(self._relay(self._upstream))
+
+    async def _relay(self, upstream: tornado.websocket.WebSocketClientConnection) -> None:
+        while True:
+            msg = await upstream.read_message()
+            if msg is None or self.ws_connection is None:
+                break
+            try:
+                self.write_message(msg)
+            except tornado.websocket.WebSocketClosedError:
+                break
+        if self.ws_connection is not None:
+            self.close(1001, "the engine's event stream ended")
+
+    def on_close(self) -> None:
+        super().on_close()
+        if self._upstream is not None:
+            self._upstream.close()
+            self._upstream = None
+
+
+class PrivateApiHandler(tornado.web.RequestHandler):
+    """The durable API on the host's private loopback port (token only)."""
+
+    def initialize(self, host: EngineHost) -> None:
+        self.host = host
+
+    def check_xsrf_cookie(self) -> None:  # token auth only; no cookies are issued
+        pass
+
+    async def _any(self, path: str) -> None:
+        if not token_matches(self.request, self.host.token):
+            self.set_status(403)
+            self.finish({"error": "missing or wrong token: send 'Authorization: token <token>'"})
+            return
+        query = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        status, body = await self.host.request(self.request.method, "/" + path, query,
+                                               self.request.body, getpass.getuser())
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(body)
+
+    get = post = put = delete = _any
+
+
+class PrivateEventsHandler(HostEventsMixin, tornado.websocket.WebSocketHandler):
+    """The events WebSocket on the host's private loopback port (token only)."""
+
+    def initialize(self, host: EngineHost) -> None:
+        self.host = host
+
+    async def get(self, *args, **kwargs) -> None:
+        if not token_matches(self.request, self.host.token):
+            self.set_status(403)
+            self.finish({"error": "missing or wrong token"})
+            return
+        if await self.prepare_stream():
+            await super().get(*args, **kwargs)

@@ -1,0 +1,246 @@
+"""The jupyter-server extension: the Jupyter server hosts the durable_nb engine.
+
+Enabled on install by ``etc/jupyter/jupyter_server_config.d/durable_nb.json``. At server
+start it starts the engine for ``DurableApp.db_path`` on the server's event loop (or
+proxies to the process that already owns that database, see `_enginehost`), serves the
+REST API and the events WebSocket under ``<base_url>/durable/api/``, and exports
+``DURABLE_NB_URL`` / ``DURABLE_NB_TOKEN`` so kernels started by the server find it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import ipaddress
+from typing import Any
+
+from jupyter_server.auth import User
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import ensure_async
+from tornado import web
+from tornado.websocket import WebSocketHandler
+from traitlets import Float, Integer, Unicode, default
+
+from . import __version__, _api
+from ._engine import EngineConfig
+from ._enginehost import EngineHost, HostEventsMixin, token_matches
+from ._paths import default_db_path, resolve_db
+
+try:
+    from jupyter_server.auth.decorator import ws_authenticated
+except ImportError:  # jupyter-server < 2.13
+
+    def ws_authenticated(method):  # type: ignore[no-redef]
+        """Refuse a WebSocket upgrade without an authenticated user (403)."""
+
+        async def wrapper(self, *args, **kwargs):
+            if self.current_user is None:
+                raise web.HTTPError(403)
+            return await method(self, *args, **kwargs)
+
+        return wrapper
+
+
+AUTH_RESOURCE = "durable"
+MB = 1024 * 1024
+KERNEL_USER = User(username="durable_nb-kernel", name="durable_nb kernel token")
+
+
+class KernelTokenIdentity:
+    """The server's identity provider, which also accepts the extension's kernel token.
+
+    Kernels get a dedicated random token (``DURABLE_NB_TOKEN``) valid for the durable API
+    only, instead of the server's login token. A request carrying it counts as
+    token-authenticated (no XSRF or origin checks, like any token request).
+    """
+
+    def __init__(self, inner: Any, token: str):
+        self._inner = inner
+        self._token = token
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def get_user(self, handler: web.RequestHandler) -> Any:
+        if token_matches(handler.request, self._token):
+            handler._token_authenticated = True  # type: ignore[attr-defined]
+            handler._durable_kernel = True  # type: ignore[attr-defined]
+            return KERNEL_USER
+        return self._inner.get_user(handler)
+
+    def is_token_authenticated(self, handler: web.RequestHandler) -> bool:
+        return getattr(handler, "_durable_kernel", False) or bool(
+            self._inner.is_token_authenticated(handler))
+
+    def should_check_origin(self, handler: web.RequestHandler) -> bool:
+        if getattr(handler, "_durable_kernel", False):
+            return False
+        return bool(self._inner.should_check_origin(handler))
+
+
+class DurableHandlerMixin:
+    """Auth shared by the API and WebSocket handlers: Jupyter's, or the kernel token."""
+
+    host: EngineHost
+
+    def initialize(self, host: EngineHost) -> None:
+        self.host = host
+
+    @property
+    def identity_provider(self) -> Any:
+        return KernelTokenIdentity(super().identity_provider, self.host.token)
+
+    def durable_user(self) -> str | None:
+        """The name recorded for approvals: the OS user for kernels, else the Jupyter user."""
+        if getattr(self, "_durable_kernel", False):
+            return getpass.getuser()
+        user = self.current_user
+        return (user.name or user.username) if user else None
+
+    async def authorize(self, action: str) -> None:
+        """Ask jupyter-server's authorizer (the kernel token is always allowed)."""
+        if getattr(self, "_durable_kernel", False):
+            return
+        ok = await ensure_async(
+            self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE))
+        if not ok:
+            raise web.HTTPError(403, f"not authorized to {action} {AUTH_RESOURCE}")
+
+
+class DurableApiHandler(DurableHandlerMixin, APIHandler):
+    """``<base_url>/durable/api/<path>``: the engine's REST API (`_api.ROUTES`)."""
+
+    @web.authenticated
+    async def _any(self, path: str) -> None:
+        method = self.request.method or "GET"
+        if method == "GET":
+            action = "read"
+        elif (method == "PUT" and path.startswith("tasks/") or method == "POST" and (
+                path == "runs" or path.endswith("/replay"))):
+            action = "execute"  # registering code and starting runs executes code
+        else:
+            action = "write"
+        await self.authorize(action)
+        query = {k: self.get_query_argument(k) for k in self.request.query_arguments
+                 if k != "token"}
+        status, body = await self.host.request(method, "/" + path, query, self.request.body,
+                                               self.durable_user())
+        self.set_status(status)
+        self.finish(body)
+
+    get = post = put = delete = _any
+
+
+class DurableEventsHandler(DurableHandlerMixin, HostEventsMixin, WebSocketMixin,
+                           WebSocketHandler, JupyterHandler):
+    """``<base_url>/durable/api/events``: a WebSocket streaming the engine's events."""
+
+    def set_default_headers(self) -> None:
+        """No page headers (CSP and such) on a WebSocket upgrade."""
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        await self.authorize("read")
+        if await self.prepare_stream():
+            await super().get(*args, **kwargs)
+
+    def open(self, *args: Any) -> None:
+        WebSocketMixin.open(self)  # jupyter-server's keep-alive pings
+        HostEventsMixin.open(self, *args)
+
+
+def loopback_url(serverapp: Any) -> str | None:
+    """The server's own URL on loopback, or None when plain HTTP there cannot reach it."""
+    if getattr(serverapp, "sock", "") or serverapp.certfile:
+        return None
+    ip = serverapp.ip
+    if ip in ("", "*", "0.0.0.0", "localhost"):
+        host = "127.0.0.1"
+    elif ip == "::":
+        host = "[::1]"
+    else:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        if not addr.is_loopback:
+            return None
+        host = f"[{ip}]" if addr.version == 6 else ip
+    return f"http://{host}:{serverapp.port}{serverapp.base_url}"
+
+
+class DurableApp(ExtensionApp):
+    """Hosts the durable_nb engine in the Jupyter server (configure as ``DurableApp``)."""
+
+    name = "durable_nb"
+    description = "Durable execution for Jupyter: the engine and its REST/WebSocket API"
+    version = __version__
+    load_other_extensions = True
+
+    db_path = Unicode(
+        help="DuckDB file of the engine this server hosts. Default: $DURABLE_NB_DB, else "
+             "durable_nb/durable.duckdb in the Jupyter data directory. When another process "
+             "owns the file, this server forwards the durable API to it.",
+    ).tag(config=True)
+    max_workers = Integer(8, help="Maximum worker processes executing runs at once.").tag(
+        config=True)
+    min_idle_workers = Integer(
+        1, help="Worker processes kept started and idle, so a run starts without delay.",
+    ).tag(config=True)
+    wait_grace = Float(
+        1.0, help="Seconds a run waiting on an approval, event or sleep keeps its worker "
+                  "before it is suspended and the worker freed.",
+    ).tag(config=True)
+    max_payload_mb = Float(
+        64.0, help="Largest payload or result of a run, in MiB; larger values are refused "
+                   "with an error that says so.",
+    ).tag(config=True)
+    activity_interval = Float(
+        5.0, help="Seconds between checks for QUEUED or EXECUTING runs. While there are any, "
+                  "the server reports activity, so idle culling does not stop it mid-run.",
+    ).tag(config=True)
+
+    host: EngineHost | None = None
+
+    @default("db_path")
+    def _default_db_path(self) -> str:
+        return str(default_db_path())
+
+    def initialize_settings(self) -> None:
+        """Create the engine host (the engine starts with the server's event loop)."""
+        settings = self.serverapp.web_app.settings
+        config = EngineConfig(
+            db_path=resolve_db(self.db_path), max_workers=self.max_workers,
+            min_idle_workers=self.min_idle_workers, wait_grace=self.wait_grace,
+            max_payload=int(self.max_payload_mb * MB),
+        )
+        self.host = EngineHost(config, self.log, settings.setdefault("last_activity_times", {}),
+                               self.activity_interval)
+        self.settings["durable_nb_host"] = self.host
+
+    def initialize_handlers(self) -> None:
+        kw = {"host": self.host}
+        self.handlers.extend([
+            (rf"/{_api.PREFIX}{_api.WS_PATH}", DurableEventsHandler, kw),
+            (rf"/{_api.PREFIX}/(.*)", DurableApiHandler, kw),
+        ])
+
+    async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
+        """Server start (its event loop runs): start or find the engine, export its URL."""
+        assert self.host is not None
+        url = loopback_url(serverapp)
+        if url is None:
+            url = self.host.listen_private()
+            self.log.info("durable_nb: the server is not reachable by plain HTTP on loopback; "
+                          "kernels use the durable API at %s", url)
+        await self.host.start(url)
+
+    async def stop_extension(self) -> None:
+        """Server shutdown: stop the engine (runs resume at the next start)."""
+        if self.host is not None:
+            await self.host.stop()
+
+    def current_activity(self) -> bool:
+        """True while runs are QUEUED or EXECUTING (jupyter-server's idle shutdown asks)."""
+        return bool(self.host is not None and self.host.busy)
