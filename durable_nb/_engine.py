@@ -158,6 +158,7 @@ class Engine:
         self._log_seq = itertools.count()
         self.pool: WorkerPool | None = None
         self._stopped = False
+        self._commit_scheduled = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -183,6 +184,7 @@ class Engine:
                 t.cancel()
         if self.pool:
             await self.pool.close()
+        self.store.commit()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
     def _recover(self) -> None:
@@ -301,10 +303,16 @@ class Engine:
     # ------------------------------------------------------------------ writing
 
     def _write(self, records: list, then: Callable[[], None] | None = None) -> None:
-        """Journal records; ``then`` runs on the loop once they are durable."""
-        loop = self._loop
-        cb = None if then is None else (lambda: loop.call_soon_threadsafe(then))
-        self.store.write(records, cb)
+        """Journal records; ``then`` runs once they are durable (at the end of this turn
+        of the loop, where one fdatasync commits everything written during the turn)."""
+        self.store.write(records, then)
+        if not self._commit_scheduled:
+            self._commit_scheduled = True
+            self._loop.call_soon(self._commit)
+
+    def _commit(self) -> None:
+        self._commit_scheduled = False
+        self.store.commit()
 
     async def _write_durable(self, records: list) -> None:
         fut = self._loop.create_future()

@@ -1,9 +1,11 @@
-"""Append-only journal with group commit: the durable write path of the engine.
+"""Append-only journal: the durable write path of the engine.
 
-Records are appended to segment files and made durable with one ``fdatasync`` for all
-records that arrived while the previous sync ran. The store ingests durable records
-into DuckDB in batches and deletes segments it has fully ingested; on start it replays
-what was not ingested yet. A record is acknowledged only once it is on disk.
+Records are buffered by ``append`` and made durable by ``commit``: one write and one
+``fdatasync`` for everything buffered since the previous commit (group commit). The
+engine commits once per turn of its event loop, so records from all workers and
+requests handled in that turn share one sync. The store ingests committed records into
+DuckDB in batches and deletes segments it has fully ingested; on start it replays what
+was not ingested yet.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from __future__ import annotations
 import os
 import pickle
 import struct
-import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 _HEADER = struct.Struct("<II")  # length, crc32
@@ -39,37 +40,48 @@ def segments(folder: Path) -> list[Path]:
 
 
 class Journal:
-    """Group-commit writer. ``on_durable(last_seq)`` runs in the writer thread after each sync."""
+    """Segment files of length-prefixed, checksummed pickles of (seq, record)."""
 
-    def __init__(self, folder: Path, first_seq: int, on_durable: Callable[[list], None]):
+    def __init__(self, folder: Path, first_seq: int):
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._seq = first_seq
-        self._pending: list[tuple[tuple[int, object], Callable[[], None] | None]] = []
-        self._cond = threading.Condition()
-        self._closed = False
-        self._on_durable = on_durable
+        self.seq = first_seq
+        self._buffer: list[tuple[int, object]] = []
         self._file = None
         self._size = 0
         self._segment_no = max((int(p.stem[4:]) for p in segments(folder)), default=0)
         self._segment_max: dict[Path, int] = {}
         self._path: Path | None = None
-        self._thread = threading.Thread(target=self._run, name="durable-journal", daemon=True)
-        self._thread.start()
 
-    def append(self, records: list, done: Callable[[], None] | None = None) -> int:
-        """Queue records; ``done`` is called (in the writer thread) once they are durable."""
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("journal is closed")
-            for i, rec in enumerate(records):
-                self._seq += 1
-                last = i == len(records) - 1
-                self._pending.append(((self._seq, rec), done if last else None))
-            if not records and done is not None:
-                self._pending.append((None, done))
-            self._cond.notify()
-            return self._seq
+    def append(self, records: list) -> int:
+        """Buffer records (not durable until ``commit``); returns the last sequence number."""
+        for rec in records:
+            self.seq += 1
+            self._buffer.append((self.seq, rec))
+        return self.seq
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._buffer)
+
+    def commit(self) -> list[tuple[int, object]]:
+        """Write and fdatasync everything buffered; returns the records made durable."""
+        batch, self._buffer = self._buffer, []
+        if not batch:
+            return batch
+        if self._file is None or self._size > SEGMENT_BYTES:
+            self._open_segment()
+        chunks = []
+        for item in batch:
+            body = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            chunks.append(_HEADER.pack(len(body), zlib.crc32(body)))
+            chunks.append(body)
+        data = b"".join(chunks)
+        self._file.write(data)
+        os.fdatasync(self._file.fileno())
+        self._size += len(data)
+        self._segment_max[self._path] = batch[-1][0]
+        return batch
 
     def _open_segment(self) -> None:
         if self._file is not None:
@@ -79,57 +91,21 @@ class Journal:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         self._file = os.fdopen(fd, "ab", buffering=0)
         self._size = 0
-        # make the new file's directory entry durable too
-        dfd = os.open(self.folder, os.O_RDONLY)
+        dfd = os.open(self.folder, os.O_RDONLY)  # make the new file's entry durable too
         try:
             os.fsync(dfd)
         finally:
             os.close(dfd)
 
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._closed:
-                    self._cond.wait()
-                if not self._pending and self._closed:
-                    return
-                batch, self._pending = self._pending, []
-            if self._file is None or self._size > SEGMENT_BYTES:
-                self._open_segment()
-            chunks, recs = [], []
-            for item, _ in batch:
-                if item is None:
-                    continue
-                body = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-                chunks.append(_HEADER.pack(len(body), zlib.crc32(body)))
-                chunks.append(body)
-                recs.append(item)
-            if chunks:
-                data = b"".join(chunks)
-                self._file.write(data)
-                os.fdatasync(self._file.fileno())
-                self._size += len(data)
-                with self._cond:
-                    self._segment_max[self._path] = recs[-1][0]
-                self._on_durable(recs)
-            for _, done in batch:
-                if done is not None:
-                    done()
-
-    def prune(self, ingested_seq: int) -> None:
-        """Delete finished segments whose every record is ingested into DuckDB."""
-        with self._cond:
-            done = [p for p, mx in self._segment_max.items() if mx <= ingested_seq and p != self._path]
-            for p in done:
-                del self._segment_max[p]
+    def finished_segments(self, ingested_seq: int) -> list[Path]:
+        """Segments (not the current one) whose every record is ingested, forgotten here."""
+        done = [p for p, mx in self._segment_max.items()
+                if mx <= ingested_seq and p != self._path]
         for p in done:
-            p.unlink(missing_ok=True)
+            del self._segment_max[p]
+        return done
 
     def close(self) -> None:
-        with self._cond:
-            self._closed = True
-            self._cond.notify()
-        self._thread.join(timeout=10)
         if self._file is not None:
             self._file.close()
             self._file = None

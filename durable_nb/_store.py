@@ -1,8 +1,9 @@
 """The store of record: one DuckDB file, written through the journal.
 
-Writes are records (see ``Store.write``) made durable by the journal's group commit,
-then ingested into DuckDB in batches by one thread. Reads wait until everything
-written before them is ingested, so a reader never sees less than was acknowledged.
+Writes are records (see ``Store.write``) made durable by ``Store.commit`` (the journal's
+group commit), then ingested into DuckDB in batches by one thread. Reads wait until
+everything written before them is ingested, so a reader never sees less than was
+acknowledged. ``write`` and ``commit`` are called from one thread (the engine's loop).
 
 Record shapes, the storage interface in one place:
 
@@ -79,7 +80,9 @@ class Store:
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'journal_seq'").fetchone()
         self._ingested_seq = int(row[0]) if row else 0
         replayed = self._replay()
-        self._journal = _journal.Journal(self.journal_dir, self._ingested_seq, self._on_durable)
+        self._journal = _journal.Journal(self.journal_dir, self._ingested_seq)
+        self._done: list[Callable[[], None]] = []
+        self._prune: list[Path] = []
         for seg in replayed:
             seg.unlink(missing_ok=True)
         self._thread = threading.Thread(target=self._ingest_loop, name="durable-ingest", daemon=True)
@@ -99,6 +102,7 @@ class Store:
         """Stop after ingesting everything written so far."""
         if self._journal is None:
             return
+        self.commit()
         self._journal.close()
         with self._ingest_cond:
             self._closing = True
@@ -117,16 +121,32 @@ class Store:
     # -- writing --------------------------------------------------------------------
 
     def write(self, records: list, done: Callable[[], None] | None = None) -> int:
-        """Append records to the journal; ``done()`` runs once they are durable."""
+        """Buffer records for the next commit; ``done()`` runs once they are durable."""
         if self._ingest_error is not None:
             raise DurableError(f"the store stopped writing: {self._ingest_error}")
         assert self._journal is not None, "store is not open"
-        return self._journal.append(records, done)
+        if done is not None:
+            self._done.append(done)
+        return self._journal.append(records)
 
-    def _on_durable(self, recs: list) -> None:
+    @property
+    def pending(self) -> bool:
+        return self._journal is not None and (self._journal.pending or bool(self._done))
+
+    def commit(self) -> None:
+        """Make everything written so far durable (one fdatasync), then run the callbacks."""
+        batch = self._journal.commit()
+        done, self._done = self._done, []
+        if batch:
+            with self._ingest_cond:
+                self._to_ingest.extend(batch)
+                self._ingest_cond.notify_all()
+        for fn in done:
+            fn()
         with self._ingest_cond:
-            self._to_ingest.extend(recs)
-            self._ingest_cond.notify_all()
+            prune, self._prune = self._prune, []
+        for seg in prune:
+            seg.unlink(missing_ok=True)
 
     def _ingest_loop(self) -> None:
         while True:
@@ -147,7 +167,6 @@ class Store:
                 return
             with self._ingest_cond:
                 self._ingest_cond.notify_all()
-            self._journal.prune(self._ingested_seq)
 
     def _apply(self, batch: list[tuple[int, Any]]) -> None:
         """Apply records in one transaction, as few statements as possible.
@@ -205,12 +224,17 @@ class Store:
             conn.execute("ROLLBACK")
             raise
         self._ingested_seq = batch[-1][0]
+        if self._journal is not None:
+            finished = self._journal.finished_segments(self._ingested_seq)
+            if finished:
+                with self._ingest_cond:
+                    self._prune.extend(finished)
         _chmod_private(self.db_path.with_name(self.db_path.name + ".wal"))
 
     def sync(self, timeout: float = 30.0) -> None:
         """Block until every record written so far is ingested into DuckDB."""
         assert self._journal is not None, "store is not open"
-        target = self._journal._seq
+        target = self._journal.seq
         deadline = time.monotonic() + timeout
         with self._ingest_cond:
             while self._ingested_seq < target:
