@@ -139,3 +139,19 @@ def test_engine_binds_loopback_only_and_files_are_private(engine):
     assert engine.client.url.startswith("http://127.0.0.1:")
     assert stat.S_IMODE(os.stat(runtime_file(engine.db)).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(engine.db).st_mode) == 0o600
+
+
+@dn.task(id="returns-a-lock")
+def returns_a_lock():
+    import threading
+
+    return threading.Lock()
+
+
+def test_non_picklable_return_value_is_named(engine):
+    run = returns_a_lock.trigger()
+    with pytest.raises(dn.RunFailed) as err:
+        run.result(timeout=30)
+    msg = err.value.error["message"]
+    assert "return value of task 'returns-a-lock'" in msg and "lock" in msg
+    assert len(run.attempts) == 1

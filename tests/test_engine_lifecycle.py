@@ -140,3 +140,20 @@ def test_runs_listing_and_sql(engine):
     transitions = dn.sql(f"select to_status from transitions where run_id = '{runs[0].id}' "
                          "order by created_at")
     assert [t[0] for t in transitions] == ["QUEUED", "EXECUTING", "COMPLETED"]
+
+
+@dn.step()
+def keyed() -> str:
+    return dn.idempotency_key()
+
+
+@dn.task(id="keys")
+def keys() -> list:
+    return [keyed(), keyed()]
+
+
+def test_idempotency_key_is_stable_per_step(engine):
+    run = keys.trigger()
+    assert run.result(timeout=30) == [f"{run.id}:keyed#1", f"{run.id}:keyed#2"]
+    with pytest.raises(dn.DurableError, match="only available inside a step"):
+        dn.idempotency_key()
