@@ -6,14 +6,13 @@ process holds the file, *proxies* the durable API to that owner over loopback, o
 *unavailable* and answers 503 with a message naming the file and the owning pid. A proxy
 whose owner goes away takes the database over on the next request.
 
-This module knows tornado but not jupyter-server; `_serverext` adds the Jupyter handlers.
+This module knows tornado but not jupyter-server: `_hostweb` holds the WebSocket relay and
+a private loopback listener, `_serverext` the Jupyter handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
-import hmac
 import json
 import logging
 import os
@@ -24,29 +23,17 @@ from datetime import datetime, timezone
 from typing import Any
 
 import tornado.httpclient
-import tornado.httputil
-import tornado.web
+import tornado.httpserver
 import tornado.websocket
 
 from . import _api
 from ._engine import Engine, EngineConfig
 from ._errors import EngineLocked
 from ._paths import runtime_file, write_private
-from ._server import EventSocketMixin
 
 ACTIVE_STATUSES = "QUEUED,EXECUTING"
 ACTIVITY_KEY = "durable_nb"
-ENV_KEYS = ("DURABLE_NB_URL", "DURABLE_NB_TOKEN", "DURABLE_NB_DB")
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-def token_matches(request: tornado.httputil.HTTPServerRequest, token: str) -> bool:
-    """True when the request carries ``token`` (``Authorization: token|bearer <t>``)."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() not in ("token", "bearer"):
-        given = ""
-    given = given.strip()
-    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
 
 
 def _pid_alive(pid: Any) -> bool:
@@ -78,9 +65,11 @@ class EngineHost:
     or EXECUTING the host stamps it, so idle culling does not stop a busy server.
     """
 
+    private_server: tornado.httpserver.HTTPServer | None = None
+
     def __init__(self, config: EngineConfig, log: logging.Logger | None = None,
                  activity: dict | None = None, activity_interval: float = 5.0,
-                 owner_wait: float = 5.0):
+                 owner_wait: float = 2.0):
         self.config = config
         self.log = log or logging.getLogger("durable_nb")
         self.activity = activity if activity is not None else {}
@@ -100,8 +89,8 @@ class EngineHost:
         self._unsubscribe = None
         self._saved_env: dict[str, str | None] = {}
         self._http: tornado.httpclient.AsyncHTTPClient | None = None
-        self._private = None
         self._stopping: asyncio.Future | None = None
+        self._started = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -111,6 +100,7 @@ class EngineHost:
         env = self.env()
         self._saved_env = {k: os.environ.get(k) for k in env}
         os.environ.update(env)  # kernels started by this server inherit it
+        self._started = True
         try:
             async with self._lock:
                 await self._acquire(settle=self.owner_wait)
@@ -140,15 +130,17 @@ class EngineHost:
             self._watcher.cancel()
         if self._unsubscribe:
             self._unsubscribe()
-        if self._private is not None:
-            self._private.stop()
+        if self.private_server is not None:
+            self.private_server.stop()
         if self.engine is not None:
             try:
                 await self.engine.stop()
+                self.log.info("durable_nb engine for %s stopped", self.config.db_path)
+            except Exception:  # never break the server's own shutdown
+                self.log.exception("durable_nb: stopping the engine failed")
             finally:
                 if was_owner:
                     self._remove_runtime_file()
-                self.log.info("durable_nb engine for %s stopped", self.config.db_path)
         for k, old in self._saved_env.items():
             if os.environ.get(k) == self.env()[k]:
                 if old is None:
@@ -198,6 +190,8 @@ class EngineHost:
         while True:  # an owner that is starting writes its runtime file a moment later
             info = self._read_runtime()
             if info and await self._healthy(info):
+                if self.mode == "stopped":
+                    return
                 self.mode, self.owner, self.problem = "proxy", info, ""
                 self.log.info("durable_nb: %s is owned by the engine of process %s at %s; this "
                               "server forwards the durable API to it", db, info["pid"],
@@ -218,6 +212,8 @@ class EngineHost:
                           "(--DurableApp.db_path).")
 
     def _unavailable(self, problem: str) -> None:
+        if self.mode == "stopped":
+            return
         self.mode, self.owner, self.problem = "unavailable", None, problem
         self.log.error("durable_nb: %s", problem)
 
@@ -266,10 +262,10 @@ class EngineHost:
     async def request(self, method: str, path: str, query: dict[str, str], body: bytes | None,
                       user: str | None) -> tuple[int, bytes]:
         """Answer one durable API request (``path`` relative to the API root) as JSON bytes."""
-        await self._wait_ready()
+        await self.wait_ready()
         for _ in range(2):
             if self.mode == "unavailable":
-                await self._recover(None)
+                await self.recover(None)
             if self.mode == "owner" and self.engine is not None:
                 status, obj = await _api.dispatch(self.engine, method, path, query, body, user)
                 return _json(status, obj)
@@ -280,18 +276,22 @@ class EngineHost:
                 except (OSError, tornado.httpclient.HTTPClientError) as exc:
                     self.log.warning("durable_nb: the engine at %s did not answer (%s)",
                                      owner["url"], type(exc).__name__)
-                    await self._recover(owner)
+                    await self.recover(owner)
                     continue
             break
         return _json(503, {"error": self.problem, "code": "engine_unavailable"})
 
-    async def _wait_ready(self) -> None:
+    async def wait_ready(self) -> None:
+        if not self._started:  # e.g. a test server that never ran the extension's start hook
+            self.problem = ("the durable_nb engine was not started: the server extension's "
+                            "start hook has not run")
+            return
         try:
             await asyncio.wait_for(self._ready.wait(), 120)
         except asyncio.TimeoutError:
             pass
 
-    async def _recover(self, failed_owner: dict | None) -> None:
+    async def recover(self, failed_owner: dict | None) -> None:
         """After the owner stopped answering (or while unavailable): try to own or re-find."""
         async with self._lock:
             if self.mode in ("owner", "stopped"):
@@ -323,7 +323,7 @@ class EngineHost:
 
     async def _forward(self, owner: dict, method: str, path: str, query: dict[str, str],
                        body: bytes | None) -> tuple[int, bytes]:
-        url = owner["url"].rstrip("/") + f"/{_api.PREFIX}{path}"
+        url = owner["url"].rstrip("/") + f"/{_api.PREFIX}" + urllib.parse.quote(path, safe="/")
         if query:
             url += "?" + urllib.parse.urlencode(query)
         try:
@@ -354,109 +354,5 @@ class EngineHost:
                     url, headers={"Authorization": f"token {owner['token']}"},
                     connect_timeout=5, request_timeout=10))
             except (OSError, tornado.httpclient.HTTPClientError):
-                await self._recover(owner)
+                await self.recover(owner)
         return None
-
-    # ------------------------------------------------------------------ private listener
-
-    def listen_private(self) -> str:
-        """Serve the durable API on an own 127.0.0.1 port; returns its URL.
-
-        For Jupyter servers that plain HTTP on loopback cannot reach (a unix socket, TLS,
-        a specific non-loopback address): kernels still get a loopback URL.
-        """
-        kw = {"host": self}
-        app = tornado.web.Application([
-            (rf"/{_api.PREFIX}{_api.WS_PATH}", PrivateEventsHandler, kw),
-            (rf"/{_api.PREFIX}/(.*)", PrivateApiHandler, kw),
-        ], websocket_ping_interval=20)
-        self._private = app.listen(0, address="127.0.0.1", max_body_size=_api.MAX_BODY)
-        port = next(iter(self._private._sockets.values())).getsockname()[1]
-        return f"http://127.0.0.1:{port}/"
-
-
-class HostEventsMixin(EventSocketMixin):
-    """The events WebSocket of a host: the local engine's stream, or the owner's relayed."""
-
-    host: EngineHost
-    _upstream: tornado.websocket.WebSocketClientConnection | None = None
-
-    async def prepare_stream(self) -> bool:
-        """Before the upgrade: pick the source; False when a 503 answer was written."""
-        await self.host._wait_ready()
-        if self.host.mode == "unavailable":
-            await self.host._recover(None)
-        if self.host.mode == "proxy":
-            self._upstream = await self.host.connect_events(self.get_query_argument("run_id", None))
-        if self.host.mode == "owner" and self.host.engine is not None:
-            self.engine = self.host.engine
-            return True
-        if self._upstream is not None:
-            return True
-        self.set_status(503)
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": self.host.problem, "code": "engine_unavailable"}))
-        return False
-
-    def open(self, *args) -> None:
-        if self._upstream is None:
-            super().open(*args)
-        else:
-            asyncio.ensure_future(self._relay(self._upstream))
-
-    async def _relay(self, upstream: tornado.websocket.WebSocketClientConnection) -> None:
-        while True:
-            msg = await upstream.read_message()
-            if msg is None or self.ws_connection is None:
-                break
-            try:
-                self.write_message(msg)
-            except tornado.websocket.WebSocketClosedError:
-                break
-        if self.ws_connection is not None:
-            self.close(1001, "the engine's event stream ended")
-
-    def on_close(self) -> None:
-        super().on_close()
-        if self._upstream is not None:
-            self._upstream.close()
-            self._upstream = None
-
-
-class PrivateApiHandler(tornado.web.RequestHandler):
-    """The durable API on the host's private loopback port (token only)."""
-
-    def initialize(self, host: EngineHost) -> None:
-        self.host = host
-
-    def check_xsrf_cookie(self) -> None:  # token auth only; no cookies are issued
-        pass
-
-    async def _any(self, path: str) -> None:
-        if not token_matches(self.request, self.host.token):
-            self.set_status(403)
-            self.finish({"error": "missing or wrong token: send 'Authorization: token <token>'"})
-            return
-        query = {k: self.get_query_argument(k) for k in self.request.query_arguments}
-        status, body = await self.host.request(self.request.method, "/" + path, query,
-                                               self.request.body, getpass.getuser())
-        self.set_status(status)
-        self.set_header("Content-Type", "application/json")
-        self.finish(body)
-
-    get = post = put = delete = _any
-
-
-class PrivateEventsHandler(HostEventsMixin, tornado.websocket.WebSocketHandler):
-    """The events WebSocket on the host's private loopback port (token only)."""
-
-    def initialize(self, host: EngineHost) -> None:
-        self.host = host
-
-    async def get(self, *args, **kwargs) -> None:
-        if not token_matches(self.request, self.host.token):
-            self.set_status(403)
-            self.finish({"error": "missing or wrong token"})
-            return
-        if await self.prepare_stream():
-            await super().get(*args, **kwargs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import getpass
 import ipaddress
+import json
 from typing import Any
 
 from jupyter_server.auth import User
@@ -24,7 +25,8 @@ from traitlets import Float, Integer, Unicode, default
 
 from . import __version__, _api
 from ._engine import EngineConfig
-from ._enginehost import EngineHost, HostEventsMixin, token_matches
+from ._enginehost import EngineHost
+from ._hostweb import HostEventsMixin, listen_private, token_matches
 from ._paths import default_db_path, resolve_db
 
 try:
@@ -131,6 +133,17 @@ class DurableApiHandler(DurableHandlerMixin, APIHandler):
 
     get = post = put = delete = _any
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Errors raised by jupyter-server (403, ...) in the API's shape: {"error", "code"}."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        if status_code == 403:
+            message = (f"{message}: send 'Authorization: token <token>' (the Jupyter server's "
+                       "token or $DURABLE_NB_TOKEN), or a login cookie with its XSRF token")
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "code": f"http_{status_code}",
+                                "message": message}))
+
 
 class DurableEventsHandler(DurableHandlerMixin, HostEventsMixin, WebSocketMixin,
                            WebSocketHandler, JupyterHandler):
@@ -231,7 +244,7 @@ class DurableApp(ExtensionApp):
         assert self.host is not None
         url = loopback_url(serverapp)
         if url is None:
-            url = self.host.listen_private()
+            url = listen_private(self.host)
             self.log.info("durable_nb: the server is not reachable by plain HTTP on loopback; "
                           "kernels use the durable API at %s", url)
         await self.host.start(url)
