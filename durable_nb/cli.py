@@ -42,6 +42,10 @@ def cmd_stop(args) -> int:
     if not info or not _pid_alive(info["pid"]):
         print(f"no engine is running for {db}")
         return 0
+    if info.get("host") == "jupyter-server":
+        print(f"error: the engine for {db} runs inside a Jupyter server (pid {info['pid']}); "
+              "it stops with that server (shut the server down instead)", file=sys.stderr)
+        return 1
     os.kill(info["pid"], signal.SIGTERM)
     for _ in range(200):
         if not _pid_alive(info["pid"]):

@@ -246,6 +246,17 @@ def test_the_engine_runs_in_the_server_and_writes_its_runtime_file(server):
     assert found.health()["pid"] == server.pid
 
 
+def test_the_stop_command_does_not_stop_the_jupyter_server(server):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "durable_nb", "stop", "--db", str(server.db)],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 1
+    assert "runs inside a Jupyter server" in out.stderr
+    assert server.get("/health")[0] == 200
+
+
 def test_workers_get_the_same_environment_as_kernels(server, jclient):
     env = worker_env.trigger().result(timeout=30)
     info = runtime_info(server.db)
