@@ -54,3 +54,10 @@ def _jupyter_server_extension_points() -> list[dict]:
     from ._serverext import DurableApp
 
     return [{"module": "durable_nb._serverext", "app": DurableApp}]
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext durable_nb``: registers ``%%durable`` and ``%durable``."""
+    from ._magics import load
+
+    load(ipython)

@@ -101,9 +101,8 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
                 f"worker: re-create it inside the cell, or pass --transient {var} if the "
                 "cell does not need it.") from None
     q = Queue(queue, concurrency) if queue else None
-    task = Task(run_cell, name or "cell", Retry(max_attempts=retries + 1, min_timeout=1,
-                                                 randomize=False),
-                q, max_duration, timeout)
+    retry = Retry(max_attempts=retries + 1, min_timeout=1, randomize=False)
+    task = Task(run_cell, name or "cell", retry, q, max_duration, timeout)
     task.kind = "cell"
     return task.trigger(source, inputs, list(transient), idempotency_key=idempotency_key)
 

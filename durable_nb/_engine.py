@@ -353,8 +353,8 @@ class Engine:
         info = self._tasks.get(h)
         if info is None:
             code = spec["code"]
-            if _serial.digest(code + spec["task_id"].encode()) != h:
-                raise ValueError("task hash does not match its code")
+            if _serial.task_hash(code, spec["task_id"], dict(spec.get("options") or {})) != h:
+                raise ValueError("task hash does not match its code and options")
             info = TaskInfo(h, spec["task_id"], code, list(spec.get("sys_path") or []),
                             dict(spec.get("options") or {}))
             self._tasks[h] = info
@@ -984,6 +984,17 @@ class Engine:
         run = self._active(run_id)
         if run is None:
             row = await self._row(run_id)
+            done = await self._query(
+                "SELECT name, outcome, resolved_by FROM waits WHERE run_id = ? AND kind = "
+                "'approval' AND (? IS NULL OR name = ?) ORDER BY created_at DESC LIMIT 1",
+                [run_id, name, name])
+            if done and done[0]["outcome"]:
+                w = done[0]
+                by = f" by {w['resolved_by']}" if w["resolved_by"] else ""
+                raise WaitConflict(
+                    f"approval '{w['name']}' of run {run_id} was already resolved "
+                    f"({w['outcome']}{by}); a wait resolves exactly once. The run is "
+                    f"{row['status']}.")
             raise WaitConflict(f"run {run_id} is {row['status']}, not waiting on an approval")
         approvals = [w for w in run.waits.values() if w.kind == "approval"
                      and (name is None or w.name == name)]

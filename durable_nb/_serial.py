@@ -72,6 +72,13 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def task_hash(code: bytes, task_id: str, options: dict) -> str:
+    """A task version's identity: its code, id and declared options."""
+    import json
+
+    return digest(code + task_id.encode() + json.dumps(options, sort_keys=True).encode())
+
+
 def b64(data: bytes | None) -> str | None:
     """Base64 text of ``data`` for JSON bodies (None stays None)."""
     return None if data is None else base64.b64encode(data).decode()

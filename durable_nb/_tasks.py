@@ -310,7 +310,7 @@ class Task:
                 "kind": self.kind,
             }
             self._spec = {
-                "hash": _serial.digest(code + self.id.encode()), "task_id": self.id,
+                "hash": _serial.task_hash(code, self.id, opts), "task_id": self.id,
                 "code": code, "sys_path": [p for p in sys.path if p], "options": opts,
             }
         return self._spec

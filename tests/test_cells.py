@@ -3,7 +3,7 @@
 import socket
 
 import pytest
-from conftest import count
+from _support import count
 
 import durable_nb as dn
 from durable_nb._cells import fetch_variables, split_statements, trigger_cell
@@ -33,7 +33,7 @@ def test_split_statements_keeps_decorators():
 
 
 def test_cell_resumes_after_the_last_checkpoint(engine, marks):
-    from conftest import bump
+    from _support import bump
 
     ns = {"bump": bump, "marks": str(marks), "decorate": decorate, "unused": object()}
     run = trigger_cell(CELL, ns, name="resumable", retries=2)
@@ -74,7 +74,7 @@ if bump(marks, "crash") == 1:
     os.kill(os.getpid(), signal.SIGKILL)
 c = numbered(3)
 '''
-    from conftest import bump
+    from _support import bump
 
     run = trigger_cell(src, {"numbered": numbered, "bump": bump, "marks": str(marks)},
                        retries=1)

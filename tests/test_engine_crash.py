@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from conftest import bump, count
+from _support import bump, count
 
 import durable_nb as dn
 

@@ -157,3 +157,15 @@ def test_idempotency_key_is_stable_per_step(engine):
     assert run.result(timeout=30) == [f"{run.id}:keyed#1", f"{run.id}:keyed#2"]
     with pytest.raises(dn.DurableError, match="only available inside a step"):
         dn.idempotency_key()
+
+
+def test_redeclared_options_take_effect(engine):
+    def body():
+        time.sleep(2)
+        return "slow"
+
+    assert dn.task(id="redeclared")(body).trigger().result(timeout=30) == "slow"
+    limited = dn.task(id="redeclared", kill_after="0.5s")(body)
+    with pytest.raises(dn.RunFailed) as err:
+        limited.trigger().result(timeout=30)
+    assert err.value.status == "TIMED_OUT"

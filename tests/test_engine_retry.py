@@ -1,7 +1,7 @@
 """Step and task retries with the recorded backoff; AbortRun fails at once (acceptance 3)."""
 
 import pytest
-from conftest import bump, count
+from _support import bump, count
 
 import durable_nb as dn
 

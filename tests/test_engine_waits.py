@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import bump, count
+from _support import bump, count
 
 import durable_nb as dn
 
@@ -58,7 +58,8 @@ def test_approval_frees_worker_and_cli_approve_resumes(engine, marks):
 
     again = _cli(engine, "approve", run.id)
     assert again.returncode == 1
-    assert "COMPLETED" in again.stderr and "not waiting" in again.stderr
+    assert "approval 'publish'" in again.stderr and "already resolved (approved by alice)" \
+        in again.stderr and "The run is COMPLETED" in again.stderr
 
 
 def test_second_decision_on_a_resolved_wait_is_refused(engine, marks):

@@ -1,0 +1,85 @@
+"""Helpers shared by test modules and by the worker processes that import them.
+
+Kept out of conftest.py so that `from _support import ...` is unambiguous next to the
+browser tests' own conftest.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+class EngineProcess:
+    """A real `durable-nb serve` subprocess for one database file."""
+
+    def __init__(self, db: Path, args: list[str]):
+        self.db = db
+        self.args = args
+        self.proc: subprocess.Popen | None = None
+        self.log = db.with_suffix(".engine.log")
+
+    def start(self, timeout: float = 30.0):
+        import durable_nb as dn
+        from durable_nb._paths import runtime_file
+
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "durable_nb", "serve", "--db", str(self.db), *self.args],
+                stdout=out, stderr=out, stdin=subprocess.DEVNULL,
+            )
+        rt = runtime_file(self.db)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"engine exited: {self.log.read_text()[-2000:]}")
+            try:
+                info = json.loads(rt.read_text())
+                if info["pid"] == self.proc.pid:
+                    self.client = dn.connect(url=info["url"], token=info["token"])
+                    self.client.db = self.db
+                    self.client.autostart = False
+                    return self.client
+            except (OSError, ValueError, dn.DurableError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("engine did not start in time")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill(self) -> None:
+        """SIGKILL the engine (its workers die with it)."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def restart(self):
+        self.stop()
+        return self.start()
+
+
+def count(marks: Path, name: str) -> int:
+    p = marks / name
+    return p.stat().st_size if p.exists() else 0
+
+
+def bump(marks: str | Path, name: str) -> int:
+    """Record one execution of ``name``; returns how many there were, this one included."""
+    p = Path(marks) / name
+    with open(p, "a") as f:
+        f.write("x")
+    return p.stat().st_size
