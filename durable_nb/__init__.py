@@ -46,7 +46,27 @@ __all__ = [
     "RunHandle", "RunNotFound", "RunResult", "SqlResult", "Task", "WaitConflict",
     "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
     "runs", "send_event", "sleep", "sql", "step", "task", "wait_for_event",
+    "runs_widget", "timeline",
 ]
+
+
+def runs_widget(status: str | None = None, task: str | None = None, limit: int = 25):
+    """A live table of runs (filter by status and task, paginated); click a row for its graph."""
+    from ._widgets import runs_widget as make
+
+    return make(status=status, task=task, limit=limit)
+
+
+def timeline(runs, title: str | None = None):
+    """A plotly Gantt chart of several runs (RunHandles or run ids); see RunHandle.timeline."""
+    from ._timeline import timeline as make
+
+    return make(runs, title=title)
+
+
+def _jupyter_labextension_paths() -> list[dict]:
+    """Where JupyterLab finds the prebuilt panel (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "durable_nb"}]
 
 
 def _jupyter_server_extension_points() -> list[dict]:

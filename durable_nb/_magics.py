@@ -178,6 +178,10 @@ class DurableMagics(Magics):
             line_parser().print_help()
             return None
         if args.cmd == "list":
+            from ._widgets import in_kernel, runs_widget
+
+            if in_kernel():  # a notebook: the live, paginated table
+                return runs_widget(status=args.status, task=args.task, limit=args.limit)
             out = self._client().request("GET", "/runs", query={
                 "status": args.status, "task": args.task, "limit": args.limit})
             print(_show.runs_table(out["runs"]))
@@ -216,8 +220,12 @@ class DurableMagics(Magics):
 
     def _cmd_attach(self, run: RunHandle, args) -> Any:
         """Show the run here; once it has finished, its variables (cell) or result (task)."""
+        from ._widgets import display_run, in_kernel
+
         summary = run._poll()
         print(describe(run))
+        if in_kernel():
+            display_run(run)
         running = summary["status"] not in TERMINAL
         hint = f"`%durable attach {run.id}` again brings its results back"
         follower = Follower(run, announce_end=running and not args.wait, end_hint=hint).start()

@@ -196,6 +196,25 @@ class RunHandle:
         return self.client.request("POST", f"/runs/{self.id}/reject",
                                    {"wait": name, "comment": comment, "by": by})
 
+    def timeline(self):
+        """A plotly Gantt chart of the run's attempts, steps (with failed tries and retry
+        delays), waits and child runs."""
+        from ._timeline import timeline
+
+        return timeline([self])
+
+    def _ipython_display_(self) -> None:
+        """In a kernel: the live run widget; elsewhere the plain repr."""
+        from ._widgets import display_run, in_kernel
+
+        if not in_kernel():
+            print(repr(self))
+            return
+        try:
+            display_run(self)
+        except DurableError as exc:
+            print(f"{self!r} (no live view: {exc})")
+
 
 # ---------------------------------------------------------------------- steps
 

@@ -1,0 +1,215 @@
+/**
+ * The durable_nb REST API and events WebSocket, served by the Jupyter server under
+ * `<base_url>/durable/api/` (see `durable_nb/_api.py` for the routes and shapes).
+ *
+ * Requests go through `ServerConnection`, which adds the token, cookies and XSRF header.
+ */
+import { ServerConnection } from '@jupyterlab/services';
+
+export type RunStatus =
+  | 'QUEUED'
+  | 'DELAYED'
+  | 'EXECUTING'
+  | 'WAITING'
+  | 'COMPLETED'
+  | 'FAILED'
+  | 'CANCELED'
+  | 'CRASHED'
+  | 'TIMED_OUT'
+  | 'EXPIRED';
+
+export const ACTIVE: ReadonlyArray<string> = [
+  'QUEUED',
+  'DELAYED',
+  'EXECUTING',
+  'WAITING'
+];
+
+/** A run as `GET /runs` lists it. */
+export interface IRun {
+  id: string;
+  kind: string;
+  task_id: string;
+  status: RunStatus;
+  queue?: string | null;
+  created_at: number;
+  started_at?: number | null;
+  finished_at?: number | null;
+  updated_at?: number | null;
+  attempts: number;
+  duration?: number | null;
+  parent_run_id?: string | null;
+  replay_of?: string | null;
+  duration_warning?: boolean;
+  error?: { type: string; message: string; traceback?: string } | null;
+  tags?: string[];
+}
+
+/** A wait of a run (approval, event, sleep, retry delay or child runs). */
+export interface IWait {
+  wait_key: string;
+  kind: string;
+  name: string;
+  preview?: unknown;
+  created_at: number;
+  deadline?: number | null;
+  resolved_at?: number | null;
+  outcome?: string | null;
+  comment?: string | null;
+  resolved_by?: string | null;
+}
+
+/** A run as `GET /runs/{id}` returns it. */
+export interface IRunDetail extends IRun {
+  attempt_list: Array<Record<string, unknown>>;
+  steps: Array<Record<string, unknown>>;
+  waits: IWait[];
+  children: Array<{ id: string; task_id: string; status: RunStatus }>;
+}
+
+/** One message of the events WebSocket. */
+export interface IEvent {
+  type: string; // hello, run, step, wait, log, warning, checkpoint
+  run_id?: string;
+  status?: RunStatus;
+  kind?: string;
+  state?: string;
+  [key: string]: unknown;
+}
+
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number
+  ) {
+    super(message);
+  }
+}
+
+const ROOT = 'durable/api/';
+
+/** Call the API; the parsed JSON answer, or an `ApiError` with the server's message. */
+export async function request<T>(
+  path: string,
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(
+      settings.baseUrl + ROOT + path,
+      init,
+      settings
+    );
+  } catch (err) {
+    throw new ApiError(`the Jupyter server is unreachable (${err})`, 0);
+  }
+  const text = await response.text();
+  let body: any = null;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    body = { error: text };
+  }
+  if (!response.ok) {
+    const message = body?.error || body?.message || response.statusText;
+    throw new ApiError(message, response.status);
+  }
+  return body as T;
+}
+
+function post<T>(path: string, body: object = {}): Promise<T> {
+  return request<T>(path, { method: 'POST', body: JSON.stringify(body) });
+}
+
+export async function listRuns(status = '', limit = 50): Promise<IRun[]> {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (status) {
+    query.set('status', status);
+  }
+  return (await request<{ runs: IRun[] }>(`runs?${query}`)).runs;
+}
+
+export function getRun(id: string): Promise<IRunDetail> {
+  return request<IRunDetail>(`runs/${encodeURIComponent(id)}`);
+}
+
+export async function getLogs(
+  id: string,
+  limit = 200
+): Promise<Array<{ at: number; stream: string; line: string }>> {
+  const path = `runs/${encodeURIComponent(id)}/logs?limit=${limit}`;
+  return (await request<{ logs: any[] }>(path)).logs;
+}
+
+export function decide(
+  id: string,
+  approved: boolean,
+  wait?: string,
+  comment?: string
+): Promise<{ run_id: string; wait: string; outcome: string }> {
+  const action = approved ? 'approve' : 'reject';
+  return post(`runs/${encodeURIComponent(id)}/${action}`, {
+    wait,
+    comment: comment || undefined
+  });
+}
+
+export function cancelRun(id: string): Promise<unknown> {
+  return post(`runs/${encodeURIComponent(id)}/cancel`);
+}
+
+export function replayRun(id: string): Promise<{ id: string }> {
+  return post(`runs/${encodeURIComponent(id)}/replay`);
+}
+
+/**
+ * The events WebSocket, reconnected with a growing delay (1 s to 10 s) when it closes.
+ */
+export class EventStream {
+  constructor(
+    private onEvent: (event: IEvent) => void,
+    private onState: (connected: boolean) => void
+  ) {}
+
+  open(): void {
+    this._stopped = false;
+    const settings = ServerConnection.makeSettings();
+    let url = settings.wsUrl + ROOT + 'events';
+    if (settings.token) {
+      url += `?token=${encodeURIComponent(settings.token)}`;
+    }
+    const ws = new settings.WebSocket(url);
+    this._ws = ws;
+    ws.onopen = () => {
+      this._delay = 1000;
+      this.onState(true);
+    };
+    ws.onmessage = msg => {
+      try {
+        this.onEvent(JSON.parse(msg.data));
+      } catch (err) {
+        console.warn('durable_nb: bad event', err);
+      }
+    };
+    ws.onclose = () => {
+      this._ws = null;
+      this.onState(false);
+      if (!this._stopped) {
+        this._timer = window.setTimeout(() => this.open(), this._delay);
+        this._delay = Math.min(this._delay * 2, 10000);
+      }
+    };
+  }
+
+  close(): void {
+    this._stopped = true;
+    window.clearTimeout(this._timer);
+    this._ws?.close();
+  }
+
+  private _ws: WebSocket | null = null;
+  private _delay = 1000;
+  private _timer = 0;
+  private _stopped = false;
+}

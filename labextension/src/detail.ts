@@ -1,0 +1,153 @@
+/**
+ * A run in the main area: its graph, drawn by the same renderer as the notebook widget,
+ * reloaded whenever the events WebSocket reports a change of the run or of a child run.
+ */
+import { MainAreaWidget, ToolbarButton } from '@jupyterlab/apputils';
+import {
+  LabIcon,
+  redoIcon,
+  refreshIcon,
+  stopIcon
+} from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { ACTIVE, decide, IEvent, IWait } from './api';
+import { GraphRun, loadRun, renderRunGraph } from './graph';
+import { durableIcon } from './icon';
+import { RunsModel } from './model';
+import { confirmCancel, replay } from './panel';
+import { shortId } from './util';
+
+/** A toolbar button for a one-shot action (not a toggle that stays pressed). */
+function action(
+  icon: LabIcon,
+  label: string,
+  tooltip: string,
+  run: () => void
+): ToolbarButton {
+  const button: ToolbarButton = new ToolbarButton({
+    icon,
+    label,
+    tooltip,
+    onClick: () => {
+      button.pressed = false;
+      run();
+    }
+  });
+  return button;
+}
+
+export class RunView extends Widget {
+  run: GraphRun | null = null;
+
+  constructor(
+    readonly runId: string,
+    model: RunsModel,
+    private openRun: (id: string) => void
+  ) {
+    super();
+    this.addClass('jp-DurableRunView');
+    this._graph = document.createElement('div');
+    this.node.appendChild(this._graph);
+    this._stop = model.onEvent(e => this._onEvent(e));
+    void this.load();
+  }
+
+  dispose(): void {
+    this._stop();
+    window.clearTimeout(this._timer);
+    super.dispose();
+  }
+
+  /** Called after each load (the toolbar enables its buttons). */
+  changed: () => void = () => undefined;
+
+  async load(): Promise<void> {
+    let notice = null;
+    try {
+      this.run = await loadRun(this.runId);
+    } catch (err) {
+      notice = { kind: 'error' as const, text: `Could not load the run: ${(err as Error).message}` };
+    }
+    if (this.isDisposed) {
+      return;
+    }
+    if (this.run) {
+      renderRunGraph(this._graph, this.run, {
+        onApprove: (wait, comment) => this._decide(true, wait, comment),
+        onReject: (wait, comment) => this._decide(false, wait, comment),
+        loadChild: id => loadRun(id),
+        onOpenChild: id => this.openRun(id),
+        notice
+      });
+    } else if (notice) {
+      this._graph.textContent = notice.text;
+    }
+    this.changed();
+  }
+
+  private async _decide(approved: boolean, wait: IWait, comment: string): Promise<void> {
+    // a refused decision rejects: the graph shows the server's message next to the form
+    await decide(this.runId, approved, wait.name, comment);
+    await this.load();
+  }
+
+  private _onEvent(e: IEvent): void {
+    const children = this.run?.children ?? [];
+    const mine =
+      e.type === 'hello' ||
+      e.run_id === this.runId ||
+      (e.type === 'run' && children.some(c => c.id === e.run_id));
+    if (mine && !this._timer) {
+      // at most one reload per 200 ms, however many events arrive
+      this._timer = window.setTimeout(() => {
+        this._timer = 0;
+        void this.load();
+      }, 200);
+    }
+  }
+
+  private _graph: HTMLElement;
+  private _stop: () => void;
+  private _timer = 0;
+}
+
+/** The run view in a main-area widget with Refresh, Cancel and Replay buttons. */
+export function createRunWidget(
+  runId: string,
+  model: RunsModel,
+  openRun: (id: string) => void
+): MainAreaWidget<RunView> {
+  const content = new RunView(runId, model, openRun);
+  const widget = new MainAreaWidget({ content });
+  widget.id = `durable-run-${runId}`;
+  widget.title.label = `Run ${shortId(runId)}`;
+  widget.title.caption = `durable_nb run ${runId}`;
+  widget.title.closable = true;
+  widget.title.icon = durableIcon;
+
+  const cancel = action(stopIcon, 'Cancel', 'Cancel this run', () => {
+    if (content.run) {
+      void confirmCancel(content.run);
+    }
+  });
+  const replayButton = action(redoIcon, 'Replay', 'A new run with the same payload', () => {
+    if (content.run) {
+      void replay(content.run, openRun);
+    }
+  });
+  const refresh = action(refreshIcon, '', 'Reload the run', () => void content.load());
+  widget.toolbar.addItem('refresh', refresh);
+  widget.toolbar.addItem('cancel', cancel);
+  widget.toolbar.addItem('replay', replayButton);
+  content.changed = () => {
+    const run = content.run;
+    if (run) {
+      widget.title.label = `${run.task_id || 'run'} ${shortId(run.id)}`;
+      const active = ACTIVE.includes(run.status);
+      cancel.enabled = active;
+      replayButton.enabled = !active;
+    }
+  };
+  return widget;
+}

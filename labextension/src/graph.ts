@@ -1,0 +1,30 @@
+/**
+ * The run graph, drawn by the same ES module as the notebook widget
+ * (`durable_nb/static/run_graph.js`, plain JavaScript, API documented at its top).
+ */
+// @ts-expect-error: an untyped JavaScript module outside this package; rspack bundles it
+import * as graph from '../../durable_nb/static/run_graph.js';
+import '../../durable_nb/static/run_graph.css';
+
+import { IRunDetail, IWait, request } from './api';
+
+/** A run with what the graph shows besides GET /runs/{id}: checkpoints and a log tail. */
+export type GraphRun = IRunDetail & { logs?: unknown[]; checkpoints?: unknown[] };
+
+export interface IGraphOptions {
+  onApprove?: (wait: IWait, comment: string) => Promise<unknown>;
+  onReject?: (wait: IWait, comment: string) => Promise<unknown>;
+  loadChild?: (runId: string) => Promise<GraphRun>;
+  onOpenChild?: (runId: string) => void;
+  notice?: { kind: 'info' | 'warning' | 'error'; text: string; code?: string } | null;
+}
+
+/** Render or re-render `run` into `node` (what the user opened or typed survives). */
+export function renderRunGraph(node: HTMLElement, run: GraphRun, options: IGraphOptions): void {
+  graph.renderRunGraph(node, run, options);
+}
+
+/** Everything the graph shows for one run, from the REST API. */
+export function loadRun(runId: string): Promise<GraphRun> {
+  return graph.loadRun((path: string) => request(path.replace(/^\//, '')), runId);
+}

@@ -1,0 +1,171 @@
+/**
+ * The live state behind the sidebar: recent runs and pending approvals, refreshed from the
+ * REST API whenever the events WebSocket reports a run or wait change.
+ */
+import {
+  ApiError,
+  EventStream,
+  getRun,
+  IEvent,
+  IRun,
+  IWait,
+  listRuns
+} from './api';
+
+export interface IApproval {
+  run: IRun;
+  wait: IWait;
+}
+
+type Listener = () => void;
+type EventListener = (event: IEvent) => void;
+
+export class RunsModel {
+  runs: IRun[] = [];
+  approvals: IApproval[] = [];
+  connected = false;
+  error = '';
+  /** Comma-separated statuses to list, or '' for all. */
+  filter = '';
+  limit = 50;
+
+  constructor() {
+    this._stream = new EventStream(
+      e => this._onEvent(e),
+      connected => {
+        this.connected = connected;
+        if (connected) {
+          void this.refresh();
+        }
+        this._notify();
+      }
+    );
+  }
+
+  start(): void {
+    this._stream.open();
+    void this.refresh();
+  }
+
+  dispose(): void {
+    this._stream.close();
+    window.clearTimeout(this._timer);
+  }
+
+  /** Call `fn` after each change; returns a function that stops that. */
+  onChange(fn: Listener): () => void {
+    this._listeners.add(fn);
+    return () => this._listeners.delete(fn);
+  }
+
+  /** Call `fn` with every event of the WebSocket; returns a function that stops that. */
+  onEvent(fn: EventListener): () => void {
+    this._eventListeners.add(fn);
+    return () => this._eventListeners.delete(fn);
+  }
+
+  setFilter(filter: string): void {
+    this.filter = filter;
+    void this.refresh();
+  }
+
+  /** Reload the list and the pending approvals (coalesced: one request at a time). */
+  async refresh(): Promise<void> {
+    if (this._loading) {
+      this._again = true;
+      return;
+    }
+    this._loading = true;
+    try {
+      do {
+        this._again = false;
+        await this._load();
+      } while (this._again);
+      this.error = '';
+    } catch (err) {
+      this.error =
+        err instanceof ApiError && err.status === 404
+          ? 'The durable_nb server extension is not enabled on this Jupyter server ' +
+            '(jupyter server extension enable durable_nb, then restart it).'
+          : String((err as Error).message || err);
+    } finally {
+      this._loading = false;
+    }
+    this._notify();
+  }
+
+  private async _load(): Promise<void> {
+    // approvals can be pending on runs that the filter hides, and during the wait grace
+    // period a run waiting on one is still EXECUTING
+    const [runs, candidates] = await Promise.all([
+      listRuns(this.filter, this.limit),
+      listRuns('EXECUTING,WAITING', 200)
+    ]);
+    const approvals: IApproval[] = [];
+    const seen = new Set<string>();
+    await Promise.all(
+      candidates.map(async run => {
+        seen.add(run.id);
+        const waits = await this._pendingApprovals(run);
+        waits.forEach(wait => approvals.push({ run, wait }));
+      })
+    );
+    for (const id of this._approvalCache.keys()) {
+      if (!seen.has(id)) {
+        this._approvalCache.delete(id);
+      }
+    }
+    approvals.sort((a, b) => a.wait.created_at - b.wait.created_at);
+    this.runs = runs;
+    this.approvals = approvals;
+  }
+
+  /** A run's unresolved approvals; cached until the run or one of its waits changes. */
+  private async _pendingApprovals(run: IRun): Promise<IWait[]> {
+    const stamp = `${run.status}/${run.updated_at}`;
+    const cached = this._approvalCache.get(run.id);
+    if (cached && cached.stamp === stamp) {
+      return cached.waits;
+    }
+    const detail = await getRun(run.id);
+    const waits = detail.waits.filter(w => w.kind === 'approval' && !w.outcome);
+    this._approvalCache.set(run.id, { stamp, waits });
+    return waits;
+  }
+
+  private _onEvent(event: IEvent): void {
+    this._eventListeners.forEach(fn => fn(event));
+    if (event.type === 'hello') {
+      return;
+    }
+    if (event.type === 'wait' && event.run_id) {
+      this._approvalCache.delete(event.run_id);
+    }
+    if (event.type === 'run' && event.run_id) {
+      const run = this.runs.find(r => r.id === event.run_id);
+      if (run && event.status) {
+        run.status = event.status; // show it at once; the refresh brings the rest
+        this._notify();
+      }
+    }
+    if ((event.type === 'run' || event.type === 'wait') && !this._timer) {
+      // at most one reload per 150 ms, however many events arrive
+      this._timer = window.setTimeout(() => {
+        this._timer = 0;
+        void this.refresh();
+      }, 150);
+    }
+  }
+
+  private _notify(): void {
+    this._listeners.forEach(fn => fn());
+  }
+
+  private _stream: EventStream;
+  private _listeners = new Set<Listener>();
+  private _eventListeners = new Set<EventListener>();
+  private _approvalCache = new Map<string, { stamp: string; waits: IWait[] }>();
+  private _loading = false;
+  private _again = false;
+  private _timer = 0;
+}

@@ -1,0 +1,282 @@
+/**
+ * The "Durable runs" sidebar: pending approvals (approve or reject with a comment) above
+ * the live list of recent runs (open, cancel, replay).
+ */
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import {
+  closeIcon,
+  checkIcon,
+  redoIcon,
+  refreshIcon,
+  stopIcon
+} from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+import { ACTIVE, cancelRun, decide, IRun, replayRun } from './api';
+import { IApproval, RunsModel } from './model';
+import { ago, attempt, button, duration, el, preview, shortId } from './util';
+
+const FILTERS: Array<[string, string]> = [
+  ['', 'All'],
+  [ACTIVE.join(','), 'Active'],
+  ['WAITING', 'Waiting'],
+  ['FAILED,CRASHED,TIMED_OUT,EXPIRED', 'Failed'],
+  ['COMPLETED', 'Completed']
+];
+
+export class RunsPanel extends Widget {
+  constructor(
+    private model: RunsModel,
+    private openRun: (id: string) => void
+  ) {
+    super();
+    this.addClass('jp-DurablePanel');
+    const node = this.node;
+
+    const header = el('div', 'jp-DurablePanel-header');
+    header.appendChild(el('h2', 'jp-DurablePanel-title', 'Durable runs'));
+    this._live = el('span', 'jp-DurablePanel-live');
+    header.appendChild(this._live);
+    header.appendChild(
+      button('', 'Refresh', () => model.refresh(), { icon: refreshIcon })
+    );
+    node.appendChild(header);
+
+    this._error = el('div', 'jp-DurablePanel-error');
+    node.appendChild(this._error);
+
+    const approvals = el('section', 'jp-DurablePanel-approvals');
+    this._approvalsTitle = el('h3', 'jp-DurablePanel-section');
+    approvals.appendChild(this._approvalsTitle);
+    this._approvals = el('div', 'jp-DurablePanel-cards');
+    approvals.appendChild(this._approvals);
+    node.appendChild(approvals);
+
+    const runs = el('section', 'jp-DurablePanel-runs');
+    const runsHeader = el('h3', 'jp-DurablePanel-section', 'Runs');
+    const select = el('select', 'jp-DurablePanel-filter');
+    select.title = 'Show runs by status';
+    for (const [value, label] of FILTERS) {
+      const option = el('option', '', label);
+      option.value = value;
+      select.appendChild(option);
+    }
+    select.addEventListener('change', () => model.setFilter(select.value));
+    runsHeader.appendChild(select);
+    runs.appendChild(runsHeader);
+    this._list = el('ul', 'jp-DurablePanel-list');
+    runs.appendChild(this._list);
+    this._empty = el('div', 'jp-DurablePanel-empty');
+    runs.appendChild(this._empty);
+    node.appendChild(runs);
+
+    this._stop = model.onChange(() => this.render());
+    this._clock = window.setInterval(() => this._tick(), 15000);
+    this.render();
+  }
+
+  dispose(): void {
+    this._stop();
+    window.clearInterval(this._clock);
+    super.dispose();
+  }
+
+  render(): void {
+    const m = this.model;
+    this._live.textContent = m.connected ? 'live' : 'reconnecting…';
+    this._live.classList.toggle('jp-mod-connected', m.connected);
+    this._error.textContent = m.error;
+    this._error.hidden = !m.error;
+    this._renderApprovals(m.approvals);
+    this._renderRuns(m.runs);
+  }
+
+  private _renderApprovals(approvals: IApproval[]): void {
+    const n = approvals.length;
+    this._approvalsTitle.textContent = n
+      ? `Pending approvals (${n})`
+      : 'No pending approvals';
+    const cards = new Map<string, HTMLElement>();
+    for (const a of approvals) {
+      const key = `${a.run.id}/${a.wait.wait_key}`;
+      cards.set(key, this._cards.get(key) ?? this._approvalCard(a));
+    }
+    this._cards = cards;
+    this._place(this._approvals, [...cards.values()]);
+  }
+
+  /** A card kept while the approval is pending, so a comment being typed survives. */
+  private _approvalCard(a: IApproval): HTMLElement {
+    const card = el('div', 'jp-DurableApproval');
+    card.dataset.runId = a.run.id;
+    card.dataset.wait = a.wait.name;
+    const title = el('div', 'jp-DurableApproval-title');
+    title.appendChild(el('strong', '', a.wait.name));
+    title.appendChild(el('span', 'jp-DurableApproval-task', a.run.task_id));
+    const link = el('a', 'jp-DurableApproval-run', shortId(a.run.id));
+    link.href = '#';
+    link.title = `Open run ${a.run.id}`;
+    link.addEventListener('click', e => {
+      e.preventDefault();
+      this.openRun(a.run.id);
+    });
+    title.appendChild(link);
+    card.appendChild(title);
+    const data = preview(a.wait.preview, 300);
+    if (data) {
+      card.appendChild(el('code', 'jp-DurableApproval-data', data));
+    }
+    const comment = el('input', 'jp-DurableApproval-comment');
+    comment.placeholder = 'Comment (optional)';
+    comment.setAttribute('aria-label', `Comment on ${a.wait.name}`);
+    card.appendChild(comment);
+    const row = el('div', 'jp-DurableApproval-actions');
+    const decideWith = (approved: boolean) => async () => {
+      const verb = approved ? 'Approve' : 'Reject';
+      const done = await attempt(`${verb} '${a.wait.name}'`, () =>
+        decide(a.run.id, approved, a.wait.name, comment.value)
+      );
+      if (done) {
+        card.classList.add('jp-mod-resolved');
+        await this.model.refresh();
+      }
+    };
+    row.appendChild(
+      button('Approve', 'Approve and resume the run', decideWith(true), {
+        icon: checkIcon,
+        className: 'jp-mod-approve'
+      })
+    );
+    row.appendChild(
+      button('Reject', 'Reject (the run sees approved = False)', decideWith(false), {
+        icon: closeIcon,
+        className: 'jp-mod-reject'
+      })
+    );
+    card.appendChild(row);
+    return card;
+  }
+
+  private _renderRuns(runs: IRun[]): void {
+    const rows = new Map<string, HTMLElement>();
+    for (const run of runs) {
+      const sig = [run.status, run.attempts, run.updated_at, run.task_id].join('|');
+      let row = this._rows.get(run.id);
+      if (!row || row.dataset.sig !== sig) {
+        row = this._runRow(run);
+        row.dataset.sig = sig;
+      }
+      rows.set(run.id, row);
+    }
+    this._rows = rows;
+    this._place(this._list, [...rows.values()]);
+    this._empty.textContent = runs.length
+      ? ''
+      : this.model.filter
+        ? 'No runs with this status.'
+        : 'No runs yet. Trigger a task or run a %%durable cell.';
+  }
+
+  private _runRow(run: IRun): HTMLElement {
+    const row = el('li', `jp-DurableRun jp-mod-${run.status.toLowerCase()}`);
+    row.dataset.runId = run.id;
+    row.dataset.status = run.status;
+    row.title = `Run ${run.id}: open its graph`;
+    row.addEventListener('click', () => this.openRun(run.id));
+
+    row.appendChild(el('span', 'jp-DurableStatus-dot'));
+    const main = el('div', 'jp-DurableRun-main');
+    const top = el('div', 'jp-DurableRun-line');
+    top.appendChild(el('span', 'jp-DurableRun-task', run.task_id || run.kind));
+    top.appendChild(el('span', 'jp-DurableRun-id', shortId(run.id)));
+    main.appendChild(top);
+    const bottom = el('div', 'jp-DurableRun-line jp-DurableRun-meta');
+    const status = el('span', 'jp-DurableRun-status', run.status.toLowerCase());
+    bottom.appendChild(status);
+    if (run.duration) {
+      bottom.appendChild(el('span', '', duration(run.duration)));
+    }
+    const when = el('span', 'jp-DurableRun-time', ago(run.created_at));
+    when.dataset.at = String(run.created_at);
+    bottom.appendChild(when);
+    main.appendChild(bottom);
+    if (run.error && !ACTIVE.includes(run.status)) {
+      main.appendChild(
+        el(
+          'div',
+          'jp-DurableRun-error',
+          `${run.error.type}: ${preview(run.error.message, 120)}`
+        )
+      );
+    }
+    row.appendChild(main);
+
+    const actions = el('div', 'jp-DurableRun-actions');
+    if (ACTIVE.includes(run.status)) {
+      actions.appendChild(
+        button('', 'Cancel run', () => confirmCancel(run), { icon: stopIcon })
+      );
+    } else {
+      actions.appendChild(
+        button('', 'Replay: a new run with the same payload', () => replay(run, this.openRun), {
+          icon: redoIcon
+        })
+      );
+    }
+    row.appendChild(actions);
+    return row;
+  }
+
+  /** Make `parent`'s children exactly `nodes`, in order, moving as few as possible. */
+  private _place(parent: HTMLElement, nodes: HTMLElement[]): void {
+    const keep = new Set(nodes);
+    for (const child of [...parent.children]) {
+      if (!keep.has(child as HTMLElement)) {
+        child.remove();
+      }
+    }
+    nodes.forEach((node, i) => {
+      if (parent.children[i] !== node) {
+        parent.insertBefore(node, parent.children[i] ?? null);
+      }
+    });
+  }
+
+  private _tick(): void {
+    this.node.querySelectorAll<HTMLElement>('.jp-DurableRun-time').forEach(node => {
+      node.textContent = ago(Number(node.dataset.at));
+    });
+  }
+
+  private _live: HTMLElement;
+  private _error: HTMLElement;
+  private _approvalsTitle: HTMLElement;
+  private _approvals: HTMLElement;
+  private _list: HTMLElement;
+  private _empty: HTMLElement;
+  private _cards = new Map<string, HTMLElement>();
+  private _rows = new Map<string, HTMLElement>();
+  private _stop: () => void;
+  private _clock: number;
+}
+
+export async function confirmCancel(run: IRun): Promise<void> {
+  const answer = await showDialog({
+    title: 'Cancel run?',
+    body: `Cancel run ${run.id} of ${run.task_id}? Its current attempt is stopped.`,
+    buttons: [
+      Dialog.cancelButton({ label: 'Keep running' }),
+      Dialog.warnButton({ label: 'Cancel run' })
+    ]
+  });
+  if (answer.button.accept) {
+    await attempt(`Cancel run ${shortId(run.id)}`, () => cancelRun(run.id));
+  }
+}
+
+export async function replay(run: IRun, open: (id: string) => void): Promise<void> {
+  const out = await attempt(`Replay run ${shortId(run.id)}`, () => replayRun(run.id));
+  if (out) {
+    open(out.id);
+  }
+}

@@ -1,0 +1,189 @@
+"""Helpers of the browser tests: a real `jupyter lab` server process and a Playwright driver
+for its notebooks (see conftest.py for the fixtures)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "test-output"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+LABEXTENSION = REPO / "durable_nb" / "labextension"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Lab:
+    """`jupyter lab` on 127.0.0.1 with a token, a fresh root_dir, and durable_nb's server
+    extension enabled by the repository's jupyter-config/ (the engine runs in the server;
+    kernels get DURABLE_NB_URL/TOKEN from it)."""
+
+    def __init__(self, tmp: Path):
+        self.dir = tmp
+        self.token = uuid.uuid4().hex
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.root = tmp / "root"
+        self.db = tmp / "lab.duckdb"
+        self.log = tmp / "lab.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> Lab:
+        self.root.mkdir(parents=True, exist_ok=True)
+        settings = self.dir / "settings"
+        notes = settings / "@jupyterlab" / "apputils-extension"
+        notes.mkdir(parents=True, exist_ok=True)  # no news toast over the screenshots
+        (notes / "notification.jupyterlab-settings").write_text(
+            json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        args = []
+        if (LABEXTENSION / "package.json").exists():  # the Lab panel, when it is built
+            exts = self.dir / "labextensions"
+            exts.mkdir(exist_ok=True)
+            link = exts / "durable_nb"
+            if not link.exists():
+                link.symlink_to(LABEXTENSION)
+            args.append(f"--LabApp.extra_labextensions_path={exts}")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_NB_")}
+        env.update(JUPYTER_CONFIG_DIR=str(self.dir / "cfg"),
+                   JUPYTER_CONFIG_PATH=str(REPO / "jupyter-config"),
+                   PYTHONPATH=os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH")]
+                                              if p))
+        cmd = [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser",
+               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
+               f"--ServerApp.root_dir={self.root}", "--LabApp.expose_app_in_browser=True",
+               f"--LabApp.workspaces_dir={self.dir / 'workspaces'}",
+               f"--LabApp.user_settings_dir={settings}",
+               f"--DurableApp.db_path={self.db}", "--DurableApp.wait_grace=0.3",
+               "--DurableApp.max_workers=4", *args]
+        with open(self.log, "ab") as out:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out,
+                                         stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jupyter lab exited: {self.log.read_text()[-3000:]}")
+            with contextlib.suppress(OSError, ValueError):
+                if self.request("GET", "durable/api/health")[0] == 200:
+                    return self
+            time.sleep(0.2)
+        raise RuntimeError(f"jupyter lab did not start: {self.log.read_text()[-3000:]}")
+
+    def request(self, method: str, path: str, body: dict | None = None):
+        """An API call with the server's token: (status, JSON)."""
+        req = urllib.request.Request(
+            self.url + path, method=method, headers={"Authorization": f"token {self.token}"},
+            data=json.dumps(body).encode() if body is not None else None)
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read() or b"null")
+
+    def write_notebook(self, name: str, cells: list[str]) -> str:
+        """A notebook of code cells in the server's root; returns its path."""
+        nb = {"cells": [{"cell_type": "code", "metadata": {}, "source": src, "outputs": [],
+                         "execution_count": None} for src in cells],
+              "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                          "language": "python"}},
+              "nbformat": 4, "nbformat_minor": 5}
+        (self.root / name).write_text(json.dumps(nb))
+        return name
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+# ---------------------------------------------------------------------- driving notebooks
+
+def open_notebook(page, lab: Lab, path: str, timeout: float = 90.0) -> None:
+    """A clean workspace with the notebook open and its kernel idle."""
+    page.goto(f"{lab.url}lab/workspaces/{uuid.uuid4().hex[:8]}/tree/{path}"
+              f"?reset&token={lab.token}")
+    page.locator(".jp-NotebookPanel .jp-Notebook").first.wait_for(timeout=timeout * 1000)
+    wait_idle(page, timeout)
+
+
+def wait_idle(page, timeout: float = 90.0) -> None:
+    """Until the notebook's kernel is idle (started, and no cell running)."""
+    page.wait_for_function(
+        """() => {
+            const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+            const k = w && w.sessionContext && w.sessionContext.session
+                && w.sessionContext.session.kernel;
+            return !!k && k.status === "idle" && k.connectionStatus === "connected";
+        }""", timeout=timeout * 1000, polling=100)
+
+
+def command(page, cmd: str, args: dict | None = None) -> None:
+    """Execute a JupyterLab command (the app is exposed as window.jupyterapp)."""
+    page.evaluate("([c, a]) => { window.jupyterapp.commands.execute(c, a); }", [cmd, args or {}])
+
+
+def run_all(page) -> None:
+    command(page, "notebook:run-all-cells")
+
+
+def add_cell(page, source: str, run: bool = True) -> int:
+    """Append a code cell to the current notebook (and run it); returns its index."""
+    index = page.evaluate(
+        """(src) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            const nb = panel.content;
+            const n = nb.model.cells.length;
+            nb.model.sharedModel.insertCell(n, {cell_type: "code", source: src});
+            nb.activeCellIndex = n;
+            return n;
+        }""", source)
+    if run:
+        command(page, "notebook:run-cell")
+    return index
+
+
+def cell(page, index: int):
+    return page.locator(".jp-Notebook .jp-Cell").nth(index)
+
+
+def restart_kernel(page) -> None:
+    """Restart the notebook's kernel as a user does (menu command, confirm dialog)."""
+    command(page, "kernelmenu:restart")
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    page.locator(".jp-Dialog").wait_for(state="detached")
+    wait_idle(page)
+
+
+def run_view(page, run_id: str | None = None, scope=None):
+    """The run widget (of ``run_id``) in the page or in ``scope``."""
+    where = scope if scope is not None else page
+    sel = ".dng-widget > .dng-run" + (f'[data-run-id="{run_id}"]' if run_id else "")
+    return where.locator(sel)
+
+
+def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

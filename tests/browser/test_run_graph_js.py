@@ -1,0 +1,234 @@
+"""static/run_graph.js on its own (no Jupyter): the API the widgets and the Lab panel use,
+rendered in Chromium from fixed run data. Fast: one page per test, no server."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+STATIC = Path(__file__).resolve().parents[2] / "durable_nb" / "static"
+T0 = time.time() - 30
+
+
+def _step(key, name, attempt, status, start, end, err=None):
+    row = {"step_key": key, "name": name, "attempt": attempt, "status": status,
+           "started_at": T0 + start, "ended_at": T0 + end, "error_type": None,
+           "error_message": None, "traceback": None}
+    if err:
+        row.update(error_type="ConnectionError", error_message=err,
+                   traceback=f'Traceback (most recent call last):\n  File "x.py", line 3, in '
+                             f'{name}\nConnectionError: {err}\n')
+    return row
+
+
+def _wait(key, kind, name, start, end=None, **kw):
+    return {"wait_key": key, "kind": kind, "name": name, "preview": kw.get("preview"),
+            "target": kw.get("target"), "created_at": T0 + start,
+            "deadline": T0 + kw["deadline"] if "deadline" in kw else None,
+            "resolved_at": T0 + end if end is not None else None, "outcome": kw.get("outcome"),
+            "comment": kw.get("comment"), "resolved_by": kw.get("by")}
+
+
+CHILD = {"id": "run_child1", "task_id": "summarize-doc", "status": "COMPLETED", "kind": "task",
+         "attempts": 1, "created_at": T0 + 2, "started_at": T0 + 2.1, "finished_at": T0 + 3,
+         "duration": 0.9, "attempt_list": [], "children": [], "waits": [],
+         "steps": [_step("call_model#1", "call_model", 1, "COMPLETED", 2.2, 2.9)]}
+
+RUN = {
+    "id": "run_parent", "task_id": "process-document", "status": "WAITING", "kind": "task",
+    "attempts": 2, "created_at": T0, "started_at": T0 + 0.1, "finished_at": None,
+    "duration": None, "duration_warning": True, "queue": "docs", "tags": ["nightly"],
+    "error": None,
+    "attempt_list": [
+        {"number": 1, "worker_pid": 11, "started_at": T0 + 0.1, "ended_at": T0 + 1.5,
+         "outcome": "SUSPENDED", "error_type": None, "error_message": None, "traceback": None},
+        {"number": 2, "worker_pid": 12, "started_at": T0 + 3.2, "ended_at": T0 + 3.5,
+         "outcome": "SUSPENDED", "error_type": None, "error_message": None, "traceback": None},
+    ],
+    "steps": [
+        _step("fetch#1", "fetch", 1, "FAILED", 0.2, 0.3, "timeout (call 1)"),
+        _step("fetch#1", "fetch", 2, "FAILED", 0.5, 0.6, "timeout (call 2)"),
+        _step("fetch#1", "fetch", 3, "COMPLETED", 1.0, 1.1),
+        _step("trigger:summarize-doc#1", "trigger:summarize-doc", 1, "COMPLETED", 1.2, 1.2),
+    ],
+    "waits": [
+        _wait("retry:fetch#1 retry 1#1", "retry", "fetch#1 retry 1", 0.3, 0.5, deadline=0.5,
+              outcome="elapsed"),
+        _wait("retry:fetch#1 retry 2#1", "retry", "fetch#1 retry 2", 0.6, 1.0, deadline=1.0,
+              outcome="elapsed"),
+        _wait("child:summarize-doc#1", "child", "summarize-doc", 1.3, 3.1,
+              target=["run_child1", "run_child2"], outcome="completed"),
+        _wait("approval:publish#1", "approval", "publish", 3.4,
+              preview={"doc": "42", "summary": "revenue up 12%"}),
+    ],
+    "children": [{"id": "run_child1", "task_id": "summarize-doc", "status": "COMPLETED"},
+                 {"id": "run_child2", "task_id": "summarize-doc", "status": "FAILED"}],
+    "checkpoints": [],
+    "logs": [{"at": T0 + 1, "stream": "stdout", "line": "fetching 42"},
+             {"at": T0 + 1.1, "stream": "stderr", "line": "retrying after timeout"}],
+}
+
+CELL = {
+    "id": "run_cell", "task_id": "ingest", "status": "COMPLETED", "kind": "cell", "attempts": 1,
+    "created_at": T0, "started_at": T0 + 0.1, "finished_at": T0 + 2, "duration": 1.9,
+    "attempt_list": [], "waits": [], "children": [], "error": None,
+    "steps": [_step("load#1", "load", 1, "COMPLETED", 0.2, 0.4)],
+    "checkpoints": [{"statement": i, "total": 3, "size": 1200 * i, "at": T0 + 0.5 * i}
+                    for i in (1, 2, 3)],
+    "logs": [],
+}
+
+HARNESS = """
+const mod = await import("data:text/javascript;base64,%s");
+window.graph = mod;
+window.calls = [];
+window.render = (run, opts = {}) => {
+  const el = document.getElementById("root");
+  const options = {
+    onApprove: async (w, comment) => {
+      window.calls.push(["approve", w.name, comment]);
+      if (window.refuse) throw new Error(window.refuse);
+    },
+    onReject: async (w, comment) => { window.calls.push(["reject", w.name, comment]); },
+    loadChild: async (id) => { window.calls.push(["load", id]); return window.children[id]; },
+    onOpenChild: (id) => window.calls.push(["open", id]),
+    ...opts,
+  };
+  mod.renderRunGraph(el, run, options);
+};
+window.ready = true;
+"""
+
+
+@pytest.fixture
+def graph(browser, request):
+    out = Path(__file__).resolve().parents[2] / "test-output" / request.node.name
+    out.mkdir(parents=True, exist_ok=True)
+    page = browser.new_page(viewport={"width": 900, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    js = base64.b64encode((STATIC / "run_graph.js").read_bytes()).decode()
+    css = (STATIC / "run_graph.css").read_text()
+    page.set_content(f"<html><head><style>{css}</style></head><body style='margin:12px'>"
+                     f"<div id=root></div><script type=module>{HARNESS % js}</script>"
+                     "</body></html>")
+    page.wait_for_function("window.ready")
+    page.evaluate("(c) => { window.children = c; }", {"run_child1": CHILD})
+    page.out = out
+    yield page
+    page.screenshot(path=str(out / "final.png"), full_page=True)
+    page.close()
+    assert errors == []
+
+
+def test_api_exports(graph):
+    names = graph.evaluate("Object.keys(window.graph).sort()")
+    assert names == ["STATUS_COLORS", "TERMINAL", "formatDuration", "loadRun", "renderRunGraph",
+                     "statusKind"]
+    assert graph.evaluate("window.graph.formatDuration(0.25)") == "250 ms"
+    assert graph.evaluate("window.graph.formatDuration(125)") == "2 min 05 s"
+    assert graph.evaluate("window.graph.statusKind('CRASHED')") == "bad"
+
+
+def test_graph_of_a_waiting_run(graph):
+    graph.evaluate("(r) => window.render(r)", RUN)
+    root = graph.locator(".dng-run").first
+    assert root.get_attribute("data-status") == "WAITING"
+    assert root.get_attribute("data-run-id") == "run_parent"
+    text = root.inner_text()
+    assert "over max_duration" in text and "queue docs" in text and "tags nightly" in text
+    fetch = graph.locator(".dng-node", has_text="fetch").first
+    assert "3 tries" in fetch.inner_text()
+    assert fetch.locator(".dng-try").count() == 2  # the two failed tries, with their errors
+    assert "retried after 200 ms" in fetch.inner_text()
+    assert fetch.locator("pre.dng-tb").first.is_hidden()  # retried: tracebacks closed
+    children = graph.locator(".dng-child")
+    assert children.count() == 2
+    assert "FAILED" in children.nth(1).inner_text()
+    assert graph.locator(".dng-attempt").count() == 2
+    assert graph.locator(".dng-logs .dng-stderr").inner_text().strip() == "retrying after timeout"
+    graph.screenshot(path=str(graph.out / "waiting.png"), full_page=True)
+
+    # expand a child inline (loadChild), open another as a link (onOpenChild)
+    children.nth(0).locator("button.dng-toggle").click()
+    nested = children.nth(0).locator(".dng-run.dng-nested")
+    nested.wait_for()
+    assert "call_model" in nested.inner_text()
+    children.nth(1).locator("a.dng-link").click()
+    calls = graph.evaluate("window.calls")
+    assert ["load", "run_child1"] in calls and ["open", "run_child2"] in calls
+
+    # approve with a comment: the callback gets the wait and the comment
+    graph.locator("input.dng-comment").fill("ship it")
+    graph.locator("button.dng-btn-ok").click()
+    graph.wait_for_function("window.calls.some((c) => c[0] === 'approve')")
+    assert ["approve", "publish", "ship it"] in graph.evaluate("window.calls")
+    # a refusal is shown in the graph, not thrown
+    graph.evaluate("window.refuse = 'already approved by alice'")
+    graph.locator("button.dng-btn-ok").click()
+    graph.locator(".dng-notice-error", has_text="already approved by alice").wait_for()
+    graph.screenshot(path=str(graph.out / "refused.png"), full_page=True)
+
+
+def test_rerender_keeps_what_the_user_opened_and_typed(graph):
+    graph.evaluate("(r) => window.render(r)", RUN)
+    graph.locator(".dng-node", has_text="fetch").first.locator("summary").first.click()
+    graph.locator("input.dng-comment").fill("half typed")
+    graph.locator("input.dng-comment").focus()
+    later = {**RUN, "logs": RUN["logs"] + [{"at": T0 + 5, "stream": "stdout", "line": "more"}]}
+    graph.evaluate("(r) => window.render(r)", later)
+    assert graph.locator("input.dng-comment").input_value() == "half typed"
+    assert graph.evaluate("document.activeElement.classList.contains('dng-comment')")
+    assert graph.locator(".dng-node", has_text="fetch").first.locator("pre.dng-tb").first.is_visible()
+    assert "more" in graph.locator(".dng-logs").inner_text()
+    # approved elsewhere: the buttons go, the decision shows
+    done = json.loads(json.dumps(RUN))
+    done["waits"][-1].update(resolved_at=T0 + 6, outcome="approved", resolved_by="bob",
+                             comment="fine")
+    graph.evaluate("(r) => window.render(r)", done)
+    assert graph.locator("button.dng-btn-ok").count() == 0
+    assert "approved by bob" in graph.locator(".dng-resolution").inner_text()
+
+
+def test_cell_run_with_checkpoints_and_a_notice(graph):
+    graph.evaluate("(r) => window.render(r, {notice: {kind: 'warning', "
+                   "text: 'kernel gone: run ', code: '%durable attach run_cell'}})", CELL)
+    assert graph.locator(".dng-cp").count() == 3
+    assert "statement 3 of 3" in graph.locator(".dng-cp").nth(2).inner_text()
+    assert "%durable attach run_cell" in graph.locator(".dng-notice-warning").inner_text()
+    assert "completed in 1.90 s" in graph.locator(".dng-end").inner_text()
+    graph.screenshot(path=str(graph.out / "cell.png"), full_page=True)
+
+
+def test_a_loop_of_steps_folds_into_one_node(graph):
+    loop = {**CELL, "kind": "task", "checkpoints": [],
+            "steps": [_step(f"tick#{i}", "tick", 1, "COMPLETED", i, i + 0.3) for i in range(1, 11)]
+            + [_step("save#1", "save", 1, "COMPLETED", 12, 12.5)]}
+    graph.evaluate("(r) => window.render(r)", loop)
+    nodes = graph.locator(".dng-graph > .dng-node")
+    assert nodes.count() == 3  # tick × 10, save, the end
+    assert "× 10" in nodes.nth(0).inner_text() and "300 ms each" in nodes.nth(0).inner_text()
+    nodes.nth(0).locator("summary").click()
+    assert nodes.nth(0).locator(".dng-repeat li").count() == 10
+
+
+def test_a_child_link_nobody_opens_expands_inline(graph):
+    graph.evaluate("(r) => window.render(r, {onOpenChild: (id) => false})", RUN)
+    graph.locator(".dng-child").nth(0).locator("a.dng-link").click()
+    graph.locator(".dng-child .dng-run.dng-nested").wait_for()
+    assert graph.locator(".dng-child").nth(0).locator("button.dng-toggle").get_attribute(
+        "aria-expanded") == "true"
+
+
+def test_without_callbacks_there_are_no_buttons(graph):
+    graph.evaluate("(r) => window.graph.renderRunGraph(document.getElementById('root'), r)", RUN)
+    assert graph.locator("button.dng-btn-ok").count() == 0
+    assert "%durable approve run_parent" in graph.locator(".dng-node", has_text="publish").inner_text()
+    assert graph.locator("button.dng-toggle").count() == 0

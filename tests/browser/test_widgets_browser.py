@@ -1,0 +1,280 @@
+"""The run and runs widgets in a real JupyterLab (durable_nb's server extension hosts the
+engine) driven through Debian's Chromium: the quickstart notebook with its approval clicked
+in the widget, a failing step's traceback, a kernel restart while a run executes, and a
+second decision refused by a stale view."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from _lab import (
+    REPO,
+    add_cell,
+    cell,
+    command,
+    open_notebook,
+    restart_kernel,
+    run_all,
+    run_view,
+    wait_idle,
+    wait_until,
+)
+
+pytestmark = pytest.mark.browser
+
+
+def shot(page, name: str, locator=None) -> None:
+    target = locator if locator is not None else page
+    target.screenshot(path=str(page.out / f"{name}.png"))
+
+
+def notebook_errors(page) -> list[str]:
+    """Error outputs of the current notebook's cells."""
+    return page.evaluate("""() => {
+        const nb = window.jupyterapp.shell.currentWidget.content;
+        const out = [];
+        for (let i = 0; i < nb.model.cells.length; i++) {
+            const cell = nb.model.cells.get(i);
+            if (cell.type !== "code") continue;
+            for (const o of cell.outputs.toJSON()) {
+                if (o.output_type === "error") out.push(`cell ${i}: ${o.ename}: ${o.evalue}`);
+            }
+        }
+        return out;
+    }""")
+
+
+def run_api(lab, run_id: str) -> dict:
+    return lab.request("GET", f"durable/api/runs/{run_id}")[1]
+
+
+# ---------------------------------------------------------------------- (1) quickstart
+
+def test_quickstart_approve_in_the_widget(page, lab):
+    """notebooks/01-quickstart.ipynb, run whole; its approval is clicked in the run widget
+    (the notebook's own `run.approve(...)` line is taken out: the widget does it)."""
+    nb = json.loads((REPO / "notebooks" / "01-quickstart.ipynb").read_text())
+    approvals = 0
+    for c in nb["cells"]:
+        src = "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        lines = src.splitlines()
+        kept = [ln for ln in lines if not ln.strip().startswith("run.approve(")]
+        approvals += len(lines) - len(kept)
+        c["source"] = "\n".join(kept)
+        if c["cell_type"] == "code":
+            c["outputs"], c["execution_count"] = [], None
+    assert approvals == 1, "the quickstart should approve once with run.approve(...)"
+    (lab.root / "01-quickstart.ipynb").write_text(json.dumps(nb))
+
+    open_notebook(page, lab, "01-quickstart.ipynb")
+    run_all(page)
+    view = page.locator(".dng-widget > .dng-run", has_text="process-document").first
+    approve = view.locator("button.dng-btn-ok")
+    approve.wait_for(timeout=60_000)
+    run_id = view.get_attribute("data-run-id")
+    text = view.inner_text()
+    assert "fetch_document" in text and "summarize" in text
+    assert "3 tries" in text, "the retried step shows its tries"
+    assert "ConnectionError" in text and "summarizer unavailable" in text
+    assert "revenue up 12%" in view.locator(".dng-data").inner_text()  # the approval data
+    # the live view hides the re-attach fallback that display_run() puts before it
+    assert page.locator(f'.durable-nb-fallback[data-durable-run="{run_id}"]').is_hidden()
+    shot(page, "pending", view)
+
+    # the kernel is busy in `run.result(...)` meanwhile: the click goes to the server's API
+    view.locator("input.dng-comment").fill("numbers checked")
+    approve.click()
+    page.locator(f'.dng-run[data-run-id="{run_id}"][data-status="COMPLETED"]').first.wait_for()
+    assert view.locator("button.dng-btn-ok").count() == 0
+    assert "approved by" in view.inner_text()
+    wait_idle(page, 120)
+    assert notebook_errors(page) == []
+    wait = [w for w in run_api(lab, run_id)["waits"] if w["kind"] == "approval"][0]
+    assert wait["outcome"] == "approved" and wait["comment"] == "numbers checked"
+    assert wait["resolved_by"], "the Jupyter user is recorded as the approver"
+    shot(page, "completed", view)
+    assert page.console_errors() == []
+
+
+# ---------------------------------------------------------------------- (4) a failing step
+
+FAILING = """\
+import durable_nb as dn
+
+@dn.step
+def parse_amount(text):
+    return int(text)
+
+@dn.task(id="browser-fails", retry=dn.Retry(max_attempts=1))
+def import_invoice(text):
+    return parse_amount(text) * 100
+
+run = import_invoice.trigger("twelve")
+run
+"""
+
+
+def test_failing_step_shows_its_traceback(page, lab):
+    lab.write_notebook("failing.ipynb", [FAILING])
+    open_notebook(page, lab, "failing.ipynb")
+    run_all(page)
+    view = run_view(page).first
+    view.wait_for()
+    page.locator('.dng-widget > .dng-run[data-status="FAILED"]').wait_for()
+    step = view.locator(".dng-node", has_text="parse_amount").first
+    assert "ValueError" in step.inner_text()
+    assert "invalid literal for int()" in step.inner_text()
+    tb = step.locator("pre.dng-tb")
+    assert tb.is_visible(), "a failed step opens to its traceback"
+    assert "parse_amount" in tb.inner_text() and "ValueError" in tb.inner_text()
+    assert "_context.py" not in tb.inner_text(), "durable_nb's own frames are left out"
+    assert view.locator(".dng-end", has_text="failed").count() == 1
+    shot(page, "failed", view)
+    assert page.console_errors() == []
+
+
+# ---------------------------------------------------------------------- (3) kernel restart
+
+LONG = """\
+import time
+import durable_nb as dn
+
+@dn.step
+def tick(i):
+    time.sleep(0.3)
+    print(f"tick {i}", flush=True)
+    return i
+
+@dn.task(id="browser-long")
+def long_task(n):
+    return sum(tick(i) for i in range(n))
+
+run = long_task.trigger(12)
+run
+"""
+
+
+def test_kernel_restart_then_reattach_shows_the_finished_graph(page, lab):
+    lab.write_notebook("restart.ipynb", [LONG])
+    open_notebook(page, lab, "restart.ipynb")
+    run_all(page)
+    view = run_view(page).first
+    view.wait_for()
+    run_id = view.get_attribute("data-run-id")
+    view.locator(".dng-node", has_text="tick#2").wait_for()  # the view is live
+    restart_kernel(page)
+    assert run_api(lab, run_id)["status"] == "EXECUTING", "the run outlives the kernel"
+    notice = view.locator(".dng-notice-warning")
+    notice.wait_for()
+    assert f"%durable attach {run_id}" in notice.inner_text()
+    shot(page, "after-restart", cell(page, 0))
+
+    # re-attach in the new kernel: a live view that follows the run to its end
+    index = add_cell(page, f"import durable_nb as dn\ndn.get_run({run_id!r})")
+    again = run_view(page, run_id, cell(page, index))
+    again.wait_for()
+    page.locator(f'.jp-Cell >> nth={index} >> .dng-run[data-status="COMPLETED"]').wait_for(
+        timeout=60_000)
+    assert "× 12" in again.locator(".dng-node", has_text="tick").inner_text()  # folded loop
+    assert "tick 11" in again.locator(".dng-logs").inner_text()
+    assert again.locator(".dng-notice-warning").count() == 0
+    shot(page, "reattached", cell(page, index))
+
+    # reopened later with a new kernel: the saved outputs say how to re-attach
+    command(page, "docmanager:save")
+    page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+    restart_kernel(page)
+    open_notebook(page, lab, "restart.ipynb")
+    first = cell(page, 0)
+    hint = first.locator(f'.durable-nb-fallback[data-durable-run="{run_id}"]')
+    hint.wait_for()
+    assert f"%durable attach {run_id}" in hint.inner_text()
+    shot(page, "reopened", first)
+    # JupyterLab logs the widget models the new kernel does not have; nothing else
+    assert [e for e in page.console_errors() if "model not found" not in e] == []
+
+
+# ---------------------------------------------------------------------- (2) decisions
+
+APPROVAL = """\
+import durable_nb as dn
+
+@dn.task(id="browser-ship")
+def ship(version):
+    decision = dn.approval("release", data={"version": version, "changes": 12}, timeout="1h")
+    return {"approved": decision.approved, "by": decision.by}
+
+first = ship.trigger("1.0")
+first
+"""
+
+
+THROUGH_KERNEL = """\
+from durable_nb._widgets import RunWidget
+
+w = RunWidget(ship.trigger("3.0"))
+w.engine = {"instance": None, "server": False}  # as in VS Code: no durable API in the page
+w
+"""
+
+
+def test_decisions_resolve_once_across_views(page, lab):
+    lab.write_notebook("decide.ipynb", [APPROVAL, "first", "second = ship.trigger('2.0')\nsecond",
+                                        "dn.runs_widget(limit=5)", THROUGH_KERNEL])
+    open_notebook(page, lab, "decide.ipynb")
+    run_all(page)
+    one = cell(page, 0).locator(".dng-widget > .dng-run")
+    two = cell(page, 1).locator(".dng-widget > .dng-run")
+    one.locator("button.dng-btn-ok").wait_for()
+    two.locator("button.dng-btn-ok").wait_for()
+    first_id = one.get_attribute("data-run-id")
+    assert two.get_attribute("data-run-id") == first_id  # two views of one run
+
+    # Reject in one view: the buttons disappear from both
+    one.locator("input.dng-comment").fill("not this week")
+    one.locator("button.dng-btn-no").click()
+    page.locator(f'.dng-run[data-run-id="{first_id}"][data-status="COMPLETED"]').nth(1).wait_for()
+    assert one.locator("button.dng-btn-ok").count() == 0
+    assert two.locator("button.dng-btn-ok").count() == 0
+    assert "rejected by" in two.inner_text() and "not this week" in two.inner_text()
+
+    # the runs table lists both runs, with the pending approval; a click opens the graph
+    table = cell(page, 3).locator(".dng-runs")
+    second_view = cell(page, 2).locator(".dng-widget > .dng-run")
+    second_view.locator("button.dng-btn-ok").wait_for()
+    second_id = second_view.get_attribute("data-run-id")
+    row = table.locator(f'tr[data-run-id="{second_id}"]')
+    row.wait_for()
+    wait_until(lambda: "release" in row.inner_text(), what="the pending approval in the table")
+    row.click()
+    detail = table.locator(f'.dng-detail .dng-run[data-run-id="{second_id}"]')
+    detail.wait_for()
+    shot(page, "runs-table", table)
+
+    # no Jupyter durable API for this view (as in VS Code): the decision goes via the kernel
+    third = cell(page, 4).locator(".dng-widget > .dng-run")
+    third.locator("button.dng-btn-ok").wait_for()
+    third_id = third.get_attribute("data-run-id")
+    third.locator("input.dng-comment").fill("via the kernel")
+    third.locator("button.dng-btn-ok").click()
+    page.locator(f'.dng-run[data-run-id="{third_id}"][data-status="COMPLETED"]').first.wait_for()
+    wait = [w for w in run_api(lab, third_id)["waits"] if w["kind"] == "approval"][0]
+    assert wait["comment"] == "via the kernel" and wait["outcome"] == "approved"
+
+    # a stale view (its kernel restarted) still shows buttons; the CLI decides first;
+    # the click is refused with the engine's reason, not a JavaScript error
+    restart_kernel(page)
+    second_view.locator(".dng-notice-warning").wait_for()
+    status, _ = lab.request("POST", f"durable/api/runs/{second_id}/approve",
+                            {"comment": "from the CLI", "by": "ops"})
+    assert status == 200
+    second_view.locator("button.dng-btn-ok").click()
+    refusal = second_view.locator(".dng-notice-error")
+    refusal.wait_for()
+    assert re.search(r"already approved by ops \(.from the CLI.\)", refusal.inner_text())
+    assert second_view.locator("button.dng-btn-ok").count() == 0  # the view caught up
+    shot(page, "refused", cell(page, 2))
+    assert not [e for e in page.console if e[0] == "pageerror"]
+    assert page.console_errors() == []
