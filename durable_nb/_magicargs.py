@@ -65,6 +65,8 @@ def line_parser() -> _Parser:
     sp.add_argument("--status", help="a status, or several joined by commas")
     sp.add_argument("--task", help="a task id or cell name")
     sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--text", action="store_true",
+                    help="a plain table instead of the live widget")
     sp = sub.add_parser("status", help="a run's attempts, steps, waits and error as a tree")
     sp.add_argument("run")
     sp = sub.add_parser("attach", help="show a run here; bring its variables or result back")

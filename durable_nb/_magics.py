@@ -180,7 +180,7 @@ class DurableMagics(Magics):
         if args.cmd == "list":
             from ._widgets import in_kernel, runs_widget
 
-            if in_kernel():  # a notebook: the live, paginated table
+            if in_kernel() and not args.text:  # a notebook: the live, paginated table
                 return runs_widget(status=args.status, task=args.task, limit=args.limit)
             out = self._client().request("GET", "/runs", query={
                 "status": args.status, "task": args.task, "limit": args.limit})

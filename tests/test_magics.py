@@ -343,7 +343,7 @@ def test_list_status_approve_reject_and_cancel(kernel):
     kernel.ok("run = needs_ok.trigger(5)\nimport time\n"
               "while run.status != 'WAITING': time.sleep(0.05)")
     rid = kernel.value("run.id")
-    listing = kernel.ok("%durable list --limit 5").stdout
+    listing = kernel.ok("%durable list --limit 5 --text").stdout
     assert re.search(rf"{rid}\s+magic-approval\s+WAITING", listing)
     tree = kernel.ok("%durable status run").stdout  # a variable holding the run works too
     assert tree.startswith(f"{rid}  magic-approval  WAITING")
@@ -397,7 +397,9 @@ def test_attach_in_another_kernel_brings_back_variables_and_results(kernel, scra
         other.ok(f"import time, durable_nb as dn\nr = dn.get_run({task_rid!r})\n"
                  "while r.status != 'WAITING': time.sleep(0.05)\nr.approve('ship')")
         res = other.ok(f"%durable attach {task_rid} --wait")
-        assert res.results == ["{'n': 9, 'approved': True, 'comment': None}"]
+        assert res.results[-1] == "{'n': 9, 'approved': True, 'comment': None}"
+        assert any(f"%durable attach {task_rid}" in r for r in res.results[:-1]), \
+            "the live view comes with a line that says how to re-attach"
         assert other.value("_") == {"n": 9, "approved": True, "comment": None}
     finally:
         other.close()
