@@ -19,7 +19,10 @@ from ._paths import engine_log_file, private_dir, resolve_db, runtime_file
 START_TIMEOUT = 60.0
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: object) -> bool:
+    """Whether a process with this pid exists (a malformed pid is not alive)."""
+    if not isinstance(pid, int) or pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -156,14 +159,14 @@ def _start_engine(db: Path) -> Client:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         info = _read_runtime(db)
-        if info and _pid_alive(info["pid"]):
+        if info and pid_alive(info["pid"]):
             c = _healthy(info["url"], info["token"], db)
             if c:
                 return c
         code = proc.poll()
         if code is not None and code != 0:
             info = _read_runtime(db)  # another engine may have won the race
-            if info and _pid_alive(info["pid"]):
+            if info and pid_alive(info["pid"]):
                 continue
             tail = logf.read_text(errors="replace").strip().splitlines()[-3:]
             raise EngineUnavailable(
@@ -184,7 +187,7 @@ def _read_runtime(db: Path) -> dict | None:
 def find_engine(db: Path, start: bool = True) -> Client:
     """The engine owning ``db``: from its runtime file if alive, else a new one."""
     info = _read_runtime(db)
-    if info and _pid_alive(info["pid"]):
+    if info and pid_alive(info["pid"]):
         c = _healthy(info["url"], info["token"], db)
         if c:
             return c

@@ -27,6 +27,7 @@ import tornado.httpserver
 import tornado.websocket
 
 from . import _api
+from ._client import pid_alive
 from ._engine import Engine, EngineConfig
 from ._errors import EngineLocked
 from ._paths import runtime_file, write_private
@@ -34,18 +35,6 @@ from ._paths import runtime_file, write_private
 ACTIVE_STATUSES = "QUEUED,EXECUTING"
 ACTIVITY_KEY = "durable_nb"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
-
-
-def _pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _is_loopback(url: str) -> bool:
@@ -202,7 +191,7 @@ class EngineHost:
             await asyncio.sleep(0.2)
         if info is None:
             why = f"no runtime file ({rt}) names a running engine for it"
-        elif not _pid_alive(info.get("pid")):
+        elif not pid_alive(info.get("pid")):
             why = f"its runtime file {rt} names process {info.get('pid')}, which is not running"
         else:
             why = (f"its runtime file {rt} names process {info.get('pid')}, whose engine does "

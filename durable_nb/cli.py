@@ -34,12 +34,12 @@ def cmd_serve(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from ._client import _pid_alive, _read_runtime
+    from ._client import _read_runtime, pid_alive
     from ._paths import resolve_db
 
     db = resolve_db(args.db)
     info = _read_runtime(db)
-    if not info or not _pid_alive(info["pid"]):
+    if not info or not pid_alive(info["pid"]):
         print(f"no engine is running for {db}")
         return 0
     if info.get("host") == "jupyter-server":
@@ -48,7 +48,7 @@ def cmd_stop(args) -> int:
         return 1
     os.kill(info["pid"], signal.SIGTERM)
     for _ in range(200):
-        if not _pid_alive(info["pid"]):
+        if not pid_alive(info["pid"]):
             print(f"stopped engine {info['pid']} for {db}")
             return 0
         time.sleep(0.05)
