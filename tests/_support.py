@@ -83,3 +83,14 @@ def bump(marks: str | Path, name: str) -> int:
     with open(p, "a") as f:
         f.write("x")
     return p.stat().st_size
+
+
+def wait_for(pred, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
+    """Poll ``pred()`` until it returns something truthy (returned) or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = pred()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what}")

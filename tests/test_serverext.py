@@ -25,6 +25,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from _support import wait_for
 
 import durable_nb as dn
 from durable_nb import _api
@@ -162,16 +163,6 @@ class JupyterServer:
 
 def runtime_info(db: Path) -> dict:
     return json.loads(runtime_file(db).read_text())
-
-
-def wait_for(pred, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def last_activity(server: JupyterServer) -> float:

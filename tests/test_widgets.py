@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _support import wait_for as _wait_for
 
 import durable_nb as dn
 from durable_nb import _widgets
@@ -72,13 +73,8 @@ def busy(seconds: float, until=None) -> None:
 
 
 def wait_for(pred, timeout: float = 20.0, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    """Fine-grained polling: these tests time updates against a 0.5 s bound."""
+    return _wait_for(pred, timeout, what, interval=0.02)
 
 
 class Recorder:

@@ -15,6 +15,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from _support import wait_for
+
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "test-output"
 CHROMIUM = "/usr/bin/chromium"
@@ -180,10 +182,5 @@ def run_view(page, run_id: str | None = None, scope=None):
 
 
 def wait_until(pred, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+    """``wait_for`` at a pace that suits browser round trips."""
+    return wait_for(pred, timeout, what, interval=0.1)
