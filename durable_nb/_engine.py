@@ -17,6 +17,7 @@ import time
 import uuid
 from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,7 @@ class Run:
     error: str | None = None
     finished_at: float | None = None
     output: bytes | None = None
+    children: list = field(default_factory=list)  # ids of child runs triggered by this one
 
     def row(self) -> dict:
         """The run as its row in the runs table would read (without the payload)."""
@@ -159,6 +161,8 @@ class Engine:
         self.pool: WorkerPool | None = None
         self._stopped = False
         self._commit_scheduled = False
+        self._syncing = False
+        self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="durable-journal")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -184,7 +188,10 @@ class Engine:
                 t.cancel()
         if self.pool:
             await self.pool.close()
+        while self._syncing:
+            await asyncio.sleep(0.005)
         self.store.commit()
+        self._sync_thread.shutdown()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
     def _recover(self) -> None:
@@ -226,6 +233,9 @@ class Engine:
                 duration_warning=bool(row["duration_warning"]),
             )
             self._runs[run.id] = run
+        for run in self._runs.values():
+            if run.parent_run_id in self._runs:
+                self._runs[run.parent_run_id].children.append(run.id)
         ids = list(self._runs)
         marks = ",".join("?" * len(ids))
         for row in q(
@@ -303,16 +313,31 @@ class Engine:
     # ------------------------------------------------------------------ writing
 
     def _write(self, records: list, then: Callable[[], None] | None = None) -> None:
-        """Journal records; ``then`` runs once they are durable (at the end of this turn
-        of the loop, where one fdatasync commits everything written during the turn)."""
+        """Journal records; ``then`` runs on the loop once they are durable.
+
+        Group commit, pipelined: at the end of a loop turn the buffered records go to the
+        syncing thread (one write + fdatasync); whatever arrives meanwhile is buffered and
+        goes in the next sync, started as soon as this one completes."""
         self.store.write(records, then)
-        if not self._commit_scheduled:
+        if not self._commit_scheduled and not self._syncing:
             self._commit_scheduled = True
             self._loop.call_soon(self._commit)
 
     def _commit(self) -> None:
         self._commit_scheduled = False
-        self.store.commit()
+        if self._syncing or not self.store.pending:
+            return
+        batch, done = self.store.take()
+        self._syncing = True
+        fut = self._loop.run_in_executor(self._sync_thread, self.store.write_batch, batch)
+        fut.add_done_callback(lambda f: self._synced(f, batch, done))
+
+    def _synced(self, fut: asyncio.Future, batch: list, done: list) -> None:
+        self._syncing = False
+        fut.result()  # a failed write stops the engine loudly rather than ack anything
+        self.store.committed(batch, done)
+        if self.store.pending:
+            self._commit()
 
     async def _write_durable(self, records: list) -> None:
         fut = self._loop.create_future()
@@ -431,6 +456,8 @@ class Engine:
             if ikey is not None:
                 self._idem[(task.task_id, ikey)] = run.id
             self._runs[run.id] = run
+            if parent_run_id in self._runs:
+                self._runs[parent_run_id].children.append(run.id)
             delay_until = now + delay if delay else None
             self._write([
                 ("ins", "runs", {
@@ -535,7 +562,7 @@ class Engine:
                                            "worker_pid": worker.pid, "started_at": now})])
         msg = {
             "op": "run", "run_id": run.id, "attempt": run.attempts, "task_id": run.task.task_id,
-            "code": run.task.code, "sys_path": run.task.sys_path, "payload": run.payload,
+            "task_hash": run.task.hash, "code": run.task.code, "sys_path": run.task.sys_path, "payload": run.payload,
             "steps": dict(run.steps), "step_failures": dict(run.step_failures),
             "waits": {k: w.resolution for k, w in run.waits.items() if w.resolution is not None},
             "max_payload": self.config.max_payload, "max_checkpoint": self.config.max_checkpoint,
@@ -891,8 +918,8 @@ class Engine:
             lambda: self._notify_done(run.id))
         for cid in self._children_of.pop(run.id, []):
             self._child_results.pop(cid, None)
-        for child in [r for r in self._runs.values() if r.parent_run_id == run.id]:
-            if status == "CANCELED":
+        if status == "CANCELED":
+            for child in [self._runs[c] for c in run.children if c in self._runs]:
                 self._cancel_run(child)
         if run.parent_run_id and run.parent_run_id in self._runs:
             self._children_of[run.parent_run_id].append(run.id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import struct
+import threading
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -52,6 +53,7 @@ class Journal:
         self._segment_no = max((int(p.stem[4:]) for p in segments(folder)), default=0)
         self._segment_max: dict[Path, int] = {}
         self._path: Path | None = None
+        self._lock = threading.Lock()  # _segment_max: written by the syncing thread
 
     def append(self, records: list) -> int:
         """Buffer records (not durable until ``commit``); returns the last sequence number."""
@@ -64,9 +66,17 @@ class Journal:
     def pending(self) -> bool:
         return bool(self._buffer)
 
+    def take(self) -> list[tuple[int, object]]:
+        """The buffered records, for ``write`` (possibly in another thread)."""
+        batch, self._buffer = self._buffer, []
+        return batch
+
     def commit(self) -> list[tuple[int, object]]:
         """Write and fdatasync everything buffered; returns the records made durable."""
-        batch, self._buffer = self._buffer, []
+        return self.write(self.take())
+
+    def write(self, batch: list[tuple[int, object]]) -> list[tuple[int, object]]:
+        """Append ``batch`` and fdatasync it (one thread at a time); returns it."""
         if not batch:
             return batch
         if self._file is None or self._size > SEGMENT_BYTES:
@@ -80,7 +90,8 @@ class Journal:
         self._file.write(data)
         os.fdatasync(self._file.fileno())
         self._size += len(data)
-        self._segment_max[self._path] = batch[-1][0]
+        with self._lock:
+            self._segment_max[self._path] = batch[-1][0]
         return batch
 
     def _open_segment(self) -> None:
@@ -99,10 +110,11 @@ class Journal:
 
     def finished_segments(self, ingested_seq: int) -> list[Path]:
         """Segments (not the current one) whose every record is ingested, forgotten here."""
-        done = [p for p, mx in self._segment_max.items()
-                if mx <= ingested_seq and p != self._path]
-        for p in done:
-            del self._segment_max[p]
+        with self._lock:
+            done = [p for p, mx in self._segment_max.items()
+                    if mx <= ingested_seq and p != self._path]
+            for p in done:
+                del self._segment_max[p]
         return done
 
     def close(self) -> None:

@@ -138,10 +138,23 @@ class Store:
     def pending(self) -> bool:
         return self._journal is not None and (self._journal.pending or bool(self._done))
 
+    def take(self) -> tuple[list, list]:
+        """Buffered records and their callbacks, for ``write_batch`` then ``committed``."""
+        done, self._done = self._done, []
+        return self._journal.take(), done
+
+    def write_batch(self, batch: list) -> None:
+        """Write and fdatasync a batch from ``take`` (may run in another thread)."""
+        self._journal.write(batch)
+
     def commit(self) -> None:
         """Make everything written so far durable (one fdatasync), then run the callbacks."""
-        batch = self._journal.commit()
-        done, self._done = self._done, []
+        batch, done = self.take()
+        self.write_batch(batch)
+        self.committed(batch, done)
+
+    def committed(self, batch: list, done: list) -> None:
+        """After ``write_batch``: hand the batch to ingestion, run the callbacks."""
         if batch:
             with self._ingest_cond:
                 self._to_ingest.extend(batch)

@@ -73,6 +73,7 @@ class Worker:
         self.channel = SyncChannel(sock)
         self.ctx: _context.RunContext | None = None
         self._paths: set[str] = set()
+        self._functions: dict[str, object] = {}  # task hash -> function, loaded once
         sys.stdout = _LogStream(lambda: self.ctx, "stdout")
         sys.stderr = _LogStream(lambda: self.ctx, "stderr")
 
@@ -99,7 +100,9 @@ class Worker:
         ctx = self.ctx = _context.RunContext(self.channel, msg)
         token = _context._current.set(ctx)
         try:
-            func = _serial.loads(msg["code"])
+            func = self._functions.get(msg.get("task_hash"))
+            if func is None:
+                func = self._functions[msg.get("task_hash")] = _serial.loads(msg["code"])
             args, kwargs = _serial.loads(msg["payload"])
             fn = getattr(func, "__wrapped_task__", func)
             if inspect.iscoroutinefunction(fn):

@@ -70,3 +70,25 @@ def test_trigger_and_wait_outside_a_run(engine):
     assert square.trigger_and_wait(3) == 9
     with pytest.raises(dn.RunFailed, match="negative input"):
         square.trigger_and_wait(-3)
+
+
+@dn.task(id="long-child")
+def long_child() -> str:
+    time.sleep(30)
+    return "never"
+
+
+@dn.task(id="cancelled-parent")
+def cancelled_parent() -> str:
+    return long_child.trigger_and_wait()
+
+
+def test_canceling_a_parent_cancels_its_children(engine):
+    run = cancelled_parent.trigger()
+    deadline = time.monotonic() + 20
+    while not run.info()["children"] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    child = dn.get_run(run.info()["children"][0]["id"])
+    run.cancel()
+    assert run.wait(10) == "CANCELED"
+    assert child.wait(10) == "CANCELED"
