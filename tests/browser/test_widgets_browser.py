@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from _lab import (
@@ -21,13 +22,23 @@ from _lab import (
     wait_idle,
     wait_until,
 )
+from playwright.sync_api import Error as PlaywrightError
 
 pytestmark = pytest.mark.browser
 
 
 def shot(page, name: str, locator=None) -> None:
-    target = locator if locator is not None else page
-    target.screenshot(path=str(page.out / f"{name}.png"))
+    """Save a screenshot; a live widget may re-render (detach) mid-capture, so the element
+    is tried a few times, then the whole page is taken instead."""
+    path = str(page.out / f"{name}.png")
+    if locator is not None:
+        for _ in range(3):
+            try:
+                locator.screenshot(path=path, timeout=5000)
+                return
+            except PlaywrightError:
+                time.sleep(0.2)
+    page.screenshot(path=path)
 
 
 def notebook_errors(page) -> list[str]:
