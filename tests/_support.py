@@ -59,13 +59,7 @@ class EngineProcess:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 20)
 
     def restart(self):
         self.stop()
@@ -94,3 +88,15 @@ def wait_for(pred, timeout: float = 20.0, what: str = "condition", interval: flo
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def stop_process(proc, grace: float) -> None:
+    """SIGTERM ``proc`` (a Popen or None), SIGKILL it if it is still there after ``grace``."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)

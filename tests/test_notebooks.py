@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _support import stop_process
 from test_magics import Kernel, run_id
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,12 +88,7 @@ class JupyterServer:
         self.proc.wait(10)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        stop_process(self.proc, 30)
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:

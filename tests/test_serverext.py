@@ -12,7 +12,6 @@ import http.client
 import http.cookiejar
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -25,7 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from _support import wait_for
+from _support import stop_process, wait_for
 
 import durable_nb as dn
 from durable_nb import _api
@@ -151,13 +150,7 @@ class JupyterServer:
         return dn.connect(url=self.url, token=token or self.token)
 
     def stop(self) -> int | None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 30)
         return self.proc.returncode if self.proc else None
 
 

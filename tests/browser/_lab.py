@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from _support import wait_for
+from _support import stop_process, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "test-output"
@@ -107,13 +106,7 @@ class Lab:
         return name
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_process(self.proc, 30)
 
 
 # ---------------------------------------------------------------------- driving notebooks
