@@ -191,9 +191,10 @@ def test_widget_follows_an_engine_restart(engine):
     h = ticks.trigger(30)
     w = RunWidget(h)
     wait_for(lambda: w.run.get("status") == "EXECUTING", 20, "EXECUTING")
-    old = h.client
+    # the values, not the Client: a client whose engine went away repoints itself
+    old_url, old_token = h.client.url, h.client.token
     engine.restart()  # a new port and token: the widget's client follows its database
-    assert old.url != engine.client.url or old.token != engine.client.token
+    assert old_url != engine.client.url or old_token != engine.client.token
     wait_for(lambda: w.notice == "" and w.run.get("status") in ("EXECUTING", "QUEUED",
                                                                   "COMPLETED"),
              30, "the widget to reconnect")
