@@ -31,6 +31,9 @@ from ._workers import WorkerPool, WorkerProc
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED"})
 STATUSES = ("QUEUED", "DELAYED", "EXECUTING", "WAITING", *sorted(TERMINAL))
 DEFAULT_RETRY = Retry()
+# Journal batches up to this size are written and synced on the event loop itself;
+# larger ones (checkpoint blobs, big outputs) go to the syncing thread.
+INLINE_SYNC_BYTES = 256 * 1024
 
 
 @dataclass
@@ -328,8 +331,16 @@ class Engine:
         if self._syncing or not self.store.pending:
             return
         batch, done = self.store.take()
+        data = self.store.encode_batch(batch)
+        if len(data) <= INLINE_SYNC_BYTES:
+            # A small batch syncs right here: handing it to a thread and back costs two
+            # wake-ups, more than the fdatasync itself. What arrives meanwhile waits in the
+            # sockets and goes into the next batch.
+            self.store.write_batch(batch, data)
+            self.store.committed(batch, done)
+            return
         self._syncing = True
-        fut = self._loop.run_in_executor(self._sync_thread, self.store.write_batch, batch)
+        fut = self._loop.run_in_executor(self._sync_thread, self.store.write_batch, batch, data)
         fut.add_done_callback(lambda f: self._synced(f, batch, done))
 
     def _synced(self, fut: asyncio.Future, batch: list, done: list) -> None:
@@ -600,7 +611,7 @@ class Engine:
         limit = run.task.options["max_duration"]
         self._write([
             ("upd", "runs", {"id": run.id}, {"duration_warning": True}),
-            ("ins", "spans", {"span_id": f"{run.id}/warn", "run_id": run.id,
+            ("ins", "span_records", {"span_id": f"{run.id}/warn", "run_id": run.id,
                               "parent_id": f"{run.id}/a{run.attempts}", "kind": "warning",
                               "name": "max_duration exceeded", "start_at": now, "end_at": now,
                               "status": "WARNING",
@@ -645,12 +656,8 @@ class Engine:
             ("ins", "steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
                               "attempt": msg["attempt"], "generation": run.generation,
                               "status": "COMPLETED", "started_at": msg["start"],
-                              "ended_at": msg["end"], "output": msg["output"]}),
-            ("ins", "spans", {"span_id": f"{run.id}/s/{key}/{msg['attempt']}", "run_id": run.id,
-                              "parent_id": f"{run.id}/a{run.attempts}", "kind": "step",
-                              "name": msg["name"], "start_at": msg["start"],
-                              "end_at": msg["end"], "status": "COMPLETED",
-                              "attributes": json.dumps({"key": key, "attempt": msg["attempt"]})}),
+                              "ended_at": msg["end"], "output": msg["output"],
+                              "run_attempt": run.attempts}),
         ], lambda: w.send({"ok": True}))
         self._emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
                     "status": "COMPLETED", "attempt": msg["attempt"], "at": msg["end"]})
@@ -668,14 +675,8 @@ class Engine:
                               "status": status, "started_at": msg["start"],
                               "ended_at": msg["end"], "output": msg["exc"],
                               "error_type": err["type"], "error_message": err["message"],
-                              "traceback": err["traceback"]}),
-            ("ins", "spans", {"span_id": f"{run.id}/s/{key}/{msg['attempt']}", "run_id": run.id,
-                              "parent_id": f"{run.id}/a{run.attempts}", "kind": "step",
-                              "name": msg["name"], "start_at": msg["start"],
-                              "end_at": msg["end"], "status": status,
-                              "attributes": json.dumps({"key": key, "attempt": msg["attempt"],
-                                                        "error": err["type"],
-                                                        "retry_delay": msg["delay"]})}),
+                              "traceback": err["traceback"], "run_attempt": run.attempts,
+                              "retry_delay": msg["delay"]}),
         ], lambda: w.send({"ok": True}))
         self._emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
                     "status": status, "attempt": msg["attempt"], "at": msg["end"],
@@ -694,7 +695,7 @@ class Engine:
             "manifest": json.dumps({"vars": msg["manifest"], "counts": msg["counts"],
                                     "seq": seq, "total": msg["total"]}),
             "size": msg["size"]}))
-        records.append(("ins", "spans", {
+        records.append(("ins", "span_records", {
             "span_id": f"{run.id}/c{seq}", "run_id": run.id,
             "parent_id": f"{run.id}/a{run.attempts}", "kind": "checkpoint",
             "name": f"statement {msg['statement']}", "start_at": now, "end_at": now,
@@ -723,7 +724,8 @@ class Engine:
         self._write([("ins", "steps", {
             "run_id": run.id, "step_key": msg["key"], "name": msg["key"].split("#")[0],
             "attempt": 1, "generation": run.generation, "status": "COMPLETED",
-            "started_at": now, "ended_at": now, "output": run.steps[msg["key"]][1]})],
+            "started_at": now, "ended_at": now, "output": run.steps[msg["key"]][1],
+            "run_attempt": run.attempts})],
             lambda: w.send({"run_ids": ids}))
 
     def _op_send_event(self, run: Run, w: WorkerProc, msg: dict) -> None:
@@ -796,7 +798,7 @@ class Engine:
                 "resolved_at": now, "outcome": resolution["outcome"],
                 "result": _serial.dumps(resolution, "resolution"),
                 "comment": resolution.get("comment"), "resolved_by": by}),
-            ("ins", "spans", {"span_id": f"{run.id}/w/{wait.key}", "run_id": run.id,
+            ("ins", "span_records", {"span_id": f"{run.id}/w/{wait.key}", "run_id": run.id,
                               "parent_id": run.id, "kind": "wait" if wait.kind != "retry" else "retry_delay",
                               "name": wait.name, "start_at": wait.created_at, "end_at": now,
                               "status": resolution["outcome"],
@@ -873,11 +875,6 @@ class Engine:
             ("upd", "attempts", {"run_id": run.id, "number": run.attempts}, {
                 "ended_at": now, "outcome": outcome, "error_type": err.get("type"),
                 "error_message": err.get("message"), "traceback": err.get("traceback")}),
-            ("ins", "spans", {"span_id": f"{run.id}/a{run.attempts}", "run_id": run.id,
-                              "parent_id": run.id, "kind": "attempt",
-                              "name": f"attempt {run.attempts}", "start_at": run.attempt_started,
-                              "end_at": now, "status": outcome,
-                              "attributes": json.dumps({"worker_pid": w.pid})}),
         ])
 
     def _after_failure(self, run: Run, outcome: str, error: dict) -> None:
@@ -911,11 +908,7 @@ class Engine:
         self._set_status(run, status, "finished", finished_at=now, output=output,
                          error=run.error)
         self._remember(run.row())
-        self._write([("ins", "spans", {
-            "span_id": run.id, "run_id": run.id, "parent_id": run.parent_run_id, "kind": "run",
-            "name": run.task.task_id, "start_at": run.created_at, "end_at": now, "status": status,
-            "attributes": json.dumps({"attempts": run.attempts, "queue": run.queue})})],
-            lambda: self._notify_done(run.id))
+        self._write([], lambda: self._notify_done(run.id))
         for cid in self._children_of.pop(run.id, []):
             self._child_results.pop(cid, None)
         if status == "CANCELED":

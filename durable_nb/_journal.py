@@ -36,6 +36,16 @@ def read_segment(path: Path) -> Iterator[tuple[int, object]]:
         pos += _HEADER.size + length
 
 
+def encode(batch: list[tuple[int, object]]) -> bytes:
+    """The bytes of a batch of (seq, record) as they go into a segment."""
+    chunks = []
+    for item in batch:
+        body = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+        chunks.append(_HEADER.pack(len(body), zlib.crc32(body)))
+        chunks.append(body)
+    return b"".join(chunks)
+
+
 def segments(folder: Path) -> list[Path]:
     return sorted(folder.glob("seg-*.jnl"))
 
@@ -77,16 +87,14 @@ class Journal:
 
     def write(self, batch: list[tuple[int, object]]) -> list[tuple[int, object]]:
         """Append ``batch`` and fdatasync it (one thread at a time); returns it."""
+        return self.write_encoded(batch, encode(batch))
+
+    def write_encoded(self, batch: list[tuple[int, object]], data: bytes) -> list[tuple[int, object]]:
+        """Append ``data`` (``encode(batch)``) and fdatasync it; returns ``batch``."""
         if not batch:
             return batch
         if self._file is None or self._size > SEGMENT_BYTES:
             self._open_segment()
-        chunks = []
-        for item in batch:
-            body = pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-            chunks.append(_HEADER.pack(len(body), zlib.crc32(body)))
-            chunks.append(body)
-        data = b"".join(chunks)
         self._file.write(data)
         os.fdatasync(self._file.fileno())
         self._size += len(data)

@@ -74,6 +74,40 @@ MIGRATIONS: list[str] = [
 
     CREATE TABLE logs (run_id VARCHAR, seq BIGINT, created_at DOUBLE, stream VARCHAR, line VARCHAR);
     """,
+    # 2: spans of runs, attempts and steps are read from those tables instead of being
+    # written twice (one journal record less per step); span_records keeps the others
+    # (waits, retry delays, checkpoints, warnings); the view spans shows them all
+    """
+    ALTER TABLE steps ADD COLUMN run_attempt INTEGER;
+    ALTER TABLE steps ADD COLUMN retry_delay DOUBLE;
+    ALTER TABLE spans RENAME TO span_records;
+    UPDATE steps SET
+        run_attempt = TRY_CAST(regexp_extract(s.parent_id, '/a([0-9]+)$', 1) AS INTEGER),
+        retry_delay = TRY_CAST(json_extract_string(s.attributes, '$.retry_delay') AS DOUBLE)
+    FROM span_records AS s
+    WHERE s.kind = 'step'
+      AND s.span_id = steps.run_id || '/s/' || steps.step_key || '/' || steps.attempt;
+    DELETE FROM span_records WHERE kind IN ('run', 'attempt', 'step');
+    CREATE VIEW spans AS
+    SELECT span_id, run_id, parent_id, kind, name, start_at, end_at, status, attributes
+    FROM span_records
+    UNION ALL
+    SELECT id, id, parent_run_id, 'run', task_id, created_at, finished_at, status,
+           json_object('attempts', attempts, 'queue', queue)::VARCHAR
+    FROM runs WHERE finished_at IS NOT NULL
+    UNION ALL
+    SELECT run_id || '/a' || number, run_id, run_id, 'attempt', 'attempt ' || number,
+           started_at, ended_at, outcome, json_object('worker_pid', worker_pid)::VARCHAR
+    FROM attempts WHERE ended_at IS NOT NULL
+    UNION ALL
+    SELECT run_id || '/s/' || step_key || '/' || attempt, run_id, run_id || '/a' || run_attempt,
+           'step', name, started_at, ended_at, status,
+           CASE WHEN status = 'COMPLETED'
+                THEN json_object('key', step_key, 'attempt', attempt)
+                ELSE json_object('key', step_key, 'attempt', attempt, 'error', error_type,
+                                 'retry_delay', retry_delay) END::VARCHAR
+    FROM steps;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -100,12 +100,22 @@ class EventsHandler(EventSocketMixin, tornado.websocket.WebSocketHandler):
         return await super().get(*args, **kwargs)
 
 
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    """Errors at warning level; successful calls at debug (one per step of a busy client)."""
+    status = handler.get_status()
+    level = logging.DEBUG if status < 400 else logging.WARNING
+    access = logging.getLogger("tornado.access")
+    if access.isEnabledFor(level):
+        r = handler.request
+        access.log(level, "%d %s %s %.2fms", status, r.method, r.path, 1000 * r.request_time())
+
+
 def make_app(engine: Engine, token: str) -> tornado.web.Application:
     kw = {"engine": engine, "token": token}
     return tornado.web.Application([
         (r"/durable/api/events", EventsHandler, kw),
         (r"/durable/api/(.*)", ApiHandler, kw),
-    ], websocket_ping_interval=20)
+    ], websocket_ping_interval=20, log_function=_log_request)
 
 
 async def run_server(config: EngineConfig, port: int = 0, ready=None) -> None:

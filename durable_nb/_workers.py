@@ -65,7 +65,8 @@ class WorkerPool:
         """Start workers so that idle + starting covers ``wanted_idle`` (within the max)."""
         if self.closed:
             return
-        have = len(self.idle()) + self.spawning
+        starting = sum(1 for w in self.workers if not w.ready and not w.closing)
+        have = len(self.idle()) + self.spawning + starting
         room = self.max_workers - len(self.workers) - self.spawning
         for _ in range(max(0, min(max(wanted_idle, self.min_idle) - have, room))):
             self.spawning += 1

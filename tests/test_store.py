@@ -1,5 +1,6 @@
 """The store: journal replay after a crash, file modes, migrations, read-only SQL."""
 
+import json
 import os
 import stat
 import subprocess
@@ -75,3 +76,38 @@ def test_read_only_sql(tmp_path):
             s.read_only("select * from read_csv('/etc/passwd')")
     finally:
         s.close()
+
+
+def test_version_1_database_keeps_its_spans_after_migrating(tmp_path):
+    """Step spans written by schema 1 come back through the spans view, attributes and all."""
+    from durable_nb._schema import MIGRATIONS
+
+    db = tmp_path / "v1.duckdb"
+    conn = duckdb.connect(str(db))
+    conn.execute("CREATE TABLE schema_version (version INTEGER, applied_at DOUBLE)")
+    conn.execute(MIGRATIONS[0])
+    conn.execute("INSERT INTO schema_version VALUES (1, 0)")
+    conn.execute("INSERT INTO runs (id, task_id, status, created_at, finished_at, attempts, queue) "
+                 "VALUES ('run_a', 't', 'COMPLETED', 1, 5, 2, 'q')")
+    conn.execute("INSERT INTO attempts VALUES ('run_a', 2, 42, 2, 4, 'COMPLETED', NULL, NULL, NULL)")
+    conn.execute("INSERT INTO steps (run_id, step_key, name, attempt, generation, status, "
+                 "started_at, ended_at, error_type) VALUES ('run_a', 'f#1', 'f', 1, 0, 'FAILED', 2, 3, 'KeyError')")
+    for span in [("run_a/s/f#1/1", "run_a/a2", "step", '{"key": "f#1", "attempt": 1, "error": "KeyError", "retry_delay": 0.5}'),
+                 ("run_a/a2", "run_a", "attempt", '{"worker_pid": 42}'),
+                 ("run_a/w/approval#1", "run_a", "wait", '{"key": "approval#1"}')]:
+        conn.execute("INSERT INTO spans VALUES (?, 'run_a', ?, ?, 'x', 2, 3, 'S', ?)", [span[0], span[1], span[2], span[3]])
+    conn.close()
+
+    s = Store(db)
+    s.open()
+    try:
+        rows = {r["kind"]: r for r in s.query("SELECT * FROM spans WHERE run_id = 'run_a'")}
+    finally:
+        s.close()
+    assert set(rows) == {"run", "attempt", "step", "wait"}
+    step = rows["step"]
+    assert step["parent_id"] == "run_a/a2" and step["status"] == "FAILED"
+    assert json.loads(step["attributes"]) == {"key": "f#1", "attempt": 1, "error": "KeyError", "retry_delay": 0.5}
+    assert json.loads(rows["attempt"]["attributes"]) == {"worker_pid": 42}
+    assert json.loads(rows["run"]["attributes"]) == {"attempts": 2, "queue": "q"}
+    assert rows["run"]["end_at"] == 5
