@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -17,6 +19,8 @@ from ._errors import ApiError, EngineUnavailable, PayloadTooLarge, RunNotFound, 
 from ._paths import engine_log_file, private_dir, resolve_db, runtime_file
 
 START_TIMEOUT = 60.0
+# Frames on the engine's Unix socket (see _localapi): two little-endian uint32.
+FRAME = struct.Struct("<II")
 
 
 def pid_alive(pid: object) -> bool:
@@ -36,16 +40,18 @@ class Client:
     """Talks to one engine. Thread-safe: each thread keeps its own keep-alive connection."""
 
     def __init__(self, url: str, token: str | None, db: Path | None = None,
-                 autostart: bool = True):
+                 autostart: bool = True, socket_path: str | None = None):
         self.db = db
         self.autostart = autostart
         self._local = threading.local()
         self._registered: set[str] = set()
-        self._point_at(url, token)
+        self._point_at(url, token, socket_path)
 
-    def _point_at(self, url: str, token: str | None) -> None:
+    def _point_at(self, url: str, token: str | None, socket_path: str | None = None) -> None:
+        """Use the engine at ``url``; through its Unix socket when it has one (faster)."""
         self.url = url if url.endswith("/") else url + "/"
         self.token = token
+        self.socket_path = socket_path if socket_path and token else None
         parsed = urllib.parse.urlparse(self.url)
         self._host, self._port = parsed.hostname, parsed.port or 80
         self._base = parsed.path.rstrip("/") + "/durable/api"
@@ -60,7 +66,7 @@ class Client:
             other = find_engine(self.db, start=self.autostart)
         except EngineUnavailable:
             return False
-        self._point_at(other.url, other.token)
+        self._point_at(other.url, other.token, other.socket_path)
         return True
 
     def __repr__(self) -> str:
@@ -76,26 +82,63 @@ class Client:
             conn.sock.settimeout(timeout)
         return conn
 
+    def _close(self) -> None:
+        for name in ("conn", "sock"):
+            c = getattr(self._local, name, None)
+            if c is not None:
+                c.close()
+                setattr(self._local, name, None)
+
+    def _http(self, method: str, path: str, data: bytes | None, timeout: float) -> tuple[int, bytes]:
+        headers = {"Content-Type": "application/json"}
+        if self.token:
+            headers["Authorization"] = f"token {self.token}"
+        conn = self._conn(timeout)
+        conn.request(method, self._base + path, body=data, headers=headers)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+
+    def _socket(self, method: str, path: str, query: dict, data: bytes | None,
+                timeout: float) -> tuple[int, bytes]:
+        """One request on the engine's Unix socket (see _localapi for the frames)."""
+        sock = getattr(self._local, "sock", None)
+        if sock is None:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.settimeout(timeout)
+                sock.connect(self.socket_path)
+            except BaseException:
+                sock.close()
+                raise
+            self._local.sock = sock
+        sock.settimeout(timeout)
+        head = json.dumps({"method": method, "path": path, "query": query,
+                           "token": self.token}).encode()
+        body = data or b""
+        sock.sendall(FRAME.pack(len(head), len(body)) + head + body)
+        status, n = FRAME.unpack(_recv_exact(sock, FRAME.size))
+        return status, _recv_exact(sock, n)
+
     def request(self, method: str, path: str, body: dict | None = None,
                 timeout: float = 60.0, query: dict | None = None) -> Any:
         """One API call; raises the matching durable_nb error on an error status."""
-        qs = ""
-        if query:
-            qs = "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        query = {k: str(v) for k, v in (query or {}).items() if v is not None}
         data = json.dumps(body).encode() if body is not None else None
-        headers = {"Content-Type": "application/json"}
         for retry in range(3):
-            conn = self._conn(timeout)
-            if self.token:
-                headers["Authorization"] = f"token {self.token}"
             try:
-                conn.request(method, self._base + path + qs, body=data, headers=headers)
-                resp = conn.getresponse()
-                raw = resp.read()
+                if self.socket_path:
+                    try:
+                        status, raw = self._socket(method, path, query, data, timeout)
+                    except (FileNotFoundError, ConnectionRefusedError):
+                        # no socket (a proxying or older host): HTTP from now on
+                        self._close()
+                        self.socket_path = None
+                        status, raw = self._http(method, _with_query(path, query), data, timeout)
+                else:
+                    status, raw = self._http(method, _with_query(path, query), data, timeout)
                 break
             except (ConnectionRefusedError, FileNotFoundError) as exc:
-                conn.close()
-                self._local.conn = None
+                self._close()
                 if retry < 2 and self._rediscover():
                     continue
                 raise EngineUnavailable(
@@ -104,24 +147,26 @@ class Client:
                 ) from None
             except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError,
                     http.client.CannotSendRequest, http.client.ResponseNotReady):
-                conn.close()
-                self._local.conn = None
+                self._close()
                 if retry == 0 or (retry == 1 and self._rediscover()):
                     continue
                 raise EngineUnavailable(
                         f"the durable_nb engine at {self.url} closed the connection") from None
+            except BaseException:  # a timeout or Ctrl-C mid-answer: the stream is unusable
+                self._close()
+                raise
         try:
             payload = json.loads(raw) if raw else None
         except ValueError:
             payload = {"error": raw.decode(errors="replace")[:500]}
-        if resp.status >= 400:
-            msg = (payload or {}).get("error") or f"HTTP {resp.status}"
+        if status >= 400:
+            msg = (payload or {}).get("error") or f"HTTP {status}"
             code = (payload or {}).get("code")
             exc_type = {"run_not_found": RunNotFound, "conflict": WaitConflict,
                         "too_large": PayloadTooLarge}.get(code)
             if exc_type is not None:
                 raise exc_type(msg)
-            raise ApiError(resp.status, msg)
+            raise ApiError(status, msg)
         return payload
 
     def health(self) -> dict:
@@ -134,12 +179,27 @@ class Client:
         return int(self.health()["max_payload"])
 
 
+def _with_query(path: str, query: dict) -> str:
+    return path + ("?" + urllib.parse.urlencode(query) if query else "")
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(min(n - len(buf), 1 << 20))
+        if not chunk:
+            raise ConnectionResetError("the engine closed the connection")
+        buf += chunk
+    return bytes(buf)
+
+
 _lock = threading.RLock()
 _default: Client | None = None
 
 
-def _healthy(url: str, token: str | None, db: Path | None) -> Client | None:
-    c = Client(url, token, db)
+def _healthy(url: str, token: str | None, db: Path | None,
+             socket_path: str | None = None) -> Client | None:
+    c = Client(url, token, db, socket_path=socket_path)
     try:
         c.health()
     except Exception:
@@ -160,7 +220,7 @@ def _start_engine(db: Path) -> Client:
     while time.monotonic() < deadline:
         info = _read_runtime(db)
         if info and pid_alive(info["pid"]):
-            c = _healthy(info["url"], info["token"], db)
+            c = _healthy(info["url"], info["token"], db, info.get("socket"))
             if c:
                 return c
         code = proc.poll()
@@ -188,7 +248,7 @@ def find_engine(db: Path, start: bool = True) -> Client:
     """The engine owning ``db``: from its runtime file if alive, else a new one."""
     info = _read_runtime(db)
     if info and pid_alive(info["pid"]):
-        c = _healthy(info["url"], info["token"], db)
+        c = _healthy(info["url"], info["token"], db, info.get("socket"))
         if c:
             return c
     if not start:
@@ -207,11 +267,13 @@ def connect(url: str | None = None, token: str | None = None,
     """
     global _default
     with _lock:
+        sock = None
         if url is None and db is None and os.environ.get("DURABLE_NB_URL"):
             url = os.environ["DURABLE_NB_URL"]
             token = token or os.environ.get("DURABLE_NB_TOKEN")
+            sock = os.environ.get("DURABLE_NB_SOCKET")
         if url is not None:
-            client = Client(url, token, None)
+            client = Client(url, token, None, socket_path=sock)
             client.health()
         else:
             client = find_engine(resolve_db(db), start=start)

@@ -13,6 +13,7 @@ a private loopback listener, `_serverext` the Jupyter handlers.
 from __future__ import annotations
 
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -30,6 +31,7 @@ from . import _api
 from ._client import pid_alive
 from ._engine import Engine, EngineConfig
 from ._errors import EngineLocked
+from ._localapi import LocalServer
 from ._paths import runtime_file, write_private
 
 ACTIVE_STATUSES = "QUEUED,EXECUTING"
@@ -78,6 +80,8 @@ class EngineHost:
         self._unsubscribe = None
         self._saved_env: dict[str, str | None] = {}
         self._http: tornado.httpclient.AsyncHTTPClient | None = None
+        # kernels reach an owned engine faster through this socket (absent when proxying)
+        self.local = LocalServer(self.token, config.db_path, user=getpass.getuser())
         self._stopping: asyncio.Future | None = None
         self._started = False
 
@@ -99,7 +103,8 @@ class EngineHost:
     def env(self) -> dict[str, str]:
         """What kernels and workers need to reach this host's engine."""
         return {"DURABLE_NB_URL": self.url or "", "DURABLE_NB_TOKEN": self.token,
-                "DURABLE_NB_DB": str(self.config.db_path)}
+                "DURABLE_NB_DB": str(self.config.db_path),
+                "DURABLE_NB_SOCKET": str(self.local.path)}
 
     async def stop(self) -> None:
         """Stop the owned engine, remove its runtime file, restore the environment.
@@ -121,6 +126,7 @@ class EngineHost:
             self._unsubscribe()
         if self.private_server is not None:
             self.private_server.stop()
+        await self.local.close()
         if self.engine is not None:
             try:
                 await self.engine.stop()
@@ -163,9 +169,13 @@ class EngineHost:
             await engine.stop()
             return
         self.engine, self.owner, self.mode, self.problem = engine, None, "owner", ""
-        write_private(runtime_file(db), json.dumps({
-            "url": self.url, "token": self.token, "pid": os.getpid(), "db": str(db),
-            "started_at": time.time(), "host": "jupyter-server"}))
+        info = {"url": self.url, "token": self.token, "pid": os.getpid(), "db": str(db),
+                "started_at": time.time(), "host": "jupyter-server"}
+        try:
+            info["socket"] = str(await self.local.start(engine))
+        except OSError as exc:  # HTTP still works; only slower
+            self.log.warning("durable_nb: no local socket for the engine (%s)", exc)
+        write_private(runtime_file(db), json.dumps(info))
         self._unsubscribe = engine.subscribe(self._on_event)
         self._watcher = asyncio.ensure_future(self._watch_activity())
         self.log.info("durable_nb engine for %s runs in this server (pid %d); API at %s%s/",

@@ -19,6 +19,7 @@ import tornado.websocket
 from . import _api
 from ._engine import Engine, EngineConfig
 from ._errors import EngineLocked
+from ._localapi import LocalServer
 from ._paths import runtime_file, write_private
 
 log = logging.getLogger("durable_nb")
@@ -126,12 +127,21 @@ async def run_server(config: EngineConfig, port: int = 0, ready=None) -> None:
     server = app.listen(port, address="127.0.0.1", max_body_size=_api.MAX_BODY)
     actual = next(iter(server._sockets.values())).getsockname()[1]
     url = f"http://127.0.0.1:{actual}/"
+    local = LocalServer(token, config.db_path, user=os.environ.get("USER"))
     engine.worker_env.update({"DURABLE_NB_URL": url, "DURABLE_NB_TOKEN": token,
-                              "DURABLE_NB_DB": str(config.db_path)})
-    await engine.start()
+                              "DURABLE_NB_DB": str(config.db_path),
+                              "DURABLE_NB_SOCKET": str(local.path)})
+    try:
+        await engine.start()
+    except BaseException:
+        server.stop()
+        await local.close()
+        raise
+    await local.start(engine)
     rt = runtime_file(config.db_path)
     write_private(rt, json.dumps({"url": url, "token": token, "pid": os.getpid(),
-                                  "db": str(config.db_path), "started_at": time.time()}))
+                                  "db": str(config.db_path), "started_at": time.time(),
+                                  "socket": str(local.path)}))
     log.info("durable_nb engine %s serving %s at %s", os.getpid(), config.db_path, url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -143,6 +153,7 @@ async def run_server(config: EngineConfig, port: int = 0, ready=None) -> None:
         await stop.wait()
     finally:
         server.stop()
+        await local.close()
         await engine.stop()
         try:
             if json.loads(rt.read_text()).get("pid") == os.getpid():

@@ -41,6 +41,7 @@ class EngineProcess:
                 info = json.loads(rt.read_text())
                 if info["pid"] == self.proc.pid:
                     self.client = dn.connect(url=info["url"], token=info["token"])
+                    self.client.socket_path = info.get("socket")  # as find_engine would
                     self.client.db = self.db
                     self.client.autostart = False
                     return self.client

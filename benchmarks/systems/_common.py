@@ -98,6 +98,31 @@ def first_true(conds: dict[str, Callable[[], bool]], timeout: float, interval: f
         time.sleep(interval)
 
 
+def rss(pid: int | None = None) -> dict[str, float]:
+    """Resident set now and at its peak (VmRSS, VmHWM) of a process, in MB (Linux)."""
+    out = {}
+    with open(f"/proc/{pid or 'self'}/status") as f:
+        for line in f:
+            key, _, rest = line.partition(":")
+            if key in ("VmRSS", "VmHWM"):
+                out[key] = int(rest.split()[0]) / 1024
+    return out
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of a process (Linux)."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        kids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return kids
+
+
 def dir_bytes(path: str, prefix: str = "") -> int:
     """Bytes of the entries of ``path`` whose name starts with ``prefix`` (dirs walked)."""
     total = 0

@@ -274,6 +274,18 @@ def w_recovery(n: int, work: str, p: dict[str, Any]) -> c.Result:
     )
 
 
+def w_memory(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    """Resident set of the process that runs the workflows (DBOS is a library) after n runs."""
+    launch(work)
+    before = c.rss()["VmRSS"]
+    for _ in range(n):
+        DBOS.start_workflow(one).get_result()
+    mem = c.rss()
+    return c.result(mem["VmRSS"], "MB", n=n, metrics={
+        "peak (VmHWM)": c.metric(mem["VmHWM"], "MB"),
+        "process before the runs": c.metric(before, "MB")})
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--recovery-child":
         recovery_child(json.loads(sys.argv[2]))
@@ -285,5 +297,6 @@ if __name__ == "__main__":
                 "latency": w_latency,
                 "throughput": w_throughput,
                 "recovery": w_recovery,
+                "memory": w_memory,
             }
         )

@@ -369,6 +369,32 @@ def w_notebook(n: int, work: str, p: dict[str, Any]) -> c.Result:
         eng.stop()
 
 
+def w_memory(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    """Resident set of the engine process once n one-step runs have finished."""
+    dn, eng = _session(work)
+    try:
+        t = _tasks(dn)
+        before = c.rss(eng.proc.pid)["VmRSS"]
+        for start in range(0, n, 1000):  # in waves, so the client's handles stay small
+            handles = [t["one"].trigger() for _ in range(min(1000, n - start))]
+            for h in handles:
+                h.result(timeout=p["limit_s"] * 0.5)
+        done = _count(dn, "status = 'COMPLETED'")
+        time.sleep(0.5)  # let the last ingest batch land
+        mem = c.rss(eng.proc.pid)
+        workers = [c.rss(k)["VmRSS"] for k in c.children(eng.proc.pid)]
+        return c.result(
+            mem["VmRSS"], "MB", n=n, completed=done, workers=len(workers),
+            metrics={
+                "peak (VmHWM)": c.metric(mem["VmHWM"], "MB"),
+                "engine before the runs": c.metric(before, "MB"),
+                "its worker processes, together": c.metric(sum(workers), "MB"),
+            },
+        )
+    finally:
+        eng.stop()
+
+
 if __name__ == "__main__":
     c.run_main(
         {
@@ -379,5 +405,6 @@ if __name__ == "__main__":
             "recovery": w_recovery,
             "checkpoint": w_checkpoint,
             "notebook": w_notebook,
+            "memory": w_memory,
         }
     )

@@ -104,6 +104,21 @@ def w_run(n: int, work: str, p: dict[str, Any]) -> c.Result:
     return c.result(per, "ms/run", n=n, durability=kw)
 
 
+def w_memory(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    """Resident set of the process (LangGraph is a library) after n runs on new threads."""
+    saver, conn, _ = _saver(work)
+    graph = _one_graph(saver)
+    kw = _durable_kwargs(graph)
+    before = c.rss()["VmRSS"]
+    for k in range(n):
+        graph.invoke({"i": 0, "n": 1}, _config(f"run-{k}"), **kw)
+    mem = c.rss()
+    conn.close()
+    return c.result(mem["VmRSS"], "MB", n=n, metrics={
+        "peak (VmHWM)": c.metric(mem["VmHWM"], "MB"),
+        "process before the runs": c.metric(before, "MB")})
+
+
 def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
     """A 50 MB numpy array plus a counter, checkpointed n times; bytes on disk."""
     import numpy as np
@@ -136,4 +151,4 @@ def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
 
 
 if __name__ == "__main__":
-    c.run_main({"step": w_step, "run": w_run, "checkpoint": w_checkpoint})
+    c.run_main({"step": w_step, "run": w_run, "checkpoint": w_checkpoint, "memory": w_memory})
