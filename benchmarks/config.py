@@ -30,7 +30,7 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("recovery", "5. recovery after SIGKILL of the engine (process)", (1000, 200), "lower"),
     Workload("checkpoint", "6. checkpoint growth, 50 MB array + counter", (100, 20), "lower"),
     Workload("notebook", "7. notebook round trip, %%durable --wait", (50, 10), "lower"),
-    Workload("memory", "8. resident set after n finished one-step runs", (10000, 2000), "lower"),
+    Workload("memory", "8. resident set after n finished one-step runs", (10000, 1000), "lower"),
 )
 
 FLOORS: tuple[Workload, ...] = (

@@ -210,9 +210,11 @@ class RunContext:
                 f"the limit of {_serial.fmt_size(self.max_checkpoint)}; largest variables: "
                 f"{listing}. Delete what you no longer need (del name), keep large data in "
                 "files, or raise the limit with `--max-checkpoint-mb`.")
-        self.request({"op": "checkpoint", "statement": statement, "total": total,
-                      "manifest": manifest, "counts": dict(self._counts), "blobs": new,
-                      "size": size})
+        reply = self.request({"op": "checkpoint", "statement": statement, "total": total,
+                              "manifest": manifest, "counts": dict(self._counts), "blobs": new,
+                              "size": size})
+        if "error" in reply:
+            raise DurableError(reply["error"])
         self._sent_blobs.update(new)
 
     # -- waits ----------------------------------------------------------------------

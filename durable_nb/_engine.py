@@ -25,7 +25,7 @@ from typing import Any
 from . import _serial
 from ._errors import DurableError, PayloadTooLarge, RunNotFound, WaitConflict
 from ._retry import Retry
-from ._store import Store
+from ._store import EXTERNAL_BLOB_BYTES, Store
 from ._workers import WorkerPool, WorkerProc
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED"})
@@ -594,12 +594,8 @@ class Engine:
         """Resume a cell: send the attempt with the blobs of its latest checkpoint."""
         cp = run.checkpoint
         hashes = sorted(set(cp["manifest"].values()))
-        blobs = {}
-        if hashes:
-            rows = await self._query(
-                f"SELECT hash, data FROM blobs WHERE hash IN ({','.join('?' * len(hashes))})",
-                hashes)
-            blobs = {r["hash"]: r["data"] for r in rows}
+        rows = await self._loop.run_in_executor(None, self.store.blobs, hashes)
+        blobs = {h: r["data"] for h, r in rows.items()}
         if run.worker is worker:
             worker.send({**msg, "checkpoint": {**cp, "blobs": blobs}})
 
@@ -683,12 +679,29 @@ class Engine:
                     "error": {"type": err["type"], "message": err["message"]}})
 
     def _op_checkpoint(self, run: Run, w: WorkerProc, msg: dict) -> None:
+        big = {h: d for h, d in msg["blobs"].items() if len(d) >= EXTERNAL_BLOB_BYTES}
+        if not big:
+            self._record_checkpoint(run, w, msg, big)
+            return
+        # large values become files first, then the rows that refer to them are journaled
+        fut = self._loop.run_in_executor(self._sync_thread, self.store.put_blob_files, big)
+
+        def written(f: asyncio.Future) -> None:
+            if f.exception() is not None:
+                w.send({"error": f"the checkpoint could not be stored: {f.exception()}"})
+            elif run.worker is w:
+                self._record_checkpoint(run, w, msg, big)
+
+        fut.add_done_callback(written)
+
+    def _record_checkpoint(self, run: Run, w: WorkerProc, msg: dict, big: dict) -> None:
         now = _now()
         seq = (run.checkpoint or {}).get("seq", 0) + 1
         run.checkpoint = {"statement": msg["statement"], "manifest": msg["manifest"],
                           "counts": msg["counts"], "seq": seq}
-        records: list = [("ins_ignore", "blobs", {"hash": h, "data": data, "size": len(data),
-                                                  "created_at": now})
+        records: list = [("ins_ignore", "blobs", {"hash": h, "data": None if h in big else data,
+                                                  "size": len(data), "created_at": now,
+                                                  "external": h in big})
                          for h, data in msg["blobs"].items()]
         records.append(("ins", "checkpoints", {
             "run_id": run.id, "seq": seq, "statement": msg["statement"], "created_at": now,
@@ -1125,12 +1138,7 @@ class Engine:
             raise ValueError(f"no variable {', '.join(map(repr, missing))} in the checkpoint of "
                              f"run {run_id}; it has {', '.join(sorted(manifest['vars']))}")
         hashes = sorted(set(wanted.values()))
-        blobs: dict = {}
-        if hashes:
-            cols = "hash, size" + (", data" if values else "")
-            blobs = {r["hash"]: r for r in await self._query(
-                f"SELECT {cols} FROM blobs WHERE hash IN ({','.join('?' * len(hashes))})",
-                hashes)}
+        blobs = await self._loop.run_in_executor(None, self.store.blobs, hashes, values)
         return {
             "run_id": run_id, "seq": row["seq"], "statement": row["statement"],
             "total": manifest.get("total"), "created_at": row["created_at"], "size": row["size"],

@@ -24,8 +24,9 @@ from ._client import FRAME, pid_alive
 from ._engine import Engine
 from ._paths import runtime_file
 
-# Longest path a Unix socket address holds on Linux (108 bytes with the final NUL).
-MAX_SOCKET_PATH = 107
+# Longest path a Unix socket address holds everywhere we run (104 bytes with the final NUL
+# on macOS, 108 on Linux).
+MAX_SOCKET_PATH = 103
 
 
 def socket_path(db: Path) -> tuple[Path, Path | None]:

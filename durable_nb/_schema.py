@@ -108,6 +108,12 @@ MIGRATIONS: list[str] = [
                                  'retry_delay', retry_delay) END::VARCHAR
     FROM steps;
     """,
+    # 3: checkpoint values of 1 MB or more live in files named by their hash beside the
+    # database (DuckDB rewrites a row group whenever rows are appended to it, so a large
+    # value in a table of small appends would be copied again at every DuckDB checkpoint)
+    """
+    ALTER TABLE blobs ADD COLUMN external BOOLEAN DEFAULT false;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -137,11 +137,14 @@ async def run_server(config: EngineConfig, port: int = 0, ready=None) -> None:
         server.stop()
         await local.close()
         raise
-    await local.start(engine)
+    info = {"url": url, "token": token, "pid": os.getpid(), "db": str(config.db_path),
+            "started_at": time.time()}
+    try:
+        info["socket"] = str(await local.start(engine))
+    except OSError as exc:  # HTTP still works; only slower
+        log.warning("durable_nb: no local socket for the engine (%s)", exc)
     rt = runtime_file(config.db_path)
-    write_private(rt, json.dumps({"url": url, "token": token, "pid": os.getpid(),
-                                  "db": str(config.db_path), "started_at": time.time(),
-                                  "socket": str(local.path)}))
+    write_private(rt, json.dumps(info))
     log.info("durable_nb engine %s serving %s at %s", os.getpid(), config.db_path, url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

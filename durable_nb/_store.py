@@ -31,6 +31,9 @@ from ._schema import migrate
 
 _INSERT_VERB = {"ins": "INSERT INTO", "ins_ignore": "INSERT OR IGNORE INTO", "upsert": "INSERT OR REPLACE INTO"}
 _ALLOWED_SQL = {"SELECT", "EXPLAIN"}
+# Checkpoint values at least this large are files in ``<db>.blobs/`` (see schema 3).
+EXTERNAL_BLOB_BYTES = 1 << 20
+_HASH = re.compile(r"[0-9a-f]{64}")
 # How long ingestion gathers records into one DuckDB transaction. Durability comes from
 # the journal, so this only trades read freshness (a waiting reader cuts it short) for
 # fewer DuckDB commits competing with the journal's fdatasync for the disk.
@@ -51,6 +54,7 @@ class Store:
     def __init__(self, db_path: Path):
         self.db_path = Path(db_path)
         self.journal_dir = self.db_path.with_name(self.db_path.name + ".journal")
+        self.blob_dir = self.db_path.with_name(self.db_path.name + ".blobs")
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._journal: _journal.Journal | None = None
         self._ingest_cond = threading.Condition()
@@ -289,6 +293,52 @@ class Store:
                     self._ingest_cond.wait(left)
             finally:
                 self._readers -= 1
+
+    # -- large values -----------------------------------------------------------------
+
+    def _blob_path(self, h: str) -> Path:
+        if not _HASH.fullmatch(h):
+            raise ValueError(f"not a blob hash: {h!r}")
+        return self.blob_dir / h
+
+    def put_blob_files(self, blobs: dict[str, bytes]) -> None:
+        """Write values as files named by their hash, durable when this returns (call it
+        before journaling the rows that refer to them; may run in another thread)."""
+        self.blob_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        wrote = False
+        for h, data in blobs.items():
+            path = self._blob_path(h)
+            if path.exists() and path.stat().st_size == len(data):
+                continue
+            tmp = path.with_name(f"{h}.{threading.get_ident()}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            wrote = True
+        if wrote:
+            dfd = os.open(self.blob_dir, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+    def blobs(self, hashes: list[str], data: bool = True) -> dict[str, dict]:
+        """Rows of ``blobs`` (hash, size and, with ``data``, the bytes) wherever they live."""
+        if not hashes:
+            return {}
+        cols = "hash, size, external" + (", data" if data else "")
+        rows = self.query(f"SELECT {cols} FROM blobs WHERE hash IN "
+                          f"({','.join('?' * len(hashes))})", list(hashes))
+        for r in rows:
+            if data and r["external"]:
+                r["data"] = self._blob_path(r["hash"]).read_bytes()
+        return {r["hash"]: r for r in rows}
 
     # -- reading --------------------------------------------------------------------
 

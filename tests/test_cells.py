@@ -60,6 +60,36 @@ def test_unchanged_values_are_stored_once(engine):
     assert checkpointed > 10 * 3_000_000  # what naive snapshots would have stored
 
 
+BIG_CELL = '''
+import os, signal
+big = bytes(range(256)) * 8192
+if bump(marks, "big-stmt") == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+size = len(big)
+'''
+
+
+def test_large_values_are_private_files_that_a_resume_reads_back(engine, marks):
+    import os
+    import stat
+
+    from _support import bump
+
+    run = trigger_cell(BIG_CELL, {"bump": bump, "marks": str(marks)}, name="big", retries=2)
+    run.result(timeout=60)
+    assert [a["outcome"] for a in run.attempts] == ["CRASHED", "COMPLETED"]
+    assert fetch_variables(run, ["size", "big"]) == {"size": 2 ** 21, "big": bytes(range(256)) * 8192}
+    rows = dn.sql("select hash, size, external, data is null from blobs where size > 1000000")
+    assert len(rows) == 1, "the large value is stored once, across both attempts"
+    h, size, external, no_data = rows[0]
+    assert external and no_data and size > 2 ** 21
+    folder = engine.db.with_name(engine.db.name + ".blobs")
+    assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(folder / h).st_mode) == 0o600
+    assert os.path.getsize(folder / h) == size
+    assert os.path.getsize(engine.db) < 2 ** 21, "the database itself holds no copy"
+
+
 @dn.step()
 def numbered(x):
     return x

@@ -58,7 +58,8 @@ def nap(seconds: float) -> float:
 
 @dn.task(id="serverext-env")
 def worker_env() -> dict:
-    return {k: os.environ.get(k) for k in ("DURABLE_NB_URL", "DURABLE_NB_TOKEN", "DURABLE_NB_DB")}
+    return {k: os.environ.get(k)
+            for k in ("DURABLE_NB_URL", "DURABLE_NB_TOKEN", "DURABLE_NB_DB", "DURABLE_NB_SOCKET")}
 
 
 @dn.task(id="serverext-event")
@@ -225,9 +226,12 @@ def test_the_engine_runs_in_the_server_and_writes_its_runtime_file(server):
     # the runtime file's credential works on the durable API, and only there
     assert call("GET", server.api + "/health", info["token"])[0] == 200
     assert call("GET", server.url + "api/kernels", info["token"])[0] == 403
-    # a script or CLI on the machine finds the server-hosted engine through the file
+    # a script or CLI on the machine finds the server-hosted engine through the file, and
+    # talks to it over the engine's private Unix socket
     found = find_engine(server.db, start=False)
     assert found.health()["pid"] == server.pid
+    assert found.socket_path == info["socket"]
+    assert stat.S_IMODE(os.stat(info["socket"]).st_mode) == 0o600
 
 
 def test_the_stop_command_does_not_stop_the_jupyter_server(server):
@@ -245,7 +249,7 @@ def test_workers_get_the_same_environment_as_kernels(server, jclient):
     env = worker_env.trigger().result(timeout=30)
     info = runtime_info(server.db)
     assert env == {"DURABLE_NB_URL": server.url, "DURABLE_NB_TOKEN": info["token"],
-                   "DURABLE_NB_DB": str(server.db)}
+                   "DURABLE_NB_DB": str(server.db), "DURABLE_NB_SOCKET": info["socket"]}
 
 
 def test_every_route_answers_as_documented(server, jclient):
@@ -404,7 +408,8 @@ def test_a_kernel_started_by_the_server_finds_its_engine(server):
             "    return 2 * x\n"
             "print(json.dumps({'url': os.environ['DURABLE_NB_URL'],\n"
             "  'token': os.environ['DURABLE_NB_TOKEN'], 'db': os.environ['DURABLE_NB_DB'],\n"
-            "  'pid': c.health()['pid'], 'out': double.trigger(21).result(timeout=30)}))\n"
+            "  'pid': c.health()['pid'], 'out': double.trigger(21).result(timeout=30),\n"
+            "  'socket': c.socket_path}))\n"
         )
         lines: list[str] = []
         reply = kc.execute_interactive(
@@ -417,6 +422,7 @@ def test_a_kernel_started_by_the_server_finds_its_engine(server):
     assert seen["url"] == server.url and seen["pid"] == server.pid and seen["out"] == 42
     assert seen["token"] != server.token and seen["token"] == runtime_info(server.db)["token"]
     assert seen["db"] == str(server.db)
+    assert seen["socket"] == runtime_info(server.db)["socket"], "kernels use the engine's socket"
 
 
 def test_runs_keep_the_server_from_looking_idle(server, jclient):
