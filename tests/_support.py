@@ -6,12 +6,18 @@ browser tests' own conftest.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 class EngineProcess:
@@ -101,3 +107,37 @@ def stop_process(proc, grace: float) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(10)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def jupyter_env(config_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a Jupyter server under test: no engine of ours inherited, its
+    own config dir, and durable_nb enabled by the repository's jupyter-config/."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_NB_")}
+    env.update(JUPYTER_CONFIG_DIR=str(config_dir),
+               JUPYTER_CONFIG_PATH=str(REPO / "jupyter-config"), **extra)
+    return env
+
+
+def start_server(cmd: list[str], env: dict[str, str], log: Path, ready: Callable[[], bool],
+                 timeout: float, what: str) -> subprocess.Popen:
+    """Start ``cmd`` with its output in ``log`` and wait until ``ready()`` (errors that
+    mean "not listening yet" count as not ready); the log's tail explains a failure."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out, stdin=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log.read_text()[-3000:]}")
+        with contextlib.suppress(OSError, ValueError):
+            if ready():
+                return proc
+        time.sleep(0.1)
+    stop_process(proc, 10)
+    raise RuntimeError(f"{what} did not start in {timeout:.0f} s: {log.read_text()[-3000:]}")

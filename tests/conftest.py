@@ -19,9 +19,8 @@ def pytest_configure(config):
     _SESSION_DIR = Path(tempfile.mkdtemp(prefix="durable-nb-tests-"))
     os.environ["JUPYTER_RUNTIME_DIR"] = str(_SESSION_DIR / "runtime")
     os.environ["JUPYTER_DATA_DIR"] = str(_SESSION_DIR / "data")
-    os.environ.pop("DURABLE_NB_URL", None)
-    os.environ.pop("DURABLE_NB_TOKEN", None)
-    os.environ.pop("DURABLE_NB_DB", None)
+    for name in ("DURABLE_NB_URL", "DURABLE_NB_TOKEN", "DURABLE_NB_DB", "DURABLE_NB_SOCKET"):
+        os.environ.pop(name, None)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,17 +14,11 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _support import stop_process
+from _support import free_port, jupyter_env, start_server, stop_process
 from test_magics import Kernel, run_id
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class JupyterServer:
@@ -39,30 +32,17 @@ class JupyterServer:
         (tmp / "root").mkdir(parents=True, exist_ok=True)
 
     def start(self, timeout: float = 60.0) -> JupyterServer:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        env = {**os.environ, "JUPYTER_CONFIG_DIR": str(self.dir / "cfg"),
-               "JUPYTER_CONFIG_PATH": str(REPO / "jupyter-config")}
-        for name in ("DURABLE_NB_URL", "DURABLE_NB_TOKEN", "DURABLE_NB_DB"):
-            env.pop(name, None)
         cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
                "--ServerApp.port_retries=0", f"--ServerApp.token={self.token}",
                f"--ServerApp.root_dir={self.dir / 'root'}",
                f"--DurableApp.db_path={self.db}", "--DurableApp.wait_grace=0.3"]
-        with open(self.dir / "server.log", "ab") as log:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.dir / "server.log").read_text()[-3000:]
-            try:
-                if self.call("GET", "durable/api/health")["ok"]:
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("the Jupyter server did not start in time")
+        self.proc = start_server(cmd, jupyter_env(self.dir / "cfg"), self.dir / "server.log",
+                                 ready=lambda: self.call("GET", "durable/api/health")["ok"],
+                                 timeout=timeout, what="the Jupyter server")
+        return self
 
     def call(self, method: str, path: str, body: dict | None = None):
         req = urllib.request.Request(

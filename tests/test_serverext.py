@@ -12,7 +12,6 @@ import http.client
 import http.cookiejar
 import json
 import os
-import socket
 import stat
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from _support import stop_process, wait_for
+from _support import free_port, jupyter_env, start_server, stop_process, wait_for
 
 import durable_nb as dn
 from durable_nb import _api
@@ -69,12 +68,6 @@ def wait_event(key: str):
 
 # ---------------------------------------------------------------------- helpers
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def call(method: str, url: str, token: str | None = None, body: bytes | dict | None = None,
          headers: dict | None = None) -> tuple[int, dict | None]:
     """One HTTP request; the JSON answer (or None)."""
@@ -104,7 +97,7 @@ class JupyterServer:
         self.db = db
         self.args = list(args)
         self.token = "login-" + name + os.urandom(8).hex()
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}{BASE_URL}"
         self.api = self.url + "durable/api"
         self.log = self.dir / "server.log"
@@ -113,9 +106,6 @@ class JupyterServer:
     def start(self, timeout: float = 60.0) -> JupyterServer:
         (self.dir / "cfg").mkdir(exist_ok=True)
         (self.dir / "root").mkdir(exist_ok=True)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_NB_")}
-        env.update(JUPYTER_CONFIG_DIR=str(self.dir / "cfg"),
-                   JUPYTER_CONFIG_PATH=str(REPO / "jupyter-config"))
         cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
@@ -123,21 +113,10 @@ class JupyterServer:
                f"--DurableApp.db_path={self.db}", "--DurableApp.wait_grace=0.3",
                "--DurableApp.activity_interval=0.2", "--DurableApp.max_payload_mb=1",
                "--DurableApp.max_workers=4", *self.args]
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter server exited: {self.log.read_text()[-3000:]}")
-            try:
-                status, _ = call("GET", self.api + "/health", self.token)
-                if status in (200, 503):
-                    return self
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"jupyter server did not start: {self.log.read_text()[-3000:]}")
+        self.proc = start_server(
+            cmd, jupyter_env(self.dir / "cfg"), self.log, timeout=timeout, what="jupyter server",
+            ready=lambda: call("GET", self.api + "/health", self.token)[0] in (200, 503))
+        return self
 
     @property
     def pid(self) -> int:
@@ -529,17 +508,14 @@ def test_a_unix_socket_server_exports_a_loopback_url_and_cleans_up(tmp_path):
     sock = tmp_path / "jp.sock"
     db = tmp_path / "sock.duckdb"
     srv = JupyterServer(tmp_path, db, f"--ServerApp.sock={sock}", name="sock")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_NB_")}
-    env.update(JUPYTER_CONFIG_DIR=str(tmp_path / "cfg"),
-               JUPYTER_CONFIG_PATH=str(REPO / "jupyter-config"))
     cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser",
            f"--ServerApp.sock={sock}", f"--IdentityProvider.token={srv.token}",
            f"--ServerApp.root_dir={tmp_path}", f"--DurableApp.db_path={db}"]
-    with open(srv.log, "ab") as out:
-        srv.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out)
+    srv.proc = start_server(cmd, jupyter_env(tmp_path / "cfg"), srv.log, timeout=60,
+                            what="jupyter server on a Unix socket",
+                            ready=lambda: runtime_file(db).exists())
     try:
-        info = wait_for(lambda: runtime_file(db).exists() and runtime_info(db), 60,
-                        "the runtime file")
+        info = runtime_info(db)
         assert info["pid"] == srv.pid and info["url"].startswith("http://127.0.0.1:")
         status, health = call("GET", info["url"] + "durable/api/health", info["token"])
         assert status == 200 and health["pid"] == srv.pid

@@ -3,18 +3,15 @@ for its notebooks (see conftest.py for the fixtures)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
 from pathlib import Path
 
-from _support import stop_process, wait_for
+from _support import free_port, jupyter_env, start_server, stop_process, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 OUT = REPO / "test-output"
@@ -23,12 +20,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
 LABEXTENSION = REPO / "durable_nb" / "labextension"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Lab:
@@ -61,11 +52,8 @@ class Lab:
             if not link.exists():
                 link.symlink_to(LABEXTENSION)
             args.append(f"--LabApp.extra_labextensions_path={exts}")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_NB_")}
-        env.update(JUPYTER_CONFIG_DIR=str(self.dir / "cfg"),
-                   JUPYTER_CONFIG_PATH=str(REPO / "jupyter-config"),
-                   PYTHONPATH=os.pathsep.join(p for p in [str(REPO), env.get("PYTHONPATH")]
-                                              if p))
+        env = jupyter_env(self.dir / "cfg", PYTHONPATH=os.pathsep.join(
+            p for p in [str(REPO), os.environ.get("PYTHONPATH")] if p))
         cmd = [sys.executable, "-m", "jupyterlab", "--allow-root", "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
                "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
@@ -74,18 +62,10 @@ class Lab:
                f"--LabApp.user_settings_dir={settings}",
                f"--DurableApp.db_path={self.db}", "--DurableApp.wait_grace=0.3",
                "--DurableApp.max_workers=4", *args]
-        with open(self.log, "ab") as out:
-            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"jupyter lab exited: {self.log.read_text()[-3000:]}")
-            with contextlib.suppress(OSError, ValueError):
-                if self.request("GET", "durable/api/health")[0] == 200:
-                    return self
-            time.sleep(0.2)
-        raise RuntimeError(f"jupyter lab did not start: {self.log.read_text()[-3000:]}")
+        self.proc = start_server(
+            cmd, env, self.log, timeout=timeout, what="jupyter lab",
+            ready=lambda: self.request("GET", "durable/api/health")[0] == 200)
+        return self
 
     def request(self, method: str, path: str, body: dict | None = None):
         """An API call with the server's token: (status, JSON)."""
