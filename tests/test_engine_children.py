@@ -3,6 +3,7 @@
 import time
 
 import pytest
+from _support import wait_for
 
 import durable_nb as dn
 
@@ -59,10 +60,7 @@ def waiting_parent() -> str:
 
 def test_parent_frees_its_worker_while_child_runs(engine):
     run = waiting_parent.trigger()
-    deadline = time.monotonic() + 20
-    while run.status != "WAITING" and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert run.status == "WAITING"
+    wait_for(lambda: run.status == "WAITING", what="the parent to wait for its child")
     assert run.result(timeout=30) == "done"
 
 
@@ -85,10 +83,8 @@ def cancelled_parent() -> str:
 
 def test_canceling_a_parent_cancels_its_children(engine):
     run = cancelled_parent.trigger()
-    deadline = time.monotonic() + 20
-    while not run.info()["children"] and time.monotonic() < deadline:
-        time.sleep(0.05)
-    child = dn.get_run(run.info()["children"][0]["id"])
+    children = wait_for(lambda: run.info()["children"], what="the child run")
+    child = dn.get_run(children[0]["id"])
     run.cancel()
     assert run.wait(10) == "CANCELED"
     assert child.wait(10) == "CANCELED"

@@ -4,6 +4,7 @@ import asyncio
 import time
 
 import pytest
+from _support import wait_for
 
 import durable_nb as dn
 
@@ -16,9 +17,7 @@ def nap(seconds: float) -> float:
 
 def test_cancel_executing_and_queued_runs(engine):
     run = nap.trigger(30)
-    deadline = time.monotonic() + 20
-    while run.status != "EXECUTING" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: run.status == "EXECUTING", what="the run to execute")
     run.cancel()
     with pytest.raises(dn.RunFailed) as err:
         run.result(timeout=10)

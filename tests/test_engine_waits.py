@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from _support import bump, count
+from _support import bump, count, wait_for
 
 import durable_nb as dn
 
@@ -25,12 +25,7 @@ def needs_approval(marks: str, timeout=None) -> dict:
 
 
 def _wait_status(run, status, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if run.status == status:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"run {run.id} did not reach {status}: {run.status}")
+    wait_for(lambda: run.status == status, timeout, f"run {run.id} to reach {status}")
 
 
 def _cli(engine, *args):
@@ -82,9 +77,7 @@ def test_approval_timeout(engine, marks):
 def test_approve_within_grace_continues_in_place(make_engine, marks):
     engine = make_engine("--wait-grace", "5")
     run = needs_approval.trigger(str(marks))
-    deadline = time.monotonic() + 30
-    while not run.waits and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: run.waits, 30, "the run's approval", interval=0.02)
     assert run.status == "EXECUTING"
     run.approve(by="carol")
     assert run.result(timeout=30)["by"] == "carol"

@@ -3,7 +3,7 @@ attempt, a retried step, a sleep and a child run."""
 
 from __future__ import annotations
 
-from _support import bump
+from _support import bump, wait_for
 
 import durable_nb as dn
 from durable_nb._cells import trigger_cell
@@ -91,11 +91,7 @@ def test_timeline_of_a_waiting_run_ends_its_open_bars_now(engine):
         return dn.approval("go").approved
 
     h = ask.trigger()
-    import time
-
-    deadline = time.monotonic() + 30
-    while h.status != "WAITING" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: h.status == "WAITING", 30, "the run to wait for its approval")
     bars = [b for b in timeline_bars(h) if b.group == "wait"]
     assert [(b.row, b.status) for b in bars] == [("wait: approval go", "PENDING")]
     assert "waiting" in traces(h.timeline())
