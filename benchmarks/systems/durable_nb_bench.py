@@ -8,6 +8,7 @@ its work dir, connects to it, and stops it (SIGTERM) at the end.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import random
@@ -15,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import _common as c
@@ -85,17 +87,18 @@ class Engine:
             return ""
 
 
-def _session(work: str) -> tuple[Any, Engine]:
-    """Import durable_nb, start an engine on ``work``/bench.duckdb, connect."""
+@contextlib.contextmanager
+def _session(work: str) -> Iterator[tuple[Any, Engine]]:
+    """Import durable_nb, start an engine on ``work``/bench.duckdb and connect; the
+    engine is stopped when the block ends."""
     dn = _import()
     eng = Engine(os.path.join(work, "bench.duckdb"), os.path.join(work, "engine.log"))
     eng.start()
     try:
         eng.connect(dn)
-    except BaseException:
+        yield dn, eng
+    finally:
         eng.stop()
-        raise
-    return dn, eng
 
 
 def _rows(res: Any) -> list[tuple[Any, ...]]:
@@ -159,20 +162,16 @@ def _tasks(dn: Any) -> dict[str, Any]:
 
 
 def w_step(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    dn, eng = _session(work)
-    try:
+    with _session(work) as (dn, eng):
         t = _tasks(dn)
         t["many_steps"].trigger(20).result(timeout=120)
         start = time.perf_counter()
         assert t["many_steps"].trigger(n).result(timeout=p["limit_s"] * 0.8) == n
         return c.result((time.perf_counter() - start) / n * 1000, "ms/step", n=n)
-    finally:
-        eng.stop()
 
 
 def w_run(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    dn, eng = _session(work)
-    try:
+    with _session(work) as (dn, eng):
         t = _tasks(dn)
         for _ in range(10):
             t["one"].trigger().result(timeout=60)
@@ -180,13 +179,10 @@ def w_run(n: int, work: str, p: dict[str, Any]) -> c.Result:
         for _ in range(n):
             t["one"].trigger().result(timeout=60)
         return c.result((time.perf_counter() - start) / n * 1000, "ms/run", n=n)
-    finally:
-        eng.stop()
 
 
 def w_latency(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    dn, eng = _session(work)
-    try:
+    with _session(work) as (dn, eng):
         t = _tasks(dn)
         for _ in range(3):
             t["stamp"].trigger().result(timeout=60)
@@ -198,13 +194,10 @@ def w_latency(n: int, work: str, p: dict[str, Any]) -> c.Result:
             started = t["stamp"].trigger().result(timeout=60)
             lat.append((started - t0) * 1000)
         return c.result(c.median(lat), "ms", n=n, metrics={"p99": c.metric(c.percentile(lat, 99), "ms")})
-    finally:
-        eng.stop()
 
 
 def w_throughput(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    dn, eng = _session(work)
-    try:
+    with _session(work) as (dn, eng):
         t = _tasks(dn)
         t["one_q"].trigger().result(timeout=60)
         start = time.perf_counter()
@@ -212,8 +205,6 @@ def w_throughput(n: int, work: str, p: dict[str, Any]) -> c.Result:
         for h in handles:
             h.result(timeout=p["limit_s"] * 0.8)
         return c.result(n / (time.perf_counter() - start), "runs/s", n=n)
-    finally:
-        eng.stop()
 
 
 def _markers(path: str, since: float) -> list[float]:
@@ -240,8 +231,7 @@ def w_recovery(n: int, work: str, p: dict[str, Any]) -> c.Result:
     release = os.environ["BENCH_RELEASE_FILE"] = os.path.join(work, "release")
     markers = os.environ["BENCH_MARKER_FILE"] = os.path.join(work, "markers.txt")
     limit = float(p["limit_s"])
-    dn, eng = _session(work)
-    try:
+    with _session(work) as (dn, eng):
         t = _tasks(dn)
         t_trigger = time.time()
         for i in range(n):
@@ -282,8 +272,6 @@ def w_recovery(n: int, work: str, p: dict[str, Any]) -> c.Result:
                 "until all completed": c.metric(t_done, "s"),
             },
         )
-    finally:
-        eng.stop()
 
 
 def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
@@ -293,8 +281,7 @@ def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
     checkpoint of its variables), so no kernel is needed.
     """
     nbytes = int(p.get("bytes", 50_000_000))
-    dn, eng = _session(work)
-    try:
+    with _session(work) as (dn, eng):
         from durable_nb._cells import trigger_cell
 
         source = (
@@ -307,8 +294,6 @@ def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
         elapsed = time.perf_counter() - start
         checkpoints = int(_rows(dn.sql("select count(*) from checkpoints"))[0][0])
         live = c.dir_bytes(work, "bench.duckdb")
-    finally:
-        eng.stop()
     after = c.dir_bytes(work, "bench.duckdb")
     files = {name: round(c.dir_bytes(work, name) / 1e6, 2) for name in os.listdir(work) if name.startswith("bench.duckdb")}
     return c.result(
@@ -328,51 +313,49 @@ def w_notebook(n: int, work: str, p: dict[str, Any]) -> c.Result:
     from jupyter_client.kernelspec import KernelSpecManager
     from jupyter_client.manager import KernelManager
 
-    dn, eng = _session(work)
-    spec_dir = os.path.join(work, "kernels", "bench")
-    os.makedirs(spec_dir, exist_ok=True)
-    with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
-        json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                   "display_name": "bench", "language": "python"}, f)
-    km = KernelManager(kernel_name="bench",
-                       kernel_spec_manager=KernelSpecManager(kernel_dirs=[os.path.dirname(spec_dir)]))
-    km.start_kernel(cwd=work)
-    kc = km.client()
-    kc.start_channels()
-    try:
-        kc.wait_for_ready(timeout=60)
+    with _session(work) as (dn, eng):
+        spec_dir = os.path.join(work, "kernels", "bench")
+        os.makedirs(spec_dir, exist_ok=True)
+        with open(os.path.join(spec_dir, "kernel.json"), "w") as f:
+            json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                       "display_name": "bench", "language": "python"}, f)
+        km = KernelManager(kernel_name="bench",
+                           kernel_spec_manager=KernelSpecManager(kernel_dirs=[os.path.dirname(spec_dir)]))
+        km.start_kernel(cwd=work)
+        kc = km.client()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
 
-        def run(code: str, **kw: Any) -> dict[str, Any]:
-            reply = kc.execute_interactive(code, timeout=60, output_hook=lambda m: None, **kw)
-            return reply["content"]
+            def run(code: str, **kw: Any) -> dict[str, Any]:
+                reply = kc.execute_interactive(code, timeout=60, output_hook=lambda m: None, **kw)
+                return reply["content"]
 
-        setup = run(f"import durable_nb as dn\ndn.connect(db={eng.db!r})\n%load_ext durable_nb")
-        if setup.get("status") != "ok":
-            raise c.NotAvailable(f"not available: {setup.get('ename')}: {setup.get('evalue')}")
-        cell = "%%durable --wait\nx = {k} + 1\n"
-        times = []
-        for k in range(n + 2):
-            t = time.perf_counter()
-            rep = run(cell.format(k=k), user_expressions={"x": "x"})
-            el = time.perf_counter() - t
-            got = rep.get("user_expressions", {}).get("x", {})
-            value = got.get("data", {}).get("text/plain") if got.get("status") == "ok" else None
-            if rep.get("status") != "ok" or value != str(k + 1):
-                why = f"{rep.get('ename')}: {rep.get('evalue')}" if rep.get("status") != "ok" else f"x={value!r}"
-                raise c.NotAvailable(f"not available: %%durable cell failed ({why})")
-            if k >= 2:  # first two are warm-up
-                times.append(el * 1000)
-        return c.result(c.median(times), "ms", n=n, metrics={"p99": c.metric(c.percentile(times, 99), "ms")})
-    finally:
-        kc.stop_channels()
-        km.shutdown_kernel(now=True)
-        eng.stop()
+            setup = run(f"import durable_nb as dn\ndn.connect(db={eng.db!r})\n%load_ext durable_nb")
+            if setup.get("status") != "ok":
+                raise c.NotAvailable(f"not available: {setup.get('ename')}: {setup.get('evalue')}")
+            cell = "%%durable --wait\nx = {k} + 1\n"
+            times = []
+            for k in range(n + 2):
+                t = time.perf_counter()
+                rep = run(cell.format(k=k), user_expressions={"x": "x"})
+                el = time.perf_counter() - t
+                got = rep.get("user_expressions", {}).get("x", {})
+                value = got.get("data", {}).get("text/plain") if got.get("status") == "ok" else None
+                if rep.get("status") != "ok" or value != str(k + 1):
+                    why = f"{rep.get('ename')}: {rep.get('evalue')}" if rep.get("status") != "ok" else f"x={value!r}"
+                    raise c.NotAvailable(f"not available: %%durable cell failed ({why})")
+                if k >= 2:  # first two are warm-up
+                    times.append(el * 1000)
+            return c.result(c.median(times), "ms", n=n, metrics={"p99": c.metric(c.percentile(times, 99), "ms")})
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
 
 
 def w_memory(n: int, work: str, p: dict[str, Any]) -> c.Result:
     """Resident set of the engine process once n one-step runs have finished."""
-    dn, eng = _session(work)
-    try:
+    with _session(work) as (dn, eng):
         t = _tasks(dn)
         before = c.rss(eng.proc.pid)["VmRSS"]
         for start in range(0, n, 1000):  # in waves, so the client's handles stay small
@@ -391,8 +374,6 @@ def w_memory(n: int, work: str, p: dict[str, Any]) -> c.Result:
                 "its worker processes, together": c.metric(sum(workers), "MB"),
             },
         )
-    finally:
-        eng.stop()
 
 
 if __name__ == "__main__":
