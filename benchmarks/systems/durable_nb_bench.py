@@ -284,9 +284,9 @@ def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
     with _session(work) as (dn, eng):
         from durable_nb._cells import trigger_cell
 
-        source = (
-            "import numpy as np\n"
-            f"blob = np.random.default_rng(0).random({nbytes // 8})\n"
+        source = (  # a standard-library array: the harness's interpreter may lack numpy
+            "import array, random\n"
+            f"blob = array.array('d', random.Random(0).randbytes({nbytes // 8 * 8}))\n"
             "counter = 0\n" + "counter += 1\n" * n
         )
         start = time.perf_counter()
