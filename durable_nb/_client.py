@@ -199,11 +199,14 @@ _default: Client | None = None
 
 def _healthy(url: str, token: str | None, db: Path | None,
              socket_path: str | None = None) -> Client | None:
-    c = Client(url, token, db, socket_path=socket_path)
+    """A client for the engine at ``url`` if it answers, else None. The probe itself has no
+    database to follow, so a dead engine never sends it looking for (or starting) another."""
+    c = Client(url, token, None, socket_path=socket_path)
     try:
         c.health()
     except Exception:
         return None
+    c.db = db
     return c
 
 
@@ -250,6 +253,7 @@ def find_engine(db: Path, start: bool = True) -> Client:
     if info and pid_alive(info["pid"]):
         c = _healthy(info["url"], info["token"], db, info.get("socket"))
         if c:
+            c.autostart = start  # and so does its rediscovery after an engine restart
             return c
     if not start:
         raise EngineUnavailable(f"no engine is running for {db}; start one with "

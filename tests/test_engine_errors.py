@@ -155,3 +155,34 @@ def test_non_picklable_return_value_is_named(engine):
     msg = err.value.error["message"]
     assert "return value of task 'returns-a-lock'" in msg and "lock" in msg
     assert len(run.attempts) == 1
+
+
+def test_a_client_asked_not_to_start_engines_never_does(make_engine):
+    """A runtime file naming a live process whose engine does not answer, and an engine
+    that stops under a client found with start=False: clear errors, and no engine started."""
+    import json
+    import os
+    import time
+
+    from durable_nb._client import find_engine
+    from durable_nb._paths import runtime_file
+
+    e = make_engine(name="no-autostart")
+    client = find_engine(e.db, start=False)
+    assert client.health()["ok"] is True
+    e.stop()
+    with pytest.raises(dn.EngineUnavailable, match="is not answering"):
+        client.request("GET", "/health")
+    assert not runtime_file(e.db).exists(), "the client did not start another engine"
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rt = runtime_file(e.db)
+    rt.write_text(json.dumps({"url": f"http://127.0.0.1:{port}/", "token": "t", "pid": os.getpid(),
+                              "db": str(e.db), "socket": str(e.db.parent / "gone.sock")}))
+    with pytest.raises(dn.EngineUnavailable, match="no engine is running"):
+        find_engine(e.db, start=False)
+    time.sleep(0.5)
+    assert json.loads(rt.read_text())["pid"] == os.getpid(), "no engine was started"
+    rt.unlink()
