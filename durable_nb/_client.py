@@ -289,15 +289,3 @@ def get_client() -> Client:
     """The default client, connecting on first use."""
     with _lock:
         return _default if _default is not None else connect()
-
-
-def reconnect(old: Client) -> Client:
-    """After an engine died: find or start the engine for the same database again."""
-    global _default
-    with _lock:
-        if _default is not None and _default is not old:
-            return _default
-        if old.db is None:
-            raise EngineUnavailable(f"the engine at {old.url} is gone")
-        _default = find_engine(old.db)
-        return _default
