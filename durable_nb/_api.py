@@ -15,7 +15,7 @@ from typing import Any
 
 from . import __version__
 from ._engine import Engine, summarize
-from ._errors import PayloadTooLarge, RunNotFound, WaitConflict
+from ._errors import Forbidden, PayloadTooLarge, RunNotFound, StoreUnavailable, WaitConflict
 from ._serial import b64
 
 PREFIX = "durable/api"
@@ -26,13 +26,20 @@ class BadRequest(ValueError):
     """A malformed request body or parameter (HTTP 400)."""
 
 
+async def _allow_all(action: str) -> None:
+    return None
+
+
 @dataclass
 class Request:
     engine: Engine
     args: tuple
     query: dict[str, str]
     body: dict
-    user: str | None
+    user: str | None  # the identity the host authenticated; never taken from the body
+    # ``await authorize(action)`` raises Forbidden when the caller may not ``action``
+    # ("read", "write" or "execute"); hosts without finer permissions allow everything
+    authorize: Callable[[str], Awaitable[None]] = _allow_all
 
 
 @dataclass
@@ -41,6 +48,9 @@ class Route:
     path: str  # OpenAPI style, e.g. /runs/{run_id}
     summary: str
     handler: Callable[[Request], Awaitable[tuple[int, Any]]]
+    # the permission a caller needs: "read", "write", or "execute" (runs code); a handler
+    # may ask for more with ``await r.authorize(...)`` (an event with a pickled payload)
+    action: str = "read"
 
     @property
     def regex(self) -> str:
@@ -161,9 +171,10 @@ async def replay_run(r: Request):
 
 
 async def _decide(r: Request, approved: bool):
+    # who decided is the identity the host authenticated; a name in the body is only a note
     out = await r.engine.resolve_approval(
         r.args[0], approved, name=field(r.body, "wait", str),
-        comment=field(r.body, "comment", str), by=field(r.body, "by", str) or r.user,
+        comment=field(r.body, "comment", str), by=r.user, note=field(r.body, "by", str),
     )
     return 200, out
 
@@ -196,6 +207,8 @@ async def run_logs(r: Request):
 
 async def send_event(r: Request):
     data = unb64(r.body, "data_b64", required=False)
+    if data is not None:  # a pickle is unpickled by a worker: sending one runs code
+        await r.authorize("execute")
     if data is None and "data" in r.body:
         import cloudpickle
 
@@ -244,27 +257,27 @@ async def openapi(r: Request):
 ROUTES: list[Route] = [
     Route("GET", "/health", "Engine status: pid, database, active runs", health),
     Route("GET", "/openapi.json", "This document", openapi),
-    Route("PUT", "/tasks/{hash}", "Register a task's code (cloudpickled, base64)", put_task),
-    Route("POST", "/runs", "Trigger a run of a registered task", post_run),
+    Route("PUT", "/tasks/{hash}", "Register a task's code (cloudpickled, base64)", put_task, action="execute"),
+    Route("POST", "/runs", "Trigger a run of a registered task", post_run, action="execute"),
     Route("GET", "/runs", "List runs (filters: status, task; paging: limit, offset)", list_runs),
     Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children", get_run),
     Route("GET", "/runs/{run_id}/result",
           "Wait up to `timeout` seconds for the run to finish; its status and output", get_result),
-    Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run),
+    Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run, action="write"),
     Route("POST", "/runs/{run_id}/replay", "Start a new run with the same task and payload",
-          replay_run),
-    Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval", approve),
-    Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject),
+          replay_run, action="execute"),
+    Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval", approve, action="write"),
+    Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject, action="write"),
     Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans),
     Route("GET", "/runs/{run_id}/checkpoint",
           "A cell run's latest checkpoint: variables and sizes (values with values=1, "
           "a subset with names=a,b)", get_checkpoint),
     Route("GET", "/runs/{run_id}/logs", "The run's log lines (stdout and stderr)", run_logs),
-    Route("POST", "/events/{key}", "Send an event; resumes runs waiting on its key", send_event),
+    Route("POST", "/events/{key}", "Send an event; resumes runs waiting on its key", send_event, action="write"),
     Route("GET", "/queues", "Queues with their limits and load", list_queues),
-    Route("PUT", "/queues/{name}", "Set a queue's concurrency limit (applies at once)", put_queue),
+    Route("PUT", "/queues/{name}", "Set a queue's concurrency limit (applies at once)", put_queue, action="write"),
     Route("GET", "/workers", "Worker processes and the run each executes", list_workers),
-    Route("POST", "/sql", "A read-only SQL query over the store", post_sql),
+    Route("POST", "/sql", "A read-only SQL query over the store", post_sql, action="read"),
 ]
 WS_PATH = "/events"
 COMPILED = [(rt, re.compile(rt.regex + "$")) for rt in ROUTES]
@@ -283,8 +296,13 @@ def match(method: str, path: str) -> tuple[Route | None, tuple, bool]:
 
 
 async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str],
-                   body: bytes | None, user: str | None) -> tuple[int, Any]:
-    """Answer one API request; errors become JSON with a fitting status code."""
+                   body: bytes | None, user: str | None,
+                   authorize: Callable[[str], Awaitable[None]] | None = None) -> tuple[int, Any]:
+    """Answer one API request; errors become JSON with a fitting status code.
+
+    ``user`` is the identity the host authenticated. ``authorize(action)`` raises
+    `Forbidden` when the caller may not do ``action``; the route's own action is checked
+    here, before its handler runs (hosts without permissions pass None)."""
     route, args, known = match(method, path)
     if route is None:
         if known:
@@ -304,8 +322,14 @@ async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str]
             return 400, {"error": f"request body is not valid JSON: {exc}", "code": "bad_request"}
         if not isinstance(parsed, dict):
             return 400, {"error": "request body must be a JSON object", "code": "bad_request"}
+    check = authorize or _allow_all
     try:
-        return await route.handler(Request(engine, args, query, parsed, user))
+        await check(route.action)
+        return await route.handler(Request(engine, args, query, parsed, user, check))
+    except Forbidden as exc:
+        return 403, {"error": str(exc), "code": "forbidden"}
+    except StoreUnavailable as exc:
+        return 507, {"error": str(exc), "code": "store_unavailable"}
     except RunNotFound as exc:
         return 404, {"error": str(exc), "code": "run_not_found"}
     except WaitConflict as exc:

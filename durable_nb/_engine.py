@@ -1012,8 +1012,12 @@ class Engine:
         return ids[0]
 
     async def resolve_approval(self, run_id: str, approved: bool, name: str | None = None,
-                               comment: str | None = None, by: str | None = None) -> dict:
-        """Approve or reject a pending approval; refused when it is already resolved."""
+                               comment: str | None = None, by: str | None = None,
+                               note: str | None = None) -> dict:
+        """Approve or reject a pending approval; refused when it is already resolved.
+
+        ``by`` is the identity the host authenticated; ``note`` a name the client gave
+        (kept beside it in the resolution, never in its place)."""
         run = self._active(run_id)
         if run is None:
             row = await self._row(run_id)
@@ -1044,8 +1048,10 @@ class Engine:
             raise WaitConflict(f"run {run_id} is {run.status}, not waiting on {what}")
         wait = pending[0]
         fut = self._loop.create_future()
-        self._resolve(run, wait, {"outcome": "approved" if approved else "rejected",
-                                  "comment": comment}, by=by,
+        res = {"outcome": "approved" if approved else "rejected", "comment": comment}
+        if note and note != by:
+            res["note"] = note
+        self._resolve(run, wait, res, by=by,
                       then=lambda: fut.done() or fut.set_result(None))
         await fut
         return {"run_id": run_id, "wait": wait.name, "outcome": wait.resolution["outcome"]}

@@ -57,6 +57,17 @@ class WaitTimeout(DurableError, TimeoutError):
     """A `wait_for_event` reached its timeout before the event was sent."""
 
 
+class StoreUnavailable(DurableError):
+    """The store cannot write right now (a full disk, a failing device); reads still work.
+
+    Nothing acknowledged is lost: the engine refuses new writes until it can make them
+    durable again, and resumes by itself when it can."""
+
+
+class Forbidden(DurableError, PermissionError):
+    """The caller is authenticated but lacks the permission this call needs (HTTP 403)."""
+
+
 class ApiError(DurableError):
     """The engine refused a request; `status` is the HTTP status code."""
 
