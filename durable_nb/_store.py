@@ -25,12 +25,11 @@ from typing import Any
 
 import duckdb
 
-from . import _journal
+from . import _journal, _readonly_sql
 from ._errors import DurableError, EngineLocked
 from ._schema import migrate
 
 _INSERT_VERB = {"ins": "INSERT INTO", "ins_ignore": "INSERT OR IGNORE INTO", "upsert": "INSERT OR REPLACE INTO"}
-_ALLOWED_SQL = {"SELECT", "EXPLAIN"}
 # Checkpoint values at least this large are files in ``<db>.blobs/`` (see schema 3).
 EXTERNAL_BLOB_BYTES = 1 << 20
 _HASH = re.compile(r"[0-9a-f]{64}")
@@ -355,26 +354,7 @@ class Store:
             cur.close()
 
     def read_only(self, sql: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
-        """Run a user's read-only query (SELECT / EXPLAIN only); returns columns and rows."""
-        try:
-            stmts = duckdb.extract_statements(sql)
-        except duckdb.Error as exc:
-            raise ValueError(f"cannot parse the query: {exc}") from None
-        if len(stmts) != 1:
-            raise ValueError(f"give exactly one statement (got {len(stmts)})")
-        kind = stmts[0].type.name
-        if kind not in _ALLOWED_SQL:
-            raise ValueError(f"only read-only queries are allowed (SELECT), not {kind}")
+        """Run a user's read-only query; returns columns and rows (see ``_readonly_sql``)."""
+        _readonly_sql.check(sql)
         self.sync()
-        cur = self._conn.cursor()
-        try:
-            cur.execute("BEGIN")
-            res = cur.execute(sql)
-            cols = [d[0] for d in res.description] if res.description else []
-            rows = res.fetchmany(limit)
-            cur.execute("ROLLBACK")
-            return cols, rows
-        except duckdb.Error as exc:
-            raise ValueError(str(exc)) from None
-        finally:
-            cur.close()
+        return _readonly_sql.run(self._conn, sql, limit)
