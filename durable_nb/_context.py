@@ -79,6 +79,10 @@ class RunContext:
         self.max_checkpoint: int = msg.get("max_checkpoint", self.max_payload)
         self._checkpoint: dict | None = msg.get("checkpoint")
         self._sent_blobs: set[str] = set()
+        # every message names its attempt, and every reply its request: a message meant for
+        # an earlier attempt, or a late reply, is dropped instead of being taken for ours
+        self.aid: str = msg.get("aid") or f"{self.run_id}/{self.attempt}"
+        self._req = 0
 
     def next_key(self, name: str) -> str:
         with self._lock:
@@ -87,13 +91,23 @@ class RunContext:
             return f"{name}#{n}"
 
     def request(self, msg: dict) -> dict:
+        """Send ``msg`` and return the engine's reply to it."""
         with self._lock:
-            self.channel.send(msg)
-            return self.channel.recv()
+            self._req += 1
+            n = self._req
+            self.channel.send({**msg, "aid": self.aid, "req": n})
+            return self._recv(lambda m: m.get("re") == n)
+
+    def _recv(self, wanted) -> dict:
+        """The next message of this attempt that ``wanted`` accepts (caller holds the lock)."""
+        while True:
+            msg = self.channel.recv()
+            if msg.get("aid") == self.aid and wanted(msg):
+                return msg
 
     def send(self, msg: dict) -> None:
         with self._lock:
-            self.channel.send(msg)
+            self.channel.send({**msg, "aid": self.aid})
 
     # -- steps ----------------------------------------------------------------------
 
@@ -228,13 +242,17 @@ class RunContext:
             return done
         blob = None if data is None else _serial.dumps(data, f"data of {kind} '{name}'", self.max_payload)
         with self._lock:
+            self._req += 1
+            n = self._req
             self.channel.send({
                 "op": "wait", "key": key, "kind": kind, "name": name, "data": blob,
                 "preview": preview, "timeout": timeout, "target": target,
+                "aid": self.aid, "req": n,
             })
-            msg = self.channel.recv()
-            if msg.get("op") == "pending":
-                msg = self.channel.recv()
+            msg = self._recv(lambda m: m.get("re") == n or (
+                m.get("op") in ("resolved", "suspend") and m.get("key") == key))
+        if "error" in msg:
+            raise DurableError(msg["error"])
         if msg.get("op") == "suspend":
             raise Suspend()
         self.waits[key] = msg["resolution"]

@@ -31,6 +31,7 @@ from ._workers import WorkerPool, WorkerProc
 TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED"})
 STATUSES = ("QUEUED", "DELAYED", "EXECUTING", "WAITING", *sorted(TERMINAL))
 DEFAULT_RETRY = Retry()
+MAX_INT32 = 2**31 - 1  # INTEGER columns (queue limits, attempt numbers)
 # Journal batches up to this size are written and synced on the event loop itself;
 # larger ones (checkpoint blobs, big outputs) go to the syncing thread.
 INLINE_SYNC_BYTES = 256 * 1024
@@ -128,6 +129,16 @@ class Run:
 
 def _now() -> float:
     return time.time()
+
+
+def _aid(run: Run) -> str:
+    """The id of the run's current attempt; every engine <-> worker message carries it."""
+    return f"{run.id}/{run.attempts}"
+
+
+def _reply(w: WorkerProc, msg: dict, body: dict) -> None:
+    """Answer the worker's request ``msg``; the reply names its attempt and request."""
+    w.send({**body, "aid": msg.get("aid"), "re": msg.get("req")})
 
 
 def _error_json(error: dict | None) -> str | None:
@@ -261,8 +272,11 @@ class Engine:
         ):
             if row["outcome"] in ("FAILED", "CRASHED"):
                 self._runs[row["run_id"]].failures += row["n"]
-        for row in q(f"SELECT * FROM waits WHERE run_id IN ({marks})", ids, sync=False):
+        for row in q(f"SELECT * FROM waits WHERE run_id IN ({marks}) "
+                     "ORDER BY resolved_at NULLS LAST, created_at", ids, sync=False):
             run = self._runs[row["run_id"]]
+            if row["wait_key"] in run.waits:
+                continue  # an earlier release could leave a second row of the same key
             w = Wait(row["wait_key"], row["kind"], row["name"], row["created_at"],
                      row["deadline"], json.loads(row["target"]) if row["target"] else None)
             if row["resolved_at"] is not None:
@@ -291,6 +305,10 @@ class Engine:
     def _resume_recovered(self) -> None:
         now = _now()
         for run in list(self._runs.values()):
+            # deadlines of pending waits run whatever the run's status: a run killed in a
+            # wait's grace period was EXECUTING, and its sleep or timeout must still fire
+            for w in run.waits.values():
+                self._arm_wait(run, w)
             if run.status == "EXECUTING":
                 self._write([
                     ("upd", "attempts", {"run_id": run.id, "number": run.attempts},
@@ -310,7 +328,6 @@ class Engine:
                     self._enqueue(run)
                 for w in pending:
                     run.current_wait = w.key
-                    self._arm_wait(run, w)
                     self._try_resolve_now(run, w)
 
     # ------------------------------------------------------------------ writing
@@ -402,8 +419,10 @@ class Engine:
 
     def set_queue(self, name: str, limit: int | None) -> dict:
         """Set a queue's concurrency limit; applies at once to queued runs."""
-        if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"concurrency_limit must be a positive integer or null, got {limit!r}")
+        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
+                                  or not 1 <= limit <= MAX_INT32):
+            raise ValueError(f"concurrency_limit must be an integer from 1 to {MAX_INT32} or "
+                             f"null, got {limit!r}")
         if self._queues.get(name, "unset") != limit:
             self._queues[name] = limit
             self._write([("upsert", "queues", {"name": name, "concurrency_limit": limit,
@@ -562,6 +581,7 @@ class Engine:
         run.worker = worker
         run.attempt_started = now
         run.suspending = False
+        run.current_wait = None
         worker.run = run
         self._executing[(run.queue, run.ckey)] += 1
         first = run.started_at is None
@@ -569,19 +589,26 @@ class Engine:
             run.started_at = now
         self._set_status(run, "EXECUTING", f"attempt {run.attempts}", attempts=run.attempts,
                          **({"started_at": now} if first else {}))
-        self._write([("ins", "attempts", {"run_id": run.id, "number": run.attempts,
-                                           "worker_pid": worker.pid, "started_at": now})])
         msg = {
-            "op": "run", "run_id": run.id, "attempt": run.attempts, "task_id": run.task.task_id,
+            "op": "run", "run_id": run.id, "attempt": run.attempts, "aid": _aid(run),
+            "task_id": run.task.task_id,
             "task_hash": run.task.hash, "code": run.task.code, "sys_path": run.task.sys_path, "payload": run.payload,
             "steps": dict(run.steps), "step_failures": dict(run.step_failures),
             "waits": {k: w.resolution for k, w in run.waits.items() if w.resolution is not None},
             "max_payload": self.config.max_payload, "max_checkpoint": self.config.max_checkpoint,
         }
-        if run.checkpoint is None:
-            worker.send(msg)
-        else:
-            asyncio.ensure_future(self._send_with_checkpoint(run, worker, msg))
+        aid = msg["aid"]
+
+        def send() -> None:  # the attempt goes to the worker once its record is durable
+            if run.worker is not worker or _aid(run) != aid:
+                return
+            if run.checkpoint is None:
+                worker.send(msg)
+            else:
+                asyncio.ensure_future(self._send_with_checkpoint(run, worker, msg))
+
+        self._write([("ins", "attempts", {"run_id": run.id, "number": run.attempts,
+                                           "worker_pid": worker.pid, "started_at": now})], send)
         opts = run.task.options
         if opts.get("max_duration"):
             self._arm(run, now + opts["max_duration"], lambda: self._warn_duration(run, worker),
@@ -625,12 +652,12 @@ class Engine:
 
     def _on_worker_message(self, w: WorkerProc, msg: dict) -> None:
         run = w.run
-        if run is None:
-            return
+        if run is None or msg.get("aid") != _aid(run):
+            return  # from an attempt that already ended: stale, dropped
         op = msg["op"]
         handler = getattr(self, f"_op_{op}", None)
         if handler is None:
-            w.send({"error": f"unknown op {op}"})
+            _reply(w, msg, {"error": f"unknown op {op}"})
             return
         handler(run, w, msg)
         if w.run is None:  # the attempt ended: the worker is free
@@ -654,7 +681,7 @@ class Engine:
                               "status": "COMPLETED", "started_at": msg["start"],
                               "ended_at": msg["end"], "output": msg["output"],
                               "run_attempt": run.attempts}),
-        ], lambda: w.send({"ok": True}))
+        ], lambda: _reply(w, msg, {"ok": True}))
         self._emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
                     "status": "COMPLETED", "attempt": msg["attempt"], "at": msg["end"]})
 
@@ -673,7 +700,7 @@ class Engine:
                               "error_type": err["type"], "error_message": err["message"],
                               "traceback": err["traceback"], "run_attempt": run.attempts,
                               "retry_delay": msg["delay"]}),
-        ], lambda: w.send({"ok": True}))
+        ], lambda: _reply(w, msg, {"ok": True}))
         self._emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
                     "status": status, "attempt": msg["attempt"], "at": msg["end"],
                     "error": {"type": err["type"], "message": err["message"]}})
@@ -688,7 +715,7 @@ class Engine:
 
         def written(f: asyncio.Future) -> None:
             if f.exception() is not None:
-                w.send({"error": f"the checkpoint could not be stored: {f.exception()}"})
+                _reply(w, msg, {"error": f"the checkpoint could not be stored: {f.exception()}"})
             elif run.worker is w:
                 self._record_checkpoint(run, w, msg, big)
 
@@ -716,7 +743,7 @@ class Engine:
                 "statement": msg["statement"], "total": msg["total"], "size": msg["size"],
                 "new_bytes": sum(len(b) for b in msg["blobs"].values()),
                 "variables": sorted(msg["manifest"])})}))
-        self._write(records, lambda: w.send({"ok": True}))
+        self._write(records, lambda: _reply(w, msg, {"ok": True}))
         self._emit({"type": "checkpoint", "run_id": run.id, "statement": msg["statement"],
                     "total": msg["total"], "size": msg["size"], "at": now})
 
@@ -730,7 +757,7 @@ class Engine:
                 idem_suffixes=list(range(len(msg["payloads"]))),
             )
         except (DurableError, LookupError, ValueError) as exc:
-            w.send({"error": str(exc)})
+            _reply(w, msg, {"error": str(exc)})
             return
         run.steps[msg["key"]] = ("ok", _serial.dumps(ids, "run ids"))
         now = _now()
@@ -739,22 +766,24 @@ class Engine:
             "attempt": 1, "generation": run.generation, "status": "COMPLETED",
             "started_at": now, "ended_at": now, "output": run.steps[msg["key"]][1],
             "run_attempt": run.attempts})],
-            lambda: w.send({"run_ids": ids}))
+            lambda: _reply(w, msg, {"run_ids": ids}))
 
     def _op_send_event(self, run: Run, w: WorkerProc, msg: dict) -> None:
         try:
             n = self._send_event(msg["key"], msg["data"])
         except WaitConflict as exc:
-            w.send({"error": str(exc)})
+            _reply(w, msg, {"error": str(exc)})
             return
-        self._write([], lambda: w.send({"resumed": n}))
+        self._write([], lambda: _reply(w, msg, {"resumed": n}))
 
     def _op_wait(self, run: Run, w: WorkerProc, msg: dict) -> None:
         key = msg["key"]
         now = _now()
         timeout = msg.get("timeout")
         wait = run.waits.get(key)
-        if wait is None:
+        if wait is not None:
+            self._arm_wait(run, wait)  # the same wait met again by a later attempt
+        else:
             wait = Wait(key, msg["kind"], msg["name"], now,
                         now + timeout if timeout is not None else None, msg.get("target"))
             run.waits[key] = wait
@@ -766,16 +795,20 @@ class Engine:
             self._emit({"type": "wait", "run_id": run.id, "key": key, "kind": wait.kind,
                         "name": wait.name, "state": "pending", "at": now})
             self._arm_wait(run, wait)
+        if wait.resolution is not None:  # resolved since this attempt started: go on
+            w.send({"op": "resolved", "aid": _aid(run), "key": key,
+                    "resolution": wait.resolution})
+            return
         run.current_wait = key
-        if wait.resolution is None:
-            self._try_resolve_now(run, wait)
+        self._try_resolve_now(run, wait)
         if wait.resolution is None:
             # hold the worker for a grace period: a quick resolution continues in place
             self._arm(run, now + self.config.wait_grace, lambda: self._suspend(run, w, key),
                       attempt=True)
 
     def _arm_wait(self, run: Run, wait: Wait) -> None:
-        if wait.deadline is not None and wait.resolution is None:
+        """Arm the wait's deadline once (again after a restart)."""
+        if wait.deadline is not None and wait.resolution is None and wait.timer is None:
             outcome = "elapsed" if wait.kind in ("sleep", "retry") else "timed_out"
             wait.timer = self._arm(run, wait.deadline,
                                    lambda: self._resolve(run, wait, {"outcome": outcome}))
@@ -794,7 +827,7 @@ class Engine:
         wait = run.waits.get(key)
         if run.worker is w and wait is not None and wait.resolution is None and not run.suspending:
             run.suspending = True
-            w.send({"op": "suspend"})
+            w.send({"op": "suspend", "aid": _aid(run), "key": key})
 
     def _resolve(self, run: Run, wait: Wait, resolution: dict, by: str | None = None,
                  then: Callable[[], None] | None = None) -> None:
@@ -823,7 +856,8 @@ class Engine:
             return
         if run.worker is not None and not run.suspending:
             run.current_wait = None
-            run.worker.send({"op": "resolved", "resolution": resolution})
+            run.worker.send({"op": "resolved", "aid": _aid(run), "key": wait.key,
+                             "resolution": resolution})
         elif run.status == "WAITING":
             run.current_wait = None
             self._set_status(run, "QUEUED", f"{wait.kind} '{wait.name}' resolved")
@@ -899,7 +933,8 @@ class Engine:
         run.generation += 1
         run.step_failures.clear()
         run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
-        run.waits = {k: w for k, w in run.waits.items() if w.resolution is not None}
+        # pending waits stay: a wait key has one row and one resolution for ever, so the next
+        # attempt meets the same wait (and its deadline) again instead of a second one
         run.current_wait = None
         until = _now() + delay
         run.delay_until = until

@@ -122,7 +122,7 @@ class Worker:
             sys.stderr.flush()
             _context._current.reset(token)
             self.ctx = None
-        self.channel.send(reply)
+        self.channel.send({**reply, "aid": ctx.aid})
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Approvals, events and sleeps suspend without holding a worker (acceptance 5)."""
 
+import getpass
 import os
 import subprocess
 import sys
@@ -9,6 +10,8 @@ import pytest
 from _support import bump, count, wait_for
 
 import durable_nb as dn
+
+ME = getpass.getuser()  # who the standalone engine records as the approver
 
 
 @dn.step()
@@ -47,13 +50,14 @@ def test_approval_frees_worker_and_cli_approve_resumes(engine, marks):
     out = _cli(engine, "approve", run.id, "--comment", "ship it", "--by", "alice")
     assert out.returncode == 0, out.stderr
     assert "approved" in out.stdout
-    assert run.result(timeout=30) == {"approved": True, "comment": "ship it", "by": "alice",
+    # the approver is the identity the engine authenticated, not the name the client gave
+    assert run.result(timeout=30) == {"approved": True, "comment": "ship it", "by": ME,
                                       "timed_out": False}
     assert count(marks, "before") == 1 and count(marks, "after") == 1
 
     again = _cli(engine, "approve", run.id)
     assert again.returncode == 1
-    assert "approval 'publish'" in again.stderr and "already resolved (approved by alice)" \
+    assert "approval 'publish'" in again.stderr and f"already resolved (approved by {ME})" \
         in again.stderr and "The run is COMPLETED" in again.stderr
 
 
@@ -63,7 +67,7 @@ def test_second_decision_on_a_resolved_wait_is_refused(engine, marks):
     run.reject(comment="not yet", by="bob")
     with pytest.raises(dn.WaitConflict, match="already resolved"):
         run.approve()
-    assert run.result(timeout=30) == {"approved": False, "comment": "not yet", "by": "bob",
+    assert run.result(timeout=30) == {"approved": False, "comment": "not yet", "by": ME,
                                       "timed_out": False}
 
 
@@ -80,7 +84,7 @@ def test_approve_within_grace_continues_in_place(make_engine, marks):
     wait_for(lambda: run.waits, 30, "the run's approval", interval=0.02)
     assert run.status == "EXECUTING"
     run.approve(by="carol")
-    assert run.result(timeout=30)["by"] == "carol"
+    assert run.result(timeout=30)["by"] == ME
     assert [a["outcome"] for a in run.attempts] == ["COMPLETED"]
     del engine
 
@@ -143,5 +147,5 @@ def test_waits_survive_an_engine_restart(engine, marks):
     engine.start()
     assert run.status == "WAITING"
     run.approve(by="dave")
-    assert run.result(timeout=30)["by"] == "dave"
+    assert run.result(timeout=30)["by"] == ME
     assert count(marks, "before") == 1
