@@ -182,7 +182,7 @@ def test_an_attempt_reaches_its_worker_only_once_its_record_is_durable(tmp_path)
 
                 def spy_send(msg, send=send):
                     if msg.get("op") == "run" and synced[0] < attempt_seqs[-1]:
-                        late.append(msg["aid"])
+                        late.append(msg["run_id"])
                     send(msg)
 
                 w.send = spy_send
