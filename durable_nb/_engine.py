@@ -23,7 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from . import _serial
-from ._errors import DurableError, PayloadTooLarge, RunNotFound, WaitConflict
+from ._errors import (
+    DurableError,
+    PayloadTooLarge,
+    RunNotFound,
+    StoreUnavailable,
+    WaitConflict,
+)
 from ._retry import Retry
 from ._store import EXTERNAL_BLOB_BYTES, Store
 from ._workers import WorkerPool, WorkerProc
@@ -35,6 +41,8 @@ MAX_INT32 = 2**31 - 1  # INTEGER columns (queue limits, attempt numbers)
 # Journal batches up to this size are written and synced on the event loop itself;
 # larger ones (checkpoint blobs, big outputs) go to the syncing thread.
 INLINE_SYNC_BYTES = 256 * 1024
+# Seconds between tries to write a batch the journal refused (a full disk).
+WRITE_RETRY = 0.5
 
 
 @dataclass
@@ -176,6 +184,8 @@ class Engine:
         self._stopped = False
         self._commit_scheduled = False
         self._syncing = False
+        self._retry_armed = False
+        self._durable_waiters: set[asyncio.Future] = set()
         self._sync_thread = ThreadPoolExecutor(1, thread_name_prefix="durable-journal")
 
     # ------------------------------------------------------------------ lifecycle
@@ -189,6 +199,8 @@ class Engine:
             self._on_worker_message, self._on_worker_exit, lambda w: self._dispatch(),
         )
         await self._loop.run_in_executor(None, self._recover)
+        if self.store.write_problem is not None:  # e.g. started on a nearly full disk
+            self._arm_retry()
         self.pool.ensure(0)
         self._dispatch()
 
@@ -204,7 +216,10 @@ class Engine:
             await self.pool.close()
         while self._syncing:
             await asyncio.sleep(0.005)
-        self.store.commit()
+        try:
+            self.store.commit()
+        except OSError as exc:  # nothing in it was acknowledged
+            self.store.hold([], [], exc)
         self._sync_thread.shutdown()
         await asyncio.get_running_loop().run_in_executor(None, self.store.close)
 
@@ -353,7 +368,11 @@ class Engine:
             # A small batch syncs right here: handing it to a thread and back costs two
             # wake-ups, more than the fdatasync itself. What arrives meanwhile waits in the
             # sockets and goes into the next batch.
-            self.store.write_batch(batch, data)
+            try:
+                self.store.write_batch(batch, data)
+            except OSError as exc:
+                self._write_failed(batch, done, exc)
+                return
             self.store.committed(batch, done)
             return
         self._syncing = True
@@ -362,15 +381,68 @@ class Engine:
 
     def _synced(self, fut: asyncio.Future, batch: list, done: list) -> None:
         self._syncing = False
-        fut.result()  # a failed write stops the engine loudly rather than ack anything
+        exc = fut.exception()
+        if exc is not None:
+            self._write_failed(batch, done, exc)
+            return
         self.store.committed(batch, done)
         if self.store.pending:
             self._commit()
 
+    def _write_failed(self, batch: list, done: list, exc: BaseException) -> None:
+        """The journal could not write (a full disk): nothing in ``batch`` is acknowledged.
+        It is held and written first when the disk takes it again, tried every
+        ``WRITE_RETRY`` s; callers waiting on a write hear why at once."""
+        if self.store.hold(batch, done, exc):  # the reserve was released: try again now
+            self._loop.call_soon(self._retry_write)
+            return
+        err = self._unavailable()
+        for fut in list(self._durable_waiters):
+            if not fut.done():
+                fut.set_exception(err)
+        self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        if not self._stopped and not self._retry_armed:
+            self._retry_armed = True
+            self._loop.call_later(WRITE_RETRY, self._retry_tick)
+
+    def _retry_tick(self) -> None:
+        self._retry_armed = False
+        self._retry_write()
+
+    def _retry_write(self) -> None:
+        """Write what is held; once that works and the disk has room, accept writes."""
+        if self._stopped:
+            return
+        if not self._syncing and self.store.pending:
+            self._commit()
+        if self.store.write_problem is not None and not self.store.try_restore():
+            self._arm_retry()
+
+    def _unavailable(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"{self.store.problem}. This request is not durable: if it changed something, the "
+            "change is kept in memory and written when the disk takes it again (lost if the "
+            "engine stops first). Nothing acknowledged earlier is lost and reads still work. "
+            "Free space there; the engine resumes writing by itself.")
+
+    def _check_writable(self) -> None:
+        """Refuse a write request at once while the journal cannot write."""
+        if self.store.write_problem is not None:
+            raise StoreUnavailable(
+                f"the engine refuses writes for now: {self.store.write_problem}. Nothing "
+                "acknowledged is lost and reads still work. Free space on that disk; the "
+                "engine resumes writing by itself within a second of it.")
+
     async def _write_durable(self, records: list) -> None:
         fut = self._loop.create_future()
-        self._write(records, lambda: fut.done() or fut.set_result(None))
-        await fut
+        self._durable_waiters.add(fut)
+        try:
+            self._write(records, lambda: fut.done() or fut.set_result(None))
+            await fut
+        finally:
+            self._durable_waiters.discard(fut)
 
     def subscribe(self, fn: Callable[[dict], None]) -> Callable[[], None]:
         """Call ``fn(event)`` for every run event; returns the unsubscribe function."""
@@ -405,6 +477,7 @@ class Engine:
         h = spec["hash"]
         info = self._tasks.get(h)
         if info is None:
+            self._check_writable()
             code = spec["code"]
             if _serial.task_hash(code, spec["task_id"], dict(spec.get("options") or {})) != h:
                 raise ValueError("task hash does not match its code and options")
@@ -424,6 +497,7 @@ class Engine:
             raise ValueError(f"concurrency_limit must be an integer from 1 to {MAX_INT32} or "
                              f"null, got {limit!r}")
         if self._queues.get(name, "unset") != limit:
+            self._check_writable()
             self._queues[name] = limit
             self._write([("upsert", "queues", {"name": name, "concurrency_limit": limit,
                                                 "updated_at": _now()})])
@@ -447,6 +521,7 @@ class Engine:
                       concurrency_key: str | None = None, ttl: float | None = None,
                       parent_run_id: str | None = None) -> tuple[str, bool]:
         """Create a run; returns (run id, created). Durable before it returns."""
+        self._check_writable()
         ids, created = self._create_runs(task_hash, [payload], idempotency_key, delay, tags,
                                          concurrency_key, ttl, parent_run_id)
         await self._write_durable([])
@@ -1019,6 +1094,7 @@ class Engine:
         return await self._row(run_id)
 
     async def cancel(self, run_id: str) -> None:
+        self._check_writable()
         run = self._active(run_id)
         if run is None:
             row = await self._row(run_id)
@@ -1034,6 +1110,7 @@ class Engine:
             self._dispatch()
 
     async def replay(self, run_id: str) -> str:
+        self._check_writable()
         await self._row(run_id)
         row = (await self._query("SELECT * FROM runs WHERE id = ?", [run_id]))[0]
         if row["task_hash"] not in self._tasks:
@@ -1053,6 +1130,7 @@ class Engine:
 
         ``by`` is the identity the host authenticated; ``note`` a name the client gave
         (kept beside it in the resolution, never in its place)."""
+        self._check_writable()
         run = self._active(run_id)
         if run is None:
             row = await self._row(run_id)
@@ -1105,6 +1183,7 @@ class Engine:
         return n
 
     async def send_event(self, key: str, data: bytes | None) -> int:
+        self._check_writable()
         n = self._send_event(key, data)
         await self._write_durable([])
         return n
@@ -1114,7 +1193,9 @@ class Engine:
                 for w in (self.pool.workers if self.pool else [])]
 
     def health(self) -> dict:
-        return {"ok": True, "pid": os.getpid(), "db": str(self.config.db_path),
+        store = self.store.health()
+        return {"ok": store["problem"] is None, "problem": store["problem"], "store": store,
+                "pid": os.getpid(), "db": str(self.config.db_path),
                 "instance": self.instance, "started_at": self.started_at,
                 "active_runs": len(self._runs), "max_payload": self.config.max_payload,
                 "executing": sum(1 for r in self._runs.values() if r.status == "EXECUTING")}

@@ -5,6 +5,14 @@ group commit), then ingested into DuckDB in batches by one thread. Reads wait un
 everything written before them is ingested, so a reader never sees less than was
 acknowledged. ``write`` and ``commit`` are called from one thread (the engine's loop).
 
+Faults (see ``_storefaults``): the journal stays the source of truth until its records are
+in DuckDB, and a segment is deleted only once every record in it is ingested. A record
+DuckDB refuses is quarantined and the others go on. Damage in a segment costs only the
+records it touched, and is reported. When the disk is full, a batch that could not be
+written is held (not acknowledged) and written again, first, once space returns; until
+then ``problem`` says why, writes are refused by the engine, and reads serve what is
+ingested.
+
 Record shapes, the storage interface in one place:
 
 - ``("ins", table, row)``: insert a row (dict of column -> value)
@@ -15,6 +23,7 @@ Record shapes, the storage interface in one place:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import threading
@@ -26,8 +35,19 @@ from typing import Any
 import duckdb
 
 from . import _journal, _readonly_sql
-from ._errors import DurableError, EngineLocked
+from ._errors import EngineLocked, StoreUnavailable
 from ._schema import migrate
+from ._storefaults import (
+    Quarantine,
+    Reserve,
+    damaged_count,
+    describe,
+    is_disk_full,
+    is_transient,
+    set_aside,
+)
+
+log = logging.getLogger("durable_nb")
 
 _INSERT_VERB = {"ins": "INSERT INTO", "ins_ignore": "INSERT OR IGNORE INTO", "upsert": "INSERT OR REPLACE INTO"}
 # Checkpoint values at least this large are files in ``<db>.blobs/`` (see schema 3).
@@ -37,6 +57,8 @@ _HASH = re.compile(r"[0-9a-f]{64}")
 # the journal, so this only trades read freshness (a waiting reader cuts it short) for
 # fewer DuckDB commits competing with the journal's fdatasync for the disk.
 INGEST_INTERVAL = 0.05
+# How long ingestion waits before trying a batch again after a fault of the disk.
+INGEST_RETRY = 0.5
 
 
 def _chmod_private(path: Path) -> None:
@@ -45,6 +67,10 @@ def _chmod_private(path: Path) -> None:
             os.chmod(path, 0o600)
     except OSError:
         pass
+
+
+class _Transient(Exception):
+    """Ingestion met a fault of the disk or the process; the batch is tried again."""
 
 
 class Store:
@@ -61,8 +87,14 @@ class Store:
         self._ingested_seq = 0
         self._closing = False
         self._readers = 0
-        self._ingest_error: BaseException | None = None
         self._thread: threading.Thread | None = None
+        self._held: list = []  # a batch the journal could not write, with its callbacks
+        self._held_done: list = []
+        self.write_problem: str | None = None  # why the journal cannot write, if it cannot
+        self.ingest_problem: str | None = None  # why ingestion is stuck, if it is
+        self.quarantine: Quarantine | None = None
+        self.reserve = Reserve(self.journal_dir)
+        self.lost_records = 0  # sequence numbers missing from damaged segments at replay
 
     # -- lifecycle ------------------------------------------------------------------
 
@@ -92,8 +124,14 @@ class Store:
         }
         row = self._conn.execute("SELECT value FROM meta WHERE key = 'journal_seq'").fetchone()
         self._ingested_seq = int(row[0]) if row else 0
-        replayed = self._replay()
-        self._journal = _journal.Journal(self.journal_dir, self._ingested_seq)
+        self.quarantine = Quarantine(self.journal_dir)
+        self.journal_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not self.reserve.make():
+            self._low_space(OSError(28, "No space left on device (no room for the engine's "
+                                        f"reserve of {self.reserve.size >> 20} MB)"))
+        replayed, last_seq = self._replay()
+        # new records continue after every sequence number seen, ingested or not
+        self._journal = _journal.Journal(self.journal_dir, max(self._ingested_seq, last_seq))
         self._done: list[Callable[[], None]] = []
         self._prune: list[Path] = []
         for seg in replayed:
@@ -101,33 +139,75 @@ class Store:
         self._thread = threading.Thread(target=self._ingest_loop, name="durable-ingest", daemon=True)
         self._thread.start()
 
-    def _replay(self) -> list[Path]:
-        """Apply journal records that a crash left un-ingested."""
+    def _replay(self) -> tuple[list[Path], int]:
+        """Apply journal records that a crash left un-ingested; returns the segments that
+        may go and the highest sequence number seen. Damaged segments are reported and
+        set aside once their intact records are in DuckDB."""
         segs = _journal.segments(self.journal_dir) if self.journal_dir.exists() else []
-        pending = []
+        pending: dict[int, object] = {}
+        damaged = []
+        last = 0
         for seg in segs:
-            pending.extend(r for r in _journal.read_segment(seg) if r[0] > self._ingested_seq)
+            scan = _journal.scan_segment(seg)
+            for seq, rec in scan.records:
+                last = max(last, seq)
+                if seq > self._ingested_seq and seq not in pending:  # a rewritten batch: first
+                    pending[seq] = rec
+            if scan.damage:
+                where = ", ".join(f"{d.length} bytes at offset {d.offset} ({d.reason})"
+                                  for d in scan.damage)
+                log.error("durable_nb: journal segment %s is damaged: %s; its %d intact "
+                          "records are kept", seg, where, len(scan.records))
+                damaged.append((seg, scan))
+        if damaged and pending:
+            expected = set(range(self._ingested_seq + 1, last + 1))
+            missing = sorted(expected - set(pending))
+            if missing:
+                self.lost_records = len(missing)
+                log.error("durable_nb: %d journal records were lost to that damage (sequence "
+                          "numbers %d to %d); every other record is replayed", len(missing),
+                          missing[0], missing[-1])
         if pending:
-            self._apply(pending)
-        return segs
+            try:
+                self._ingest(sorted(pending.items()))
+            except _Transient as exc:
+                raise StoreUnavailable(
+                    f"cannot replay {len(pending)} journal records into {self.db_path}: "
+                    f"{exc}. They are kept in {self.journal_dir}; free space on that disk and "
+                    "start the engine again.") from None
+        for seg, scan in damaged:
+            set_aside(seg, scan.damage, len(scan.records))
+        return [s for s in segs if s not in {d[0] for d in damaged}], last
 
     def close(self) -> None:
         """Stop after ingesting everything written so far."""
         if self._journal is None:
             return
-        self.commit()
+        try:
+            self.commit()
+        except OSError as exc:
+            log.error("durable_nb: %d records not acknowledged are dropped at stop: the "
+                      "journal cannot write (%s)", len(self._held), describe(exc))
         self._journal.close()
         with self._ingest_cond:
             self._closing = True
             self._ingest_cond.notify_all()
         if self._thread:
             self._thread.join(timeout=30)
-        for seg in _journal.segments(self.journal_dir):
-            if not self._to_ingest:
-                seg.unlink(missing_ok=True)
+        # only segments whose every record is in DuckDB go; the rest are replayed next time
+        done = self._journal.finished_segments(self._ingested_seq)
+        if self._ingested_seq >= self._journal.durable_seq and not self._to_ingest:
+            done = _journal.segments(self.journal_dir)
+        for seg in done:
+            seg.unlink(missing_ok=True)
         self._journal = None
+        if self.quarantine is not None:
+            self.quarantine.close()
         if self._conn is not None:
-            self._conn.execute("CHECKPOINT")
+            try:
+                self._conn.execute("CHECKPOINT")
+            except duckdb.Error as exc:  # DuckDB replays its own WAL at the next open
+                log.warning("durable_nb: DuckDB checkpoint at stop failed (%s)", describe(exc))
             self._conn.close()
             self._conn = None
 
@@ -135,8 +215,6 @@ class Store:
 
     def write(self, records: list, done: Callable[[], None] | None = None) -> int:
         """Buffer records for the next commit; ``done()`` runs once they are durable."""
-        if self._ingest_error is not None:
-            raise DurableError(f"the store stopped writing: {self._ingest_error}")
         assert self._journal is not None, "store is not open"
         if done is not None:
             self._done.append(done)
@@ -144,12 +222,59 @@ class Store:
 
     @property
     def pending(self) -> bool:
-        return self._journal is not None and (self._journal.pending or bool(self._done))
+        return self._journal is not None and (
+            self._journal.pending or bool(self._done) or bool(self._held))
+
+    @property
+    def problem(self) -> str | None:
+        """Why the store cannot write (or ingest) right now; None when it can."""
+        return self.write_problem or self.ingest_problem
 
     def take(self) -> tuple[list, list]:
-        """Buffered records and their callbacks, for ``write_batch`` then ``committed``."""
-        done, self._done = self._done, []
-        return self._journal.take(), done
+        """Buffered records and their callbacks, for ``write_batch`` then ``committed``;
+        a held batch comes first, so records stay in journal order."""
+        batch = self._held + self._journal.take()
+        done = self._held_done + self._done
+        self._held, self._held_done, self._done = [], [], []
+        return batch, done
+
+    def hold(self, batch: list, done: list, exc: BaseException) -> bool:
+        """The journal could not write ``batch``: keep it (and its callbacks, which must not
+        run: nothing in it is acknowledged) to be written first by the next commit.
+        Returns True when a full disk released the reserve (so try again at once)."""
+        self._held, self._held_done = batch + self._held, done + self._held_done
+        if is_disk_full(exc):
+            return self._low_space(exc)
+        if self.write_problem is None:
+            log.error("durable_nb: the journal of %s cannot write (%s); writes are refused "
+                      "until it can, reads go on", self.db_path, describe(exc))
+        self.write_problem = (f"the journal in {self.journal_dir} cannot write: "
+                              f"{describe(exc)}")
+        return False
+
+    def _low_space(self, exc: BaseException) -> bool:
+        """The disk is full: refuse new writes, and give back the reserve so that what is
+        in flight can finish. Returns True if the reserve was released just now."""
+        released = self.reserve.release()
+        if self.write_problem is None:
+            log.error("durable_nb: the disk holding %s is full (%s); new writes are refused "
+                      "until it has room again, reads go on%s", self.db_path, describe(exc),
+                      "; the engine's reserve was released" if released else "")
+        self.write_problem = (f"the disk holding {self.journal_dir} is full "
+                              f"({describe(exc)})")
+        return released
+
+    def try_restore(self) -> bool:
+        """After a fault: accept writes again once nothing is held and the disk has room
+        for the reserve twice over. Returns True when writes are accepted."""
+        if self.write_problem is None:
+            return True
+        if self._held or not self.reserve.room() or not self.reserve.make():
+            return False
+        log.warning("durable_nb: the disk holding %s has room again; writes are accepted",
+                    self.db_path)
+        self.write_problem = None
+        return True
 
     def write_batch(self, batch: list, data: bytes | None = None) -> None:
         """Write and fdatasync a batch from ``take`` (may run in another thread);
@@ -168,6 +293,9 @@ class Store:
 
     def committed(self, batch: list, done: list) -> None:
         """After ``write_batch``: hand the batch to ingestion, run the callbacks."""
+        if self.write_problem is not None and self.reserve.present:  # not a full disk
+            log.warning("durable_nb: the journal of %s writes again", self.db_path)
+            self.write_problem = None
         if batch:
             with self._ingest_cond:
                 self._to_ingest.extend(batch)
@@ -193,15 +321,61 @@ class Store:
                         break
                     self._ingest_cond.wait(left)
                 batch, self._to_ingest = self._to_ingest, []
-            try:
-                self._apply(batch)
-            except BaseException as exc:  # keep the journal; a restart replays it
-                self._ingest_error = exc
-                with self._ingest_cond:
-                    self._ingest_cond.notify_all()
-                return
+            while True:
+                try:
+                    self._ingest(batch)
+                    break
+                except _Transient as exc:  # the disk, not the records: try again later
+                    if is_disk_full(exc) and self._low_space(exc):
+                        continue  # the reserve's space lets the batch in
+                    if self.ingest_problem is None:
+                        log.error("durable_nb: cannot ingest into %s (%s); the journal keeps "
+                                  "the records and ingestion retries", self.db_path, exc)
+                    self.ingest_problem = f"cannot ingest into {self.db_path}: {exc}"
+                    with self._ingest_cond:
+                        self._ingest_cond.notify_all()
+                        if self._closing:
+                            self._to_ingest[:0] = batch  # a restart replays them
+                            return
+                        self._ingest_cond.wait(INGEST_RETRY)
+            if self.ingest_problem is not None:
+                log.warning("durable_nb: ingestion into %s goes on", self.db_path)
+                self.ingest_problem = None
             with self._ingest_cond:
                 self._ingest_cond.notify_all()
+
+    def _ingest(self, batch: list[tuple[int, Any]]) -> None:
+        """Apply a batch; if DuckDB refuses it, apply its records one by one and quarantine
+        those it refuses. Raises ``_Transient`` on a fault of the disk (nothing is lost:
+        the records stay in the journal and the caller tries again)."""
+        batch = [r for r in batch if r[0] > self._ingested_seq]  # idempotent after a retry
+        if not batch:
+            return
+        try:
+            self._apply(batch)
+            return
+        except Exception as exc:
+            if is_transient(exc):
+                raise _Transient(describe(exc)) from None
+        for item in batch:  # one bad record must not hold up the others
+            try:
+                self._apply([item])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise _Transient(describe(exc)) from None
+                self._quarantine(item, exc)
+
+    def _quarantine(self, item: tuple[int, Any], exc: BaseException) -> None:
+        seq, rec = item
+        try:
+            self.quarantine.add(seq, rec, describe(exc))
+        except OSError as err:
+            raise _Transient(f"cannot quarantine record {seq}: {describe(err)}") from None
+        log.error("durable_nb: journal record %d (%s %s) cannot be stored in %s and is "
+                  "quarantined (%s); the other records go on. `durable-nb doctor` lists it.",
+                  seq, rec[0], rec[1], self.db_path, describe(exc))
+        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)", [str(seq)])
+        self._advance(seq)
 
     def _unnest(self, table: str, column: str) -> str:
         """A parameter holding one column's values as a list, typed like the column."""
@@ -264,9 +438,16 @@ class Store:
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # a failed COMMIT already ended the transaction
             raise
-        self._ingested_seq = batch[-1][0]
+        self._advance(batch[-1][0])
+
+    def _advance(self, seq: int) -> None:
+        """Records up to ``seq`` are in DuckDB: segments holding only those may go."""
+        self._ingested_seq = seq
         if self._journal is not None:
             finished = self._journal.finished_segments(self._ingested_seq)
             if finished:
@@ -277,21 +458,34 @@ class Store:
     def sync(self, timeout: float = 30.0) -> None:
         """Block until every record written so far is ingested into DuckDB."""
         assert self._journal is not None, "store is not open"
-        target = self._journal.seq
+        # what the journal holds durably, plus what this loop turn buffered (written at its
+        # end); a held batch is not durable and not waited for
+        target = self._journal.seq if self.write_problem is None else self._journal.durable_seq
         deadline = time.monotonic() + timeout
         with self._ingest_cond:
             self._readers += 1
             self._ingest_cond.notify_all()
             try:
                 while self._ingested_seq < target:
-                    if self._ingest_error is not None:
-                        raise DurableError(f"the store stopped writing: {self._ingest_error}")
+                    if self.ingest_problem is not None:
+                        return  # ingestion waits for the disk: serve what DuckDB has
                     left = deadline - time.monotonic()
                     if left <= 0:
                         raise TimeoutError("the store did not catch up with its journal in time")
                     self._ingest_cond.wait(left)
             finally:
                 self._readers -= 1
+
+    def health(self) -> dict:
+        """The store's state for ``/health`` and ``durable-nb doctor``."""
+        segs = _journal.segments(self.journal_dir) if self.journal_dir.exists() else []
+        with self._ingest_cond:
+            backlog = len(self._to_ingest)
+        return {"writable": self.write_problem is None, "problem": self.problem,
+                "quarantined": self.quarantine.count if self.quarantine else 0,
+                "damaged_segments": damaged_count(self.journal_dir),
+                "lost_records": self.lost_records, "journal_segments": len(segs),
+                "ingest_backlog": backlog + len(self._held)}
 
     # -- large values -----------------------------------------------------------------
 
