@@ -324,6 +324,8 @@ class Engine:
             # wait's grace period was EXECUTING, and its sleep or timeout must still fire
             for w in run.waits.values():
                 self._arm_wait(run, w)
+            if run.ttl and run.attempts == 0 and run.status in ("QUEUED", "DELAYED"):
+                self._arm(run, run.created_at + run.ttl, lambda r=run: self._expire(r))
             if run.status == "EXECUTING":
                 self._write([
                     ("upd", "attempts", {"run_id": run.id, "number": run.attempts},

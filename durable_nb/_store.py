@@ -279,11 +279,10 @@ class Store:
     def write_batch(self, batch: list, data: bytes | None = None) -> None:
         """Write and fdatasync a batch from ``take`` (may run in another thread);
         ``data`` is ``encode_batch(batch)`` if the caller has it already."""
-        self._journal.write_encoded(batch, _journal.encode(batch) if data is None else data)
+        self._journal.write_encoded(batch, self._journal.encode(batch) if data is None else data)
 
-    @staticmethod
-    def encode_batch(batch: list) -> bytes:
-        return _journal.encode(batch)
+    def encode_batch(self, batch: list) -> bytes:
+        return self._journal.encode(batch)
 
     def commit(self) -> None:
         """Make everything written so far durable (one fdatasync), then run the callbacks."""

@@ -195,3 +195,24 @@ def test_an_attempt_reaches_its_worker_only_once_its_record_is_durable(tmp_path)
         return late
 
     assert asyncio.run(main()) == []
+
+
+@dn.task(id="fault-blocker", queue=dn.Queue("fault-one-slot", concurrency_limit=1))
+def one_slot(seconds: float) -> float:
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+@pytest.mark.slow
+def test_a_ttl_still_expires_a_queued_run_after_an_engine_crash(engine):
+    blocker = one_slot.trigger(6.0)
+    wait_for(lambda: blocker.status == "EXECUTING", 30, "the blocker to start")
+    queued = one_slot.trigger(0.0, ttl=2.0)
+    engine.kill()
+    engine.start()
+    with pytest.raises(dn.RunFailed) as err:
+        queued.result(timeout=30)
+    assert err.value.status == "EXPIRED"
+    assert queued.info()["finished_at"] - queued.info()["created_at"] < 5.0
