@@ -1,5 +1,5 @@
 """The `durable-nb` command: serve | runs | show | approve | reject | cancel | replay | sql |
-stop | demo."""
+stop | doctor | demo."""
 
 from __future__ import annotations
 
@@ -98,6 +98,13 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_doctor(args) -> int:
+    from ._doctor import run
+    from ._paths import resolve_db
+
+    return run(resolve_db(args.db))
+
+
 def cmd_demo(args) -> int:
     from ._demo import run_demo
 
@@ -143,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run")
     sp = add("sql", cmd_sql, "a read-only SQL query over the store")
     sp.add_argument("query")
+    add("doctor", cmd_doctor, "check a database's store (database, journal, quarantine, file "
+        "modes, disk): what is wrong and what to do; exit status 1 on a problem")
     add("demo", cmd_demo, "run an example task: steps, a retry, a killed worker, an approval")
     return p
 

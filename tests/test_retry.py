@@ -8,7 +8,10 @@ import pytest
 import durable_nb as dn
 from durable_nb._durations import parse_duration
 
-CASES = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "retry_delays.json"
+# The project carries its own copy of the shared conformance cases, so a fresh clone runs
+# them; SHARED is where the shared original lives when the repository sits beside it.
+CASES = Path(__file__).resolve().parent / "data" / "retry_delays.json"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "retry_delays.json"
 
 
 def _cases():
@@ -19,6 +22,14 @@ def _cases():
 def test_conformance_file_is_present():
     assert CASES.exists(), f"conformance cases not found at {CASES}"
     assert len(json.loads(CASES.read_text())["cases"]) >= 5
+
+
+def test_conformance_copy_equals_shared_cases():
+    if not SHARED.exists():
+        pytest.skip(f"no shared conformance cases at {SHARED} to compare the copy with")
+    assert json.loads(CASES.read_text()) == json.loads(SHARED.read_text()), (
+        f"{CASES} differs from {SHARED}: copy the shared file over it"
+    )
 
 
 @pytest.mark.parametrize("case", _cases())
