@@ -77,7 +77,7 @@ def run_demo(db: str | None = None) -> int:
     workers = client.request("GET", "/workers")["workers"]
     holding = [w["pid"] for w in workers if w["run_id"] == run.id]
     print(f"  the waiting run holds {len(holding)} worker processes")
-    run.approve("publish", comment="looks good", by="demo")
+    run.approve("publish", comment="looks good")
     print(f"  {time.monotonic() - t0:5.2f} s  approved 'publish'")
     result = run.result(timeout=60)
     print(f"result: {result}\n")

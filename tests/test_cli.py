@@ -1,5 +1,6 @@
 """The `durable-nb` command, as a user runs it."""
 
+import getpass
 import os
 import subprocess
 import sys
@@ -25,7 +26,7 @@ def test_demo_starts_an_engine_and_tells_the_story(fresh_db):
     text = out.stdout
     assert "CRASHED" in text and "WorkerCrashed" in text
     assert "retry delay" in text and "ConnectionError" in text
-    assert "approval publish  approved by demo" in text
+    assert f"approval publish  approved by {getpass.getuser()}" in text
     assert "the waiting run holds 0 worker processes" in text
     assert "'fetch': 1" in text
     assert "demo-process-document  COMPLETED" in text
