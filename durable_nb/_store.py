@@ -478,8 +478,8 @@ class Store:
     def health(self) -> dict:
         """The store's state for ``/health`` and ``durable-nb doctor``."""
         segs = _journal.segments(self.journal_dir) if self.journal_dir.exists() else []
-        with self._ingest_cond:
-            backlog = len(self._to_ingest)
+        durable = self._journal.durable_seq if self._journal is not None else 0
+        backlog = max(0, durable - self._ingested_seq)  # durable, not yet in DuckDB
         return {"writable": self.write_problem is None, "problem": self.problem,
                 "quarantined": self.quarantine.count if self.quarantine else 0,
                 "damaged_segments": damaged_count(self.journal_dir),
