@@ -13,13 +13,13 @@ a private loopback listener, `_serverext` the Jupyter handlers.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import json
 import logging
 import os
 import secrets
 import time
 import urllib.parse
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,9 +28,10 @@ import tornado.httpserver
 import tornado.websocket
 
 from . import _api
+from ._auth import server_owner
 from ._client import pid_alive
 from ._engine import Engine, EngineConfig
-from ._errors import EngineLocked
+from ._errors import EngineLocked, Forbidden
 from ._localapi import LocalServer
 from ._paths import runtime_file, write_private
 
@@ -45,6 +46,29 @@ def _is_loopback(url: str) -> bool:
 
 def _json(status: int, obj: Any) -> tuple[int, bytes]:
     return status, json.dumps(obj).encode()
+
+
+Authorize = Callable[[str], Awaitable[None]]
+
+
+async def _authorize_forward(method: str, path: str, body: bytes | None,
+                             authorize: Authorize | None) -> None:
+    """The permissions a request forwarded to another process's engine needs, checked here
+    (that engine only knows our token): the route's, and "execute" for an event whose
+    payload is a pickle (a worker unpickles it), as `_api.dispatch` asks locally."""
+    if authorize is None:
+        return
+    route, _, _ = _api.match(method, path)
+    if route is None:
+        return
+    await authorize(route.action)
+    if route.path == "/events/{key}" and body:
+        try:
+            pickled = json.loads(body).get("data_b64") is not None
+        except (ValueError, AttributeError):
+            return  # the engine answers 400
+        if pickled:
+            await authorize("execute")
 
 
 class EngineHost:
@@ -81,7 +105,7 @@ class EngineHost:
         self._saved_env: dict[str, str | None] = {}
         self._http: tornado.httpclient.AsyncHTTPClient | None = None
         # kernels reach an owned engine faster through this socket (absent when proxying)
-        self.local = LocalServer(self.token, config.db_path, user=getpass.getuser())
+        self.local = LocalServer(self.token, config.db_path, user=server_owner())
         self._stopping: asyncio.Future | None = None
         self._started = False
 
@@ -259,17 +283,26 @@ class EngineHost:
     # ------------------------------------------------------------------ requests
 
     async def request(self, method: str, path: str, query: dict[str, str], body: bytes | None,
-                      user: str | None) -> tuple[int, bytes]:
-        """Answer one durable API request (``path`` relative to the API root) as JSON bytes."""
+                      user: str | None, authorize: Authorize | None = None
+                      ) -> tuple[int, bytes]:
+        """Answer one durable API request (``path`` relative to the API root) as JSON bytes.
+
+        ``user`` is the identity the server authenticated; ``authorize(action)`` raises
+        `Forbidden` when the caller may not (None: everything is allowed)."""
         await self.wait_ready()
         for _ in range(2):
             if self.mode == "unavailable":
                 await self.recover(None)
             if self.mode == "owner" and self.engine is not None:
-                status, obj = await _api.dispatch(self.engine, method, path, query, body, user)
+                status, obj = await _api.dispatch(self.engine, method, path, query, body, user,
+                                                  authorize)
                 return _json(status, obj)
             if self.mode == "proxy" and self.owner is not None:
                 owner = self.owner
+                try:
+                    await _authorize_forward(method, path, body, authorize)
+                except Forbidden as exc:
+                    return _json(403, {"error": str(exc), "code": "forbidden"})
                 try:
                     return await self._forward(owner, method, path, query, body)
                 except (OSError, tornado.httpclient.HTTPClientError) as exc:

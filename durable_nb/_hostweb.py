@@ -1,33 +1,22 @@
 """Web pieces of an `EngineHost` that do not need jupyter-server.
 
 The events WebSocket that streams the local engine's events or relays the owner's
-(proxy mode), the kernel-token check, and a private 127.0.0.1 listener for Jupyter
+(proxy mode), and a private 127.0.0.1 listener for Jupyter
 servers that plain HTTP on loopback cannot reach (unix socket, TLS, a LAN address).
 """
 
 from __future__ import annotations
 
 import asyncio
-import getpass
-import hmac
 import json
 
-import tornado.httputil
 import tornado.web
 import tornado.websocket
 
 from . import _api
+from ._auth import ScrubbedLogMixin, server_owner, token_matches
 from ._enginehost import EngineHost
-from ._server import EventSocketMixin
-
-
-def token_matches(request: tornado.httputil.HTTPServerRequest, token: str) -> bool:
-    """True when the request carries ``token`` (``Authorization: token|bearer <t>``)."""
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() not in ("token", "bearer"):
-        return False
-    given = given.strip()
-    return bool(given) and hmac.compare_digest(given.encode(), token.encode())
+from ._server import AuthFirstBodyMixin, EventSocketMixin
 
 
 class HostEventsMixin(EventSocketMixin):
@@ -78,8 +67,10 @@ class HostEventsMixin(EventSocketMixin):
             self._upstream = None
 
 
-class PrivateApiHandler(tornado.web.RequestHandler):
-    """The durable API on the host's private loopback port (kernel token only)."""
+@tornado.web.stream_request_body
+class PrivateApiHandler(ScrubbedLogMixin, AuthFirstBodyMixin, tornado.web.RequestHandler):
+    """The durable API on the host's private loopback port (kernel token only, checked
+    before the body is read; its holder is the server's owner)."""
 
     def initialize(self, host: EngineHost) -> None:
         self.host = host
@@ -87,14 +78,17 @@ class PrivateApiHandler(tornado.web.RequestHandler):
     def check_xsrf_cookie(self) -> None:  # token auth only; no cookies are issued
         pass
 
-    async def _any(self, path: str) -> None:
+    def prepare(self) -> None:
         if not token_matches(self.request, self.host.token):
-            self.set_status(403)
-            self.finish({"error": "missing or wrong token: send 'Authorization: token <token>'"})
+            self.refuse(403, "missing or wrong token: send 'Authorization: token <token>' "
+                        "($DURABLE_NB_TOKEN; never in the URL)", "forbidden")
             return
+        self.accept_body()
+
+    async def _any(self, path: str) -> None:
         query = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         status, body = await self.host.request(self.request.method or "GET", "/" + path, query,
-                                               self.request.body, getpass.getuser())
+                                               self.body_bytes, server_owner())
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(body)
@@ -102,7 +96,7 @@ class PrivateApiHandler(tornado.web.RequestHandler):
     get = post = put = delete = _any
 
 
-class PrivateEventsHandler(HostEventsMixin, tornado.websocket.WebSocketHandler):
+class PrivateEventsHandler(ScrubbedLogMixin, HostEventsMixin, tornado.websocket.WebSocketHandler):
     """The events WebSocket on the host's private loopback port (kernel token only)."""
 
     def initialize(self, host: EngineHost) -> None:

@@ -12,21 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
 from . import _api
+from ._auth import same_token
 from ._client import FRAME, pid_alive
 from ._engine import Engine
 from ._paths import runtime_file
+from ._private import call_private
 
 # Longest path a Unix socket address holds everywhere we run (104 bytes with the final NUL
 # on macOS, 108 on Linux).
 MAX_SOCKET_PATH = 103
+MAX_HEADER = 1 << 20
+# Pending connections the socket queues (the kernel caps it at net.core.somaxconn): many
+# clients connecting at once wait here rather than being refused.
+BACKLOG = 4096
 
 
 def socket_path(db: Path) -> tuple[Path, Path | None]:
@@ -49,6 +55,17 @@ def socket_path(db: Path) -> tuple[Path, Path | None]:
     return folder / "engine.sock", folder
 
 
+def _bind(path: Path) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(str(path))
+        os.chmod(path, 0o600)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class LocalServer:
     """Serves an engine's API on a Unix socket from ``start`` until ``close``; the path is
     chosen at once, so that it can be handed out before the engine runs."""
@@ -67,13 +84,13 @@ class LocalServer:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         with contextlib.suppress(FileNotFoundError):
             path.unlink()  # a socket left by an engine that was killed
-        old = os.umask(0o177)
+        sock = call_private(_bind, path)  # 0600 from the start, no other thread affected
         try:
-            self._server = await asyncio.start_unix_server(self._serve, path=str(path),
-                                                           limit=2 ** 26)
-        finally:
-            os.umask(old)
-        os.chmod(path, 0o600)
+            self._server = await asyncio.start_unix_server(self._serve, sock=sock,
+                                                           limit=2 ** 26, backlog=BACKLOG)
+        except BaseException:
+            sock.close()
+            raise
         return path
 
     async def close(self) -> None:
@@ -92,27 +109,40 @@ class LocalServer:
         try:
             while True:
                 hlen, blen = FRAME.unpack(await reader.readexactly(FRAME.size))
-                if hlen > 1 << 20 or blen > _api.MAX_BODY:
+                if hlen > MAX_HEADER or blen > _api.MAX_BODY:
                     break  # not our client: drop the connection
-                head = await reader.readexactly(hlen)
+                req, refusal = self._authenticate(await reader.readexactly(hlen))
+                if refusal is not None:
+                    # answered before reading the body, then dropped: its bytes are never kept
+                    await self._reply(writer, *refusal)
+                    break
                 body = await reader.readexactly(blen) if blen else b""
-                status, obj = await self._answer(head, body)
-                out = json.dumps(obj).encode()
-                writer.write(FRAME.pack(status, len(out)) + out)
+                await self._reply(writer, *await _api.dispatch(
+                    self.engine, req["method"], req["path"], req["query"], body, user=self.user))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             self._conns.discard(writer)
             writer.close()
 
-    async def _answer(self, head: bytes, body: bytes) -> tuple[int, object]:
+    @staticmethod
+    async def _reply(writer: asyncio.StreamWriter, status: int, obj: object) -> None:
+        out = json.dumps(obj).encode()
+        writer.write(FRAME.pack(status, len(out)) + out)
+        await writer.drain()
+
+    def _authenticate(self, head: bytes) -> tuple[dict, tuple[int, object] | None]:
+        """The request's header frame, checked before its body is read: (request, None), or
+        (_, the refusal to answer)."""
         try:
             req = json.loads(head)
-            method, path = str(req["method"]), str(req["path"])
-            query = {str(k): str(v) for k, v in (req.get("query") or {}).items()}
+            out = {"method": str(req["method"]), "path": str(req["path"]),
+                   "query": {str(k): str(v) for k, v in (req.get("query") or {}).items()}}
             token = str(req.get("token") or "").encode()
         except (ValueError, KeyError, TypeError, AttributeError):
-            return 400, {"error": "malformed request on the engine's socket", "code": "bad_request"}
-        if not token or not hmac.compare_digest(token, self.token):
-            return 403, {"error": "missing or wrong token (it is in the engine's runtime file)"}
-        return await _api.dispatch(self.engine, method, path, query, body, user=self.user)
+            return {}, (400, {"error": "malformed request on the engine's socket",
+                              "code": "bad_request"})
+        if not same_token(token, self.token):
+            return {}, (403, {"error": "missing or wrong token (it is in the engine's runtime "
+                                       "file)", "code": "forbidden"})
+        return out, None

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
 import os
@@ -13,12 +12,14 @@ import sys
 import time
 from pathlib import Path
 
+import tornado.httputil
 import tornado.web
 import tornado.websocket
 
 from . import _api
+from ._auth import ScrubbedLogMixin, same_token, server_owner, token_in_header, token_matches
 from ._engine import Engine, EngineConfig
-from ._errors import EngineLocked
+from ._errors import EngineLocked, StoreUnavailable
 from ._localapi import LocalServer
 from ._paths import runtime_file, write_private
 
@@ -31,7 +32,7 @@ class EventSocketMixin:
     engine: Engine
 
     def open(self, *args) -> None:
-        only = self.get_argument("run_id", None)
+        only = self.get_query_argument("run_id", None)
         loop = asyncio.get_running_loop()
 
         def push(event: dict) -> None:
@@ -57,13 +58,53 @@ class EventSocketMixin:
             self._unsubscribe = None
 
 
-def _token_ok(handler: tornado.web.RequestHandler, token: str) -> bool:
-    auth = handler.request.headers.get("Authorization", "")
-    given = auth.split(" ", 1)[1] if " " in auth else handler.get_argument("token", "")
-    return bool(given) and hmac.compare_digest(given.strip(), token)
+AUTH_MESSAGE_TIMEOUT = 10.0  # seconds a WebSocket may take to send its token message
 
 
-class ApiHandler(tornado.web.RequestHandler):
+class AuthFirstBodyMixin:
+    """Authenticates in ``prepare``, before a byte of the body is read, then reads the body
+    with the size limit (``@tornado.web.stream_request_body`` handlers). A refused request
+    gets its answer at once; the rest of its body is read and dropped, never kept."""
+
+    request: tornado.httputil.HTTPServerRequest
+    _chunks: bytearray | None = None
+
+    def accept_body(self) -> bool:
+        """After authentication: keep the body if it fits (else answer 413); False when
+        an answer was written."""
+        limit = _api.MAX_BODY
+        try:
+            length = int(self.request.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            self.refuse(413, f"request body is {length} bytes, over {limit}", "too_large")
+            return False
+        self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
+        self._chunks = bytearray()
+        return True
+
+    def data_received(self, chunk: bytes) -> None:
+        if self._chunks is not None:
+            self._chunks += chunk
+
+    @property
+    def body_bytes(self) -> bytes:
+        return bytes(self._chunks or b"")
+
+    def refuse(self, status: int, message: str, code: str) -> None:
+        self._chunks = None
+        self.set_status(status)  # type: ignore[attr-defined]
+        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
+        self.finish(json.dumps({"error": message, "code": code}))  # type: ignore[attr-defined]
+
+
+NO_TOKEN = ("missing or wrong token: send 'Authorization: token <token>' (the token is in the "
+            "engine's runtime file; it is never accepted in the URL)")
+
+
+@tornado.web.stream_request_body
+class ApiHandler(ScrubbedLogMixin, AuthFirstBodyMixin, tornado.web.RequestHandler):
     def initialize(self, engine: Engine, token: str) -> None:
         self.engine = engine
         self.token = token
@@ -71,16 +112,16 @@ class ApiHandler(tornado.web.RequestHandler):
     def check_xsrf_cookie(self) -> None:  # token auth only; no cookies are issued
         pass
 
-    async def _any(self, path: str) -> None:
-        if not _token_ok(self, self.token):
-            self.set_status(403)
-            self.finish({"error": "missing or wrong token: send 'Authorization: token <token>' "
-                         "(the token is in the engine's runtime file)"})
+    def prepare(self) -> None:
+        if not token_matches(self.request, self.token):
+            self.refuse(403, NO_TOKEN, "forbidden")
             return
-        query = {k: self.get_argument(k) for k in self.request.arguments}
-        query.pop("token", None)
+        self.accept_body()
+
+    async def _any(self, path: str) -> None:
+        query = {k: self.get_query_argument(k) for k in self.request.query_arguments}
         status, obj = await _api.dispatch(self.engine, self.request.method, "/" + path, query,
-                                          self.request.body, user=os.environ.get("USER"))
+                                          self.body_bytes, user=server_owner())
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(obj))
@@ -88,17 +129,57 @@ class ApiHandler(tornado.web.RequestHandler):
     get = post = put = delete = _any
 
 
-class EventsHandler(EventSocketMixin, tornado.websocket.WebSocketHandler):
+class EventsHandler(ScrubbedLogMixin, EventSocketMixin, tornado.websocket.WebSocketHandler):
+    """The events stream. Scripts send the token in the Authorization header; a browser,
+    which cannot set headers on a WebSocket, sends ``{"token": "<token>"}`` as its first
+    message instead, and no event is sent before it."""
+
+    _authed = False
+    _timer: asyncio.TimerHandle | None = None
+
     def initialize(self, engine: Engine, token: str) -> None:
         self.engine = engine
         self.token = token
 
     async def get(self, *args, **kwargs):
-        if not _token_ok(self, self.token):
+        given = token_in_header(self.request)
+        if given and not same_token(given, self.token):
             self.set_status(403)
-            self.finish({"error": "missing or wrong token"})
+            self.finish({"error": NO_TOKEN, "code": "forbidden"})
             return
+        self._authed = bool(given)
         return await super().get(*args, **kwargs)
+
+    def open(self, *args) -> None:
+        if self._authed:
+            super().open(*args)
+            return
+        self._timer = asyncio.get_running_loop().call_later(
+            AUTH_MESSAGE_TIMEOUT, self._refuse, "no token message")
+
+    def on_message(self, message) -> None:
+        if self._authed:
+            return  # the stream is one-way
+        try:
+            given = json.loads(message).get("token")
+        except (ValueError, AttributeError, TypeError):
+            given = None
+        if not isinstance(given, str) or not same_token(given, self.token):
+            self._refuse("missing or wrong token")
+            return
+        self._authed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        EventSocketMixin.open(self)
+
+    def _refuse(self, why: str) -> None:
+        if self.ws_connection is not None:
+            self.close(4403, f"{why}: send {{\"token\": <token>}} as the first message")
+
+    def on_close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        super().on_close()
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
@@ -127,7 +208,7 @@ async def run_server(config: EngineConfig, port: int = 0, ready=None) -> None:
     server = app.listen(port, address="127.0.0.1", max_body_size=_api.MAX_BODY)
     actual = next(iter(server._sockets.values())).getsockname()[1]
     url = f"http://127.0.0.1:{actual}/"
-    local = LocalServer(token, config.db_path, user=os.environ.get("USER"))
+    local = LocalServer(token, config.db_path, user=server_owner())
     engine.worker_env.update({"DURABLE_NB_URL": url, "DURABLE_NB_TOKEN": token,
                               "DURABLE_NB_DB": str(config.db_path),
                               "DURABLE_NB_SOCKET": str(local.path)})
@@ -178,6 +259,9 @@ def serve(config: EngineConfig, port: int = 0) -> int:
     except EngineLocked as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except StoreUnavailable as exc:  # e.g. a full disk while replaying the journal
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 

@@ -9,7 +9,6 @@ REST API and the events WebSocket under ``<base_url>/durable/api/``, and exports
 
 from __future__ import annotations
 
-import getpass
 import ipaddress
 import json
 from typing import Any
@@ -24,10 +23,14 @@ from tornado.websocket import WebSocketHandler
 from traitlets import Float, Integer, Unicode, default
 
 from . import __version__, _api
+from ._auth import ScrubbedLogMixin, server_owner, token_matches
 from ._engine import EngineConfig
 from ._enginehost import EngineHost
-from ._hostweb import HostEventsMixin, listen_private, token_matches
+from ._errors import Forbidden
+from ._hostweb import HostEventsMixin, listen_private
+from ._labext import warn_if_panel_missing
 from ._paths import default_db_path, resolve_db
+from ._server import AuthFirstBodyMixin
 
 try:
     from jupyter_server.auth.decorator import ws_authenticated
@@ -81,7 +84,18 @@ class KernelTokenIdentity:
         return bool(self._inner.should_check_origin(handler))
 
 
-class DurableHandlerMixin:
+DEFAULT_PROVIDERS = ("IdentityProvider", "PasswordIdentityProvider", "LegacyIdentityProvider")
+
+
+def is_single_user(provider: Any) -> bool:
+    """Whether ``provider`` is one of jupyter-server's own (token, password, anonymous):
+    whoever gets in is the server's owner. Other providers name each person."""
+    from jupyter_server.auth import identity
+
+    return any(type(provider) is getattr(identity, n, None) for n in DEFAULT_PROVIDERS)
+
+
+class DurableHandlerMixin(ScrubbedLogMixin):
     """Auth shared by the API and WebSocket handlers: Jupyter's, or the kernel token."""
 
     host: EngineHost
@@ -94,11 +108,17 @@ class DurableHandlerMixin:
         return KernelTokenIdentity(super().identity_provider, self.host.token)
 
     def durable_user(self) -> str | None:
-        """The name recorded for approvals: the OS user for kernels, else the Jupyter user."""
+        """The identity recorded for approvals (see `durable_nb._auth`): the server's owner
+        for the kernel token and for jupyter-server's own single-user providers, else the
+        username the identity provider gives."""
         if getattr(self, "_durable_kernel", False):
-            return getpass.getuser()
+            return server_owner()
         user = self.current_user
-        return (user.name or user.username) if user else None
+        if user is None:
+            return None
+        if is_single_user(super().identity_provider):
+            return server_owner()
+        return user.username or user.name
 
     async def authorize(self, action: str) -> None:
         """Ask jupyter-server's authorizer (the kernel token is always allowed)."""
@@ -107,27 +127,38 @@ class DurableHandlerMixin:
         ok = await ensure_async(
             self.authorizer.is_authorized(self, self.current_user, action, AUTH_RESOURCE))
         if not ok:
-            raise web.HTTPError(403, f"not authorized to {action} {AUTH_RESOURCE}")
+            raise Forbidden(f"not authorized to {action} {AUTH_RESOURCE}: ask the server's "
+                            "administrator for that permission")
 
 
-class DurableApiHandler(DurableHandlerMixin, APIHandler):
-    """``<base_url>/durable/api/<path>``: the engine's REST API (`_api.ROUTES`)."""
+@web.stream_request_body
+class DurableApiHandler(DurableHandlerMixin, AuthFirstBodyMixin, APIHandler):
+    """``<base_url>/durable/api/<path>``: the engine's REST API (`_api.ROUTES`).
 
-    @web.authenticated
+    jupyter-server authenticates in ``prepare`` (refusing a request without a user and a
+    cookie session without its XSRF token); then the route's permission is checked, all
+    before a byte of the body is read."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        if self._finished:
+            return
+        if self.current_user is None:  # servers that allow unauthenticated access
+            raise web.HTTPError(403)
+        route, _, _ = _api.match(self.request.method or "GET", "/" + self.path_args[0])
+        if route is not None:
+            try:
+                await self.authorize(route.action)
+            except Forbidden as exc:
+                self.refuse(403, str(exc), "forbidden")
+                return
+        self.accept_body()
+
     async def _any(self, path: str) -> None:
         method = self.request.method or "GET"
-        if method == "GET":
-            action = "read"
-        elif (method == "PUT" and path.startswith("tasks/") or method == "POST" and (
-                path == "runs" or path.endswith("/replay"))):
-            action = "execute"  # registering code and starting runs executes code
-        else:
-            action = "write"
-        await self.authorize(action)
-        query = {k: self.get_query_argument(k) for k in self.request.query_arguments
-                 if k != "token"}
-        status, body = await self.host.request(method, "/" + path, query, self.request.body,
-                                               self.durable_user())
+        query = {k: self.get_query_argument(k) for k in self.request.query_arguments}
+        status, body = await self.host.request(method, "/" + path, query, self.body_bytes,
+                                               self.durable_user(), self.authorize)
         self.set_status(status)
         self.finish(body)
 
@@ -154,7 +185,10 @@ class DurableEventsHandler(DurableHandlerMixin, HostEventsMixin, WebSocketMixin,
 
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
-        await self.authorize("read")
+        try:
+            await self.authorize("read")
+        except Forbidden as exc:
+            raise web.HTTPError(403, str(exc)) from None
         if await self.prepare_stream():
             await super().get(*args, **kwargs)
 
@@ -242,6 +276,7 @@ class DurableApp(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: Any) -> None:
         """Server start (its event loop runs): start or find the engine, export its URL."""
         assert self.host is not None
+        warn_if_panel_missing(self.log)
         url = loopback_url(serverapp)
         if url is None:
             url = listen_private(self.host)

@@ -36,6 +36,7 @@ import duckdb
 
 from . import _journal, _readonly_sql
 from ._errors import EngineLocked, StoreUnavailable
+from ._private import private_thread, private_umask
 from ._schema import migrate
 from ._storefaults import (
     Quarantine,
@@ -100,6 +101,10 @@ class Store:
 
     def open(self) -> None:
         """Open (or create) the database, migrate it, replay the journal, start writing."""
+        with private_umask():  # the database and its WAL are private from their first byte
+            self._open()
+
+    def _open(self) -> None:
         self.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
             self._conn = duckdb.connect(
@@ -307,6 +312,7 @@ class Store:
             seg.unlink(missing_ok=True)
 
     def _ingest_loop(self) -> None:
+        private_thread()  # the WAL DuckDB creates again after each checkpoint is private
         while True:
             with self._ingest_cond:
                 while not self._to_ingest and not self._closing:
@@ -330,6 +336,9 @@ class Store:
                     if self.ingest_problem is None:
                         log.error("durable_nb: cannot ingest into %s (%s); the journal keeps "
                                   "the records and ingestion retries", self.db_path, exc)
+                        if is_disk_full(exc) and not self.reserve.present:
+                            self.ingest_problem = str(exc)
+                            continue  # the reserve went a moment ago: there may be room now
                     self.ingest_problem = f"cannot ingest into {self.db_path}: {exc}"
                     with self._ingest_cond:
                         self._ingest_cond.notify_all()
@@ -465,11 +474,17 @@ class Store:
             self._readers += 1
             self._ingest_cond.notify_all()
             try:
+                # while ingestion waits for the disk, give its retry a moment, then serve
+                # what DuckDB has
+                stale_at = time.monotonic() + 2 * INGEST_RETRY
                 while self._ingested_seq < target:
+                    now = time.monotonic()
+                    if self.ingest_problem is not None and now >= stale_at:
+                        return
+                    left = deadline - now
                     if self.ingest_problem is not None:
-                        return  # ingestion waits for the disk: serve what DuckDB has
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                        left = min(left, stale_at - now)
+                    elif left <= 0:
                         raise TimeoutError("the store did not catch up with its journal in time")
                     self._ingest_cond.wait(left)
             finally:

@@ -141,3 +141,73 @@ def start_server(cmd: list[str], env: dict[str, str], log: Path, ready: Callable
         time.sleep(0.1)
     stop_process(proc, 10)
     raise RuntimeError(f"{what} did not start in {timeout:.0f} s: {log.read_text()[-3000:]}")
+
+
+def http_call(method: str, url: str, token: str | None = None, body: bytes | dict | None = None,
+              headers: dict | None = None, timeout: float = 30) -> tuple[int, dict | None]:
+    """One HTTP request (the token in the Authorization header); status and JSON answer."""
+    import http.client
+    import urllib.parse
+
+    u = urllib.parse.urlparse(url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=timeout)
+    h = dict(headers or {})
+    if token:
+        h["Authorization"] = f"token {token}"
+    if isinstance(body, dict):
+        body = json.dumps(body).encode()
+    conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=body, headers=h)
+    resp = conn.getresponse()
+    raw = resp.read()
+    conn.close()
+    try:
+        return resp.status, json.loads(raw) if raw else None
+    except ValueError:
+        return resp.status, None
+
+
+class Jupyter:
+    """A `jupyter server` subprocess hosting durable_nb (enabled by the repository's
+    jupyter-config/), with its log in ``dir/server.log``; ``env`` adds variables."""
+
+    def __init__(self, tmp: Path, db: Path, *args: str, env: dict | None = None,
+                 name: str = "jupyter"):
+        self.dir = tmp / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.db = db
+        self.args = list(args)
+        self.extra_env = dict(env or {})
+        self.token = "login-" + os.urandom(12).hex()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.api = self.url + "durable/api"
+        self.log = self.dir / "server.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> Jupyter:
+        (self.dir / "cfg").mkdir(exist_ok=True)
+        (self.dir / "root").mkdir(exist_ok=True)
+        cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser",
+               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
+               "--ServerApp.port_retries=0",
+               f"--ServerApp.root_dir={self.dir / 'root'}", f"--DurableApp.db_path={self.db}",
+               "--DurableApp.wait_grace=0.3", "--DurableApp.max_workers=2", *self.args]
+        # the login token from the environment: a command line is logged at DEBUG level
+        env = jupyter_env(self.dir / "cfg", JUPYTER_TOKEN=self.token, **self.extra_env)
+        self.proc = start_server(
+            cmd, env, self.log, timeout=timeout, what="jupyter server",
+            ready=lambda: http_call("GET", self.api + "/health", self.token)[0] == 200)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def runtime(self) -> dict:
+        from durable_nb._paths import runtime_file
+
+        return json.loads(runtime_file(self.db).read_text())
+
+    def stop(self) -> None:
+        stop_process(self.proc, 30)

@@ -18,8 +18,8 @@ from _support import wait_for
 
 import durable_nb as dn
 from durable_nb import _journal
-from durable_nb._storefaults import DAMAGED, Quarantine
 from durable_nb._store import Store
+from durable_nb._storefaults import DAMAGED, Quarantine
 
 
 def _run_row(i: int) -> tuple:
@@ -220,7 +220,8 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(small_disk, tmp_pat
         assert "No space left" in health["problem"]
         # reads go on: earlier runs, their steps and the run list
         assert before[0].status == "COMPLETED"
-        assert len(client.request("GET", "/runs", query={"task": "disk-task"})["runs"]) >= 5
+        wait_for(lambda: len(client.request("GET", "/runs", query={"task": "disk-task"})["runs"])
+                 >= 5 + len(acked), 10, "the run list to show every acknowledged run")
         filler.unlink()
         wait_for(lambda: client.request("GET", "/health")["ok"], 20, "writes to resume")
         after = disk_task.trigger(7)

@@ -214,5 +214,5 @@ def test_a_ttl_still_expires_a_queued_run_after_an_engine_crash(engine):
     engine.start()
     with pytest.raises(dn.RunFailed) as err:
         queued.result(timeout=30)
-    assert err.value.status == "EXPIRED"
-    assert queued.info()["finished_at"] - queued.info()["created_at"] < 5.0
+    assert err.value.status == "EXPIRED"  # not started: without its timer it would complete
+    assert queued.info()["attempts"] == 0

@@ -175,10 +175,8 @@ export class EventStream {
   open(): void {
     this._stopped = false;
     const settings = ServerConnection.makeSettings();
-    let url = settings.wsUrl + ROOT + 'events';
-    if (settings.token) {
-      url += `?token=${encodeURIComponent(settings.token)}`;
-    }
+    // Authenticated by the login cookie, never by a token in the URL (URLs land in logs)
+    const url = settings.wsUrl + ROOT + 'events';
     const ws = new settings.WebSocket(url);
     this._ws = ws;
     ws.onopen = () => {
