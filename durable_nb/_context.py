@@ -82,6 +82,7 @@ class RunContext:
         # every message names its attempt, and every reply its request: a message meant for
         # an earlier attempt, or a late reply, is dropped instead of being taken for ours
         self.aid: str = msg.get("aid") or f"{self.run_id}/{self.attempt}"
+        self.generation: int = msg.get("generation", 0)  # task-level retries so far
         self._req = 0
 
     def next_key(self, name: str) -> str:
@@ -143,10 +144,23 @@ class RunContext:
             self.steps[key] = ("err", None)
         return delay
 
+    def _retry_wait(self, key: str, attempt: int, delay: float | None) -> None:
+        """Sit out the delay after failed try ``attempt`` of step ``key`` (a durable wait:
+        one per try and task retry, met again if the attempt is resumed)."""
+        gen = f" g{self.generation}" if self.generation else ""
+        self.wait("retry", f"{key} retry {attempt}{gen}", timeout=delay)
+
+    def _resume_retry(self, key: str, attempt: int, retry) -> None:
+        """A step resumed after a failed try: its retry delay (recorded as a wait, maybe
+        already elapsed) still comes before the next try."""
+        if attempt > 1 and retry is not None:
+            self._retry_wait(key, attempt - 1, retry.delay(attempt - 1) or 0.0)
+
     def call_step(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
         key, attempt, recorded = self.step_begin(name)
         if recorded is not None:
             return self.step_replay(key, recorded)
+        self._resume_retry(key, attempt, retry)
         while True:
             start = time.time()
             outer, self.step_key = self.step_key, key
@@ -160,13 +174,14 @@ class RunContext:
                     raise
             finally:
                 self.step_key = outer
-            self.wait("retry", f"{key} retry {attempt}", timeout=delay)
+            self._retry_wait(key, attempt, delay)
             attempt += 1
 
     async def call_step_async(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
         key, attempt, recorded = self.step_begin(name)
         if recorded is not None:
             return self.step_replay(key, recorded)
+        self._resume_retry(key, attempt, retry)
         while True:
             start = time.time()
             outer, self.step_key = self.step_key, key
@@ -180,7 +195,7 @@ class RunContext:
                     raise
             finally:
                 self.step_key = outer
-            self.wait("retry", f"{key} retry {attempt}", timeout=delay)
+            self._retry_wait(key, attempt, delay)
             attempt += 1
 
     def _restore_error(self, key: str, data: bytes | None) -> BaseException:

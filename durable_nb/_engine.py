@@ -670,6 +670,7 @@ class Engine:
             "op": "run", "run_id": run.id, "attempt": run.attempts, "aid": _aid(run),
             "task_id": run.task.task_id,
             "task_hash": run.task.hash, "code": run.task.code, "sys_path": run.task.sys_path, "payload": run.payload,
+            "generation": run.generation,
             "steps": dict(run.steps), "step_failures": dict(run.step_failures),
             "waits": {k: w.resolution for k, w in run.waits.items() if w.resolution is not None},
             "max_payload": self.config.max_payload, "max_checkpoint": self.config.max_checkpoint,
@@ -1007,6 +1008,10 @@ class Engine:
         if delay is None:
             self._finish(run, outcome if outcome == "CRASHED" else "FAILED", error=error)
             return
+        run.current_wait = None
+        for w in list(run.waits.values()):  # step tries of this generation will not resume
+            if w.kind == "retry" and w.resolution is None:
+                self._resolve(run, w, {"outcome": "abandoned"})
         run.generation += 1
         run.step_failures.clear()
         run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
@@ -1027,6 +1032,11 @@ class Engine:
         for t in run.timers + run.attempt_timers:
             t.cancel()
         run.timers, run.attempt_timers = [], []
+        run.current_wait = None
+        for w in list(run.waits.values()):  # every wait row gets its one resolution
+            if w.resolution is None:
+                self._resolve(run, w, {"outcome": "canceled" if status == "CANCELED"
+                                       else "abandoned"})
         self._runs.pop(run.id, None)
         run.finished_at, run.output = now, output
         run.error = _error_json(error) if error else (None if status == "COMPLETED" else run.error)
