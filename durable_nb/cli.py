@@ -143,7 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("run")
         sp.add_argument("--wait", help="the approval's name (when the run has several)")
         sp.add_argument("--comment")
-        sp.add_argument("--by", default=os.environ.get("USER"), help="who decides")
+        sp.add_argument("--by", help="a name kept as a note beside the decision; the engine "
+                        "records who decided from the credentials it authenticated")
     sp = add("cancel", cmd_cancel, "cancel a run")
     sp.add_argument("run")
     sp = add("replay", cmd_replay, "start a new run with a run's task and arguments")
