@@ -2,18 +2,23 @@
 
 Both the standalone server (``_server``) and the Jupyter server extension mount these
 routes under ``<base_url>/durable/api/``; they differ only in how they authenticate.
-Binary values (pickles) travel base64-encoded in fields ending in ``_b64``.
+Binary values (pickles) travel base64-encoded in fields ending in ``_b64``. Each route
+carries the schemas of its body and parameters (``_apischema``): requests are validated
+against them before a handler runs, and the OpenAPI document publishes the same ones.
 """
 
 from __future__ import annotations
 
 import base64
+import math
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import __version__
+from . import _apischema as S
+from ._apischema import BadRequest, Param
 from ._engine import Engine, summarize
 from ._errors import Forbidden, PayloadTooLarge, RunNotFound, StoreUnavailable, WaitConflict
 from ._serial import b64
@@ -21,9 +26,7 @@ from ._serial import b64
 PREFIX = "durable/api"
 MAX_BODY = 512 * 1024 * 1024
 
-
-class BadRequest(ValueError):
-    """A malformed request body or parameter (HTTP 400)."""
+__all__ = ["BadRequest", "ROUTES", "Request", "Route", "dispatch", "match", "openapi_document"]
 
 
 async def _allow_all(action: str) -> None:
@@ -40,6 +43,8 @@ class Request:
     # ``await authorize(action)`` raises Forbidden when the caller may not ``action``
     # ("read", "write" or "execute"); hosts without finer permissions allow everything
     authorize: Callable[[str], Awaitable[None]] = _allow_all
+    # the route's query parameters, read as their schemas say, defaults filled in
+    params: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -51,60 +56,33 @@ class Route:
     # the permission a caller needs: "read", "write", or "execute" (runs code); a handler
     # may ask for more with ``await r.authorize(...)`` (an event with a pickled payload)
     action: str = "read"
+    body: dict | None = None  # JSON Schema of the body (None: the route takes none)
+    query: tuple[Param, ...] = ()
+    response: dict = field(default_factory=lambda: {"type": "object"})
+    status: int = 200  # the status of success
 
     @property
     def regex(self) -> str:
         return re.sub(r"\{[a-z_]+\}", r"([^/]+)", self.path)
 
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"\{([a-z_]+)\}", self.path)
 
-def unb64(body: dict, name: str, required: bool = True) -> bytes | None:
+
+def unb64(body: dict, name: str) -> bytes | None:
+    """The bytes of a base64 field the schema has checked (None when absent or null)."""
     value = body.get(name)
-    if value is None:
-        if required:
-            raise BadRequest(f"field '{name}' is required (base64 string)")
-        return None
-    if not isinstance(value, str):
-        raise BadRequest(f"field '{name}' must be a base64 string")
-    try:
-        return base64.b64decode(value, validate=True)
-    except ValueError:
-        raise BadRequest(f"field '{name}' is not valid base64") from None
+    return None if value is None else base64.b64decode(value, validate=True)
 
 
-def field(body: dict, name: str, kind: type | tuple, required: bool = False, default=None):
-    value = body.get(name, default)
-    if value is None:
-        if required:
-            raise BadRequest(f"field '{name}' is required")
-        return default
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        raise BadRequest(f"field '{name}' must be {names}, got {type(value).__name__}")
-    return value
+def _int(value: Any) -> int | None:
+    """A validated JSON integer (2.0 is one too) as a Python int."""
+    return None if value is None else int(value)
 
 
-def qint(req: Request, name: str, default: int, lo: int = 0, hi: int = 100_000) -> int:
-    raw = req.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter '{name}' must be an integer") from None
-    if not lo <= value <= hi:
-        raise BadRequest(f"query parameter '{name}' must be between {lo} and {hi}")
-    return value
-
-
-def qfloat(req: Request, name: str, default: float, hi: float = 300.0) -> float:
-    raw = req.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise BadRequest(f"query parameter '{name}' must be a number") from None
-    return max(0.0, min(value, hi))
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -116,10 +94,10 @@ async def health(r: Request):
 async def put_task(r: Request):
     spec = {
         "hash": r.args[0],
-        "task_id": field(r.body, "task_id", str, required=True),
+        "task_id": r.body["task_id"],
         "code": unb64(r.body, "code_b64"),
-        "sys_path": field(r.body, "sys_path", list, default=[]),
-        "options": field(r.body, "options", dict, default={}),
+        "sys_path": list(r.body.get("sys_path") or []),
+        "options": r.body.get("options") or {},
     }
     info = r.engine.register_task(spec)
     return 200, {"hash": info.hash, "task_id": info.task_id}
@@ -127,16 +105,12 @@ async def put_task(r: Request):
 
 async def post_run(r: Request):
     b = r.body
-    delay = field(b, "delay", (int, float))
-    ttl = field(b, "ttl", (int, float))
-    if (delay is not None and delay < 0) or (ttl is not None and ttl <= 0):
-        raise BadRequest("delay must be >= 0 and ttl > 0")
     try:
         run_id, created = await r.engine.trigger(
-            field(b, "task_hash", str, required=True), unb64(b, "payload_b64"),
-            idempotency_key=field(b, "idempotency_key", str), delay=delay,
-            tags=field(b, "tags", list, default=[]),
-            concurrency_key=field(b, "concurrency_key", str), ttl=ttl,
+            b["task_hash"], unb64(b, "payload_b64"),
+            idempotency_key=b.get("idempotency_key"), delay=_float(b.get("delay")),
+            tags=list(b.get("tags") or []), concurrency_key=b.get("concurrency_key"),
+            ttl=_float(b.get("ttl")),
         )
     except LookupError as exc:
         return 409, {"error": str(exc), "code": "unknown_task"}
@@ -144,10 +118,9 @@ async def post_run(r: Request):
 
 
 async def list_runs(r: Request):
-    runs = await r.engine.list_runs(
-        status=r.query.get("status"), task=r.query.get("task"),
-        limit=qint(r, "limit", 100, 1, 10_000), offset=qint(r, "offset", 0, 0, 10**9),
-    )
+    p = r.params
+    runs = await r.engine.list_runs(status=p.get("status"), task=p.get("task"),
+                                    limit=p["limit"], offset=p["offset"])
     return 200, {"runs": runs}
 
 
@@ -156,7 +129,7 @@ async def get_run(r: Request):
 
 
 async def get_result(r: Request):
-    row = await r.engine.wait_result(r.args[0], qfloat(r, "timeout", 0.0))
+    row = await r.engine.wait_result(r.args[0], float(r.params["timeout"]))
     return 200, {**summarize(row), "output_b64": b64(row["output"])}
 
 
@@ -173,9 +146,8 @@ async def replay_run(r: Request):
 async def _decide(r: Request, approved: bool):
     # who decided is the identity the host authenticated; a name in the body is only a note
     out = await r.engine.resolve_approval(
-        r.args[0], approved, name=field(r.body, "wait", str),
-        comment=field(r.body, "comment", str), by=r.user, note=field(r.body, "by", str),
-    )
+        r.args[0], approved, name=r.body.get("wait"), comment=r.body.get("comment"),
+        by=r.user, note=r.body.get("by"))
     return 200, out
 
 
@@ -188,10 +160,9 @@ async def reject(r: Request):
 
 
 async def get_checkpoint(r: Request):
-    names = r.query.get("names")
+    names = r.params.get("names")
     out = await r.engine.checkpoint(
-        r.args[0], names.split(",") if names else None,
-        values=r.query.get("values", "0") in ("1", "true"))
+        r.args[0], names.split(",") if names else None, values=r.params["values"])
     out["values_b64"] = {n: b64(v) for n, v in out.pop("values").items()}
     return 200, out
 
@@ -201,18 +172,22 @@ async def run_spans(r: Request):
 
 
 async def run_logs(r: Request):
-    rows = await r.engine.logs(r.args[0], qint(r, "limit", 1000, 1, 100_000))
+    rows = await r.engine.logs(r.args[0], r.params["limit"])
     return 200, {"logs": rows[::-1]}
 
 
 async def send_event(r: Request):
-    data = unb64(r.body, "data_b64", required=False)
+    data = unb64(r.body, "data_b64")
     if data is not None:  # a pickle is unpickled by a worker: sending one runs code
         await r.authorize("execute")
-    if data is None and "data" in r.body:
+    elif "data" in r.body:
         import cloudpickle
 
         data = cloudpickle.dumps(r.body["data"])
+    limit = r.engine.config.max_payload
+    if data is not None and len(data) > limit:
+        raise PayloadTooLarge(f"the data of event '{r.args[0]}' is {len(data)} bytes, over the "
+                              f"limit of {limit} (max_payload_bytes)")
     n = await r.engine.send_event(r.args[0], data)
     return 200, {"key": r.args[0], "resumed": n}
 
@@ -222,10 +197,7 @@ async def list_queues(r: Request):
 
 
 async def put_queue(r: Request):
-    if "concurrency_limit" not in r.body:
-        raise BadRequest("field 'concurrency_limit' is required (integer or null)")
-    limit = field(r.body, "concurrency_limit", int)
-    return 200, r.engine.set_queue(r.args[0], limit)
+    return 200, r.engine.set_queue(r.args[0], _int(r.body["concurrency_limit"]))
 
 
 async def list_workers(r: Request):
@@ -233,14 +205,15 @@ async def list_workers(r: Request):
 
 
 async def post_sql(r: Request):
-    cols, rows = await r.engine.sql(field(r.body, "query", str, required=True),
-                                    field(r.body, "limit", int, default=10_000))
+    cols, rows = await r.engine.sql(r.body["query"], _int(r.body.get("limit", 10_000)))
     return 200, {"columns": cols, "rows": [list(map(_jsonable, row)) for row in rows]}
 
 
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (bytes, bytearray)):
         return {"bytes": len(v)}
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # "nan", "inf": JSON has no such numbers
     if isinstance(v, (str, int, float, bool)) or v is None:
         return v
     if isinstance(v, (list, tuple)):
@@ -254,30 +227,91 @@ async def openapi(r: Request):
     return 200, openapi_document()
 
 
+# ---------------------------------------------------------------------- responses
+
+def _out(properties: dict, required: tuple[str, ...] = ()) -> dict:
+    return S.obj(properties, required, closed=False)
+
+
+_STR = {"type": "string"}
+_NUM = {"type": "number"}
+_RUN = _out({"id": _STR, "status": _STR, "task_id": _STR, "kind": _STR},
+            ("id", "status"))
+_RUN_CREATED = _out({"id": _STR, "created": {"type": "boolean"}}, ("id",))
+
+# ---------------------------------------------------------------------- routes
+
 ROUTES: list[Route] = [
-    Route("GET", "/health", "Engine status: pid, database, active runs", health),
-    Route("GET", "/openapi.json", "This document", openapi),
-    Route("PUT", "/tasks/{hash}", "Register a task's code (cloudpickled, base64)", put_task, action="execute"),
-    Route("POST", "/runs", "Trigger a run of a registered task", post_run, action="execute"),
-    Route("GET", "/runs", "List runs (filters: status, task; paging: limit, offset)", list_runs),
-    Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children", get_run),
+    Route("GET", "/health", "Engine status: pid, database, active runs", health,
+          response=_out({"ok": {"type": "boolean"}, "pid": {"type": "integer"},
+                         "version": _STR}, ("ok",))),
+    Route("GET", "/openapi.json", "This document", openapi,
+          response=_out({"openapi": _STR, "paths": {"type": "object"}}, ("openapi", "paths"))),
+    Route("PUT", "/tasks/{hash}", "Register a task's code (cloudpickled, base64)", put_task,
+          action="execute", body=S.PUT_TASK,
+          response=_out({"hash": _STR, "task_id": _STR}, ("hash", "task_id"))),
+    Route("POST", "/runs", "Trigger a run of a registered task (201 created, 200 when the "
+          "idempotency key names an existing run; 409 when the task is not registered)",
+          post_run, action="execute", body=S.POST_RUN, response=_RUN_CREATED, status=201),
+    Route("GET", "/runs", "List runs, newest first (filters: status, task; paging: limit, "
+          "offset)", list_runs,
+          query=(S.STATUS_FILTER, S.TASK_FILTER,
+                 S.int_param("limit", 1, 10_000, 100, "at most this many runs"),
+                 S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
+          response=_out({"runs": {"type": "array", "items": _RUN}}, ("runs",))),
+    Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children", get_run,
+          response=_out({**_RUN["properties"], "attempt_list": {"type": "array"},
+                         "steps": {"type": "array"}, "waits": {"type": "array"},
+                         "children": {"type": "array"}}, ("id", "status"))),
     Route("GET", "/runs/{run_id}/result",
-          "Wait up to `timeout` seconds for the run to finish; its status and output", get_result),
-    Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run, action="write"),
+          "Wait up to `timeout` seconds for the run to finish; its status and output", get_result,
+          query=(Param("timeout", {"type": "number", "minimum": 0, "maximum": 300,
+                                   "default": 0}, "seconds to wait, 0 to 300"),),
+          response=_out({**_RUN["properties"], "output_b64": {"type": ["string", "null"]}},
+                        ("id", "status"))),
+    Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run,
+          action="write", body=S.EMPTY,
+          response=_out({"id": _STR, "canceled": {"type": "boolean"}}, ("id",))),
     Route("POST", "/runs/{run_id}/replay", "Start a new run with the same task and payload",
-          replay_run, action="execute"),
-    Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval", approve, action="write"),
-    Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject, action="write"),
-    Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans),
+          replay_run, action="execute", body=S.EMPTY, status=201,
+          response=_out({"id": _STR, "replay_of": _STR}, ("id",))),
+    Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval (`wait` picks "
+          "one by name); the decider is the authenticated user, `by` only a note", approve,
+          action="write", body=S.DECIDE,
+          response=_out({"run_id": _STR, "wait": _STR, "outcome": _STR}, ("outcome",))),
+    Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject,
+          action="write", body=S.DECIDE,
+          response=_out({"run_id": _STR, "wait": _STR, "outcome": _STR}, ("outcome",))),
+    Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans,
+          response=_out({"spans": {"type": "array"}}, ("spans",))),
     Route("GET", "/runs/{run_id}/checkpoint",
           "A cell run's latest checkpoint: variables and sizes (values with values=1, "
-          "a subset with names=a,b)", get_checkpoint),
-    Route("GET", "/runs/{run_id}/logs", "The run's log lines (stdout and stderr)", run_logs),
-    Route("POST", "/events/{key}", "Send an event; resumes runs waiting on its key", send_event, action="write"),
-    Route("GET", "/queues", "Queues with their limits and load", list_queues),
-    Route("PUT", "/queues/{name}", "Set a queue's concurrency limit (applies at once)", put_queue, action="write"),
-    Route("GET", "/workers", "Worker processes and the run each executes", list_workers),
-    Route("POST", "/sql", "A read-only SQL query over the store", post_sql, action="read"),
+          "a subset with names=a,b)", get_checkpoint,
+          query=(Param("names", S.string(2000), "variable names, comma-separated"),
+                 Param("values", {"type": "boolean", "default": False},
+                       "include the values (base64 pickles)")),
+          response=_out({"run_id": _STR, "variables": {"type": "object"},
+                         "values_b64": {"type": "object"}}, ("run_id",))),
+    Route("GET", "/runs/{run_id}/logs", "The run's last log lines (stdout and stderr)",
+          run_logs, query=(S.int_param("limit", 1, 100_000, 1000, "at most this many lines"),),
+          response=_out({"logs": {"type": "array"}}, ("logs",))),
+    Route("POST", "/events/{key}", "Send an event; resumes runs waiting on its key. A pickled "
+          "payload (data_b64) needs the execute permission, JSON data only write",
+          send_event, action="write", body=S.EVENT,
+          response=_out({"key": _STR, "resumed": {"type": "integer"}}, ("resumed",))),
+    Route("GET", "/queues", "Queues with their limits and load", list_queues,
+          response=_out({"queues": {"type": "array"}}, ("queues",))),
+    Route("PUT", "/queues/{name}", "Set a queue's concurrency limit (applies at once)",
+          put_queue, action="write", body=S.PUT_QUEUE,
+          response=_out({"name": _STR, "concurrency_limit": {"type": ["integer", "null"]}},
+                        ("name",))),
+    Route("GET", "/workers", "Worker processes and the run each executes", list_workers,
+          response=_out({"workers": {"type": "array"}}, ("workers",))),
+    Route("POST", "/sql", "A read-only SQL query over the store (one SELECT)", post_sql,
+          action="read", body=S.SQL,
+          response=_out({"columns": {"type": "array", "items": _STR},
+                         "rows": {"type": "array", "items": {"type": "array"}}},
+                        ("columns", "rows"))),
 ]
 WS_PATH = "/events"
 COMPILED = [(rt, re.compile(rt.regex + "$")) for rt in ROUTES]
@@ -286,6 +320,8 @@ COMPILED = [(rt, re.compile(rt.regex + "$")) for rt in ROUTES]
 def match(method: str, path: str) -> tuple[Route | None, tuple, bool]:
     """The route for ``path`` (relative to the API root); third item: path known."""
     known = False
+    if not isinstance(path, str):
+        return None, (), False
     for rt, rx in COMPILED:
         m = rx.match(path)
         if m:
@@ -295,6 +331,18 @@ def match(method: str, path: str) -> tuple[Route | None, tuple, bool]:
     return None, (), known
 
 
+def _validated(route: Route, args: tuple, query: dict, body: bytes | None) -> tuple[dict, dict]:
+    """The parsed body and query parameters of a request that matches ``route``'s schemas."""
+    S.check_path(route.path_params, args)
+    params = S.read_query(route.query, query if query is not None else {})
+    parsed: dict = {}
+    if route.body is not None:  # a body sent to a route that takes none is ignored
+        if body:
+            parsed = S.parse_body(body)
+        S.validate(route.body, parsed)
+    return parsed, params
+
+
 async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str],
                    body: bytes | None, user: str | None,
                    authorize: Callable[[str], Awaitable[None]] | None = None) -> tuple[int, Any]:
@@ -302,30 +350,22 @@ async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str]
 
     ``user`` is the identity the host authenticated. ``authorize(action)`` raises
     `Forbidden` when the caller may not do ``action``; the route's own action is checked
-    here, before its handler runs (hosts without permissions pass None)."""
+    here, then the request is validated against the route's schemas, before its handler
+    runs (hosts without permissions pass None)."""
     route, args, known = match(method, path)
     if route is None:
         if known:
             return 405, {"error": f"{method} is not allowed on {path}", "code": "bad_method"}
-        return 404, {"error": f"no API route {path}; see /{PREFIX}/openapi.json",
+        return 404, {"error": f"no API route {str(path)[:200]}; see /{PREFIX}/openapi.json",
                      "code": "no_route"}
-    parsed: dict = {}
-    if body:
-        if len(body) > MAX_BODY:
-            return 413, {"error": f"request body is {len(body)} bytes, over {MAX_BODY}",
-                         "code": "too_large"}
-        import json
-
-        try:
-            parsed = json.loads(body)
-        except ValueError as exc:
-            return 400, {"error": f"request body is not valid JSON: {exc}", "code": "bad_request"}
-        if not isinstance(parsed, dict):
-            return 400, {"error": "request body must be a JSON object", "code": "bad_request"}
+    if body and len(body) > MAX_BODY:
+        return 413, {"error": f"request body is {len(body)} bytes, over {MAX_BODY}",
+                     "code": "too_large"}
     check = authorize or _allow_all
     try:
         await check(route.action)
-        return await route.handler(Request(engine, args, query, parsed, user, check))
+        parsed, params = _validated(route, args, query, body)
+        return await route.handler(Request(engine, args, query, parsed, user, check, params))
     except Forbidden as exc:
         return 403, {"error": str(exc), "code": "forbidden"}
     except StoreUnavailable as exc:
@@ -337,32 +377,69 @@ async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str]
     except PayloadTooLarge as exc:
         return 413, {"error": str(exc), "code": "too_large"}
     except BadRequest as exc:
-        return 400, {"error": str(exc), "code": "bad_request"}
+        return 400, exc.answer()
     except ValueError as exc:
         return 422, {"error": str(exc), "code": "invalid"}
+
+
+# ---------------------------------------------------------------------- OpenAPI
+
+_ERROR = S.obj({"error": {"type": "string"}, "code": {"type": "string"},
+                "field": {"type": "string", "description": "the field at fault (400)"},
+                "rule": {"type": "string", "description": "the schema rule it broke (400)"}},
+               required=("error",), closed=False)
+_ERRORS = {
+    "400": "The body or a parameter does not match its schema: `field` and `rule` say where",
+    "403": "Not authenticated, or not allowed this route's action",
+    "404": "No such run, or no such route",
+    "409": "A conflict: a wait already resolved, an event already sent, a run finished, or "
+           "an unknown task hash (code unknown_task)",
+    "413": "A payload over the engine's max_payload",
+    "422": "Valid in form but refused by the engine (an unknown status, a hash that does not "
+           "match the code, SQL that is not one read-only query)",
+    "507": "The store cannot write now (a full disk); reads still work",
+}
+
+
+def _json_content(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
 
 
 def openapi_document() -> dict:
     paths: dict[str, dict] = {}
     for rt in ROUTES:
-        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
-                  for n in re.findall(r"\{([a-z_]+)\}", rt.path)]
-        op: dict[str, Any] = {
-            "summary": rt.summary, "operationId": rt.handler.__name__,
-            "responses": {"200": {"description": "OK", "content": {"application/json": {}}},
-                          "4XX": {"description": "Error, as {\"error\": message}"}},
-        }
+        params: list[dict] = [
+            {"name": n, "in": "path", "required": True, "schema": S.PATH_PARAMS.get(n, S.RUN_ID)}
+            for n in rt.path_params]
+        params += [{"name": p.name, "in": "query", "required": False, "schema": p.schema,
+                    "description": p.description} for p in rt.query]
+        ok = {"description": "OK", "content": _json_content(rt.response)}
+        responses = {str(rt.status): ok}
+        if rt.path == "/runs" and rt.method == "POST":
+            responses["200"] = {"description": "An existing run with this idempotency key",
+                                "content": _json_content(rt.response)}
+        for code, text in _ERRORS.items():
+            responses[code] = {"description": text, "content": _json_content(_ERROR)}
+        op: dict[str, Any] = {"summary": rt.summary, "operationId": rt.handler.__name__,
+                              "x-action": rt.action, "responses": responses}
         if params:
             op["parameters"] = params
-        if rt.method in ("POST", "PUT"):
-            op["requestBody"] = {"content": {"application/json": {"schema": {"type": "object"}}}}
+        if rt.body is not None:
+            required = bool(rt.body.get("required"))
+            op["requestBody"] = {"required": required, "content": _json_content(rt.body)}
         paths.setdefault(rt.path, {})[rt.method.lower()] = op
     paths[WS_PATH] = {"get": {
         "summary": "WebSocket: a stream of run events (status, step, wait, log, warning)",
         "operationId": "events_ws", "responses": {"101": {"description": "Switching protocols"}}}}
     return {
-        "openapi": "3.0.3",
-        "info": {"title": "durable_nb API", "version": __version__},
+        "openapi": "3.1.0",
+        "info": {"title": "durable_nb API", "version": __version__,
+                 "description": "Requests are validated against these schemas; a 400 names "
+                                "the field and the rule."},
         "servers": [{"url": "/" + PREFIX}],
+        "components": {"securitySchemes": {"token": {
+            "type": "apiKey", "in": "header", "name": "Authorization",
+            "description": "`token <token>`: the engine's token, or the Jupyter server's"}}},
+        "security": [{"token": []}],
         "paths": paths,
     }

@@ -16,6 +16,7 @@ from typing import Any
 
 from . import _serial
 from ._errors import AbortRun, DurableError, NotPicklable, PayloadTooLarge
+from ._serial import clean_text
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "durable_nb_run", default=None
@@ -32,13 +33,27 @@ def current() -> RunContext | None:
     return _current.get()
 
 
+def _clean(msg: dict) -> dict:
+    """A message with its text fields storable (payloads are bytes and stay as they are)."""
+    out = {}
+    for k, v in msg.items():
+        if isinstance(v, str):
+            v = clean_text(v)
+        elif isinstance(v, list) and v and isinstance(v[0], str):
+            v = [clean_text(x) if isinstance(x, str) else x for x in v]
+        elif isinstance(v, dict) and k == "error":
+            v = {ek: clean_text(ev) if isinstance(ev, str) else ev for ek, ev in v.items()}
+        out[k] = v
+    return out
+
+
 def error_info(exc: BaseException) -> dict:
     t = type(exc)
     name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
     return {
-        "type": name,
-        "message": str(exc),
-        "traceback": "".join(traceback.format_exception(t, exc, exc.__traceback__)),
+        "type": clean_text(name),
+        "message": clean_text(str(exc)),
+        "traceback": clean_text("".join(traceback.format_exception(t, exc, exc.__traceback__))),
         "abort": isinstance(exc, _ABORT_TYPES),
     }
 
@@ -86,6 +101,7 @@ class RunContext:
         self._req = 0
 
     def next_key(self, name: str) -> str:
+        name = clean_text(name)  # keys are stored: the same text in memory and on disk
         with self._lock:
             n = self._counts.get(name, 0) + 1
             self._counts[name] = n
@@ -96,7 +112,7 @@ class RunContext:
         with self._lock:
             self._req += 1
             n = self._req
-            self.channel.send({**msg, "aid": self.aid, "req": n})
+            self.channel.send(_clean({**msg, "aid": self.aid, "req": n}))
             return self._recv(lambda m: m.get("re") == n)
 
     def _recv(self, wanted) -> dict:
@@ -108,7 +124,7 @@ class RunContext:
 
     def send(self, msg: dict) -> None:
         with self._lock:
-            self.channel.send({**msg, "aid": self.aid})
+            self.channel.send(_clean({**msg, "aid": self.aid}))
 
     # -- steps ----------------------------------------------------------------------
 
@@ -260,7 +276,7 @@ class RunContext:
             self._req += 1
             n = self._req
             self.channel.send({
-                "op": "wait", "key": key, "kind": kind, "name": name, "data": blob,
+                "op": "wait", "key": key, "kind": kind, "name": clean_text(name), "data": blob,
                 "preview": preview, "timeout": timeout, "target": target,
                 "aid": self.aid, "req": n,
             })

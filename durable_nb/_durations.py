@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+MAX_DURATION = 10 * 365.25 * 86400  # the longest delay, ttl or timeout we accept
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
 
 
@@ -15,8 +17,9 @@ def parse_duration(value: str | float | int | None) -> float | None:
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, (int, float)):
-        if value < 0:
-            raise ValueError(f"duration must not be negative: {value!r}")
+        if not math.isfinite(value) or value < 0 or value > MAX_DURATION:
+            raise ValueError(f"a duration must be a finite number of seconds from 0 to "
+                             f"{MAX_DURATION:.0f} (10 years), got {value!r}")
         return float(value)
     text = str(value).strip().lower().replace(" ", "")
     try:
@@ -33,4 +36,4 @@ def parse_duration(value: str | float | int | None) -> float | None:
         raise ValueError(
             f"not a duration: {value!r} (use seconds, or text like '30s', '10m', '1h30m', '1d')"
         )
-    return total
+    return parse_duration(total)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from . import _serial
+from ._durations import parse_duration
 from ._errors import (
     DurableError,
     PayloadTooLarge,
@@ -31,6 +32,7 @@ from ._errors import (
     WaitConflict,
 )
 from ._retry import Retry
+from ._serial import clean_text
 from ._store import EXTERNAL_BLOB_BYTES, Store
 from ._workers import WorkerPool, WorkerProc
 
@@ -534,6 +536,15 @@ class Engine:
         task = self._tasks.get(task_hash)
         if task is None:
             raise LookupError(f"unknown task hash {task_hash}")
+        # the API validates its requests; runs triggered from workers come here directly
+        delay = parse_duration(delay) if delay is not None else None
+        ttl = parse_duration(ttl) if ttl is not None else None
+        tags = [clean_text(str(t)) for t in tags or ()]
+        if not all(isinstance(v, (str, type(None))) for v in (idempotency_key,
+                                                              concurrency_key)):
+            raise ValueError("idempotency_key and concurrency_key must be text")
+        idempotency_key = clean_text(idempotency_key) if idempotency_key else idempotency_key
+        concurrency_key = clean_text(concurrency_key) if concurrency_key else concurrency_key
         for p in payloads:
             if len(p) > self.config.max_payload:
                 raise PayloadTooLarge(

@@ -65,7 +65,7 @@ async def _authorize_forward(method: str, path: str, body: bytes | None,
     if route.path == "/events/{key}" and body:
         try:
             pickled = json.loads(body).get("data_b64") is not None
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             return  # the engine answers 400
         if pickled:
             await authorize("execute")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass
 from decimal import ROUND_HALF_UP, Decimal
@@ -37,7 +38,12 @@ class Retry:
             return None
         if r is None:
             r = random.uniform(1.0, 2.0) if self.randomize else 1.0
-        raw = min(self.max_timeout, r * self.min_timeout * self.factor ** (attempt - 1))
+        try:
+            growth = float(self.factor) ** (attempt - 1)
+        except OverflowError:  # many attempts of a large factor: the cap applies anyway
+            growth = math.inf
+        raw = 0.0 if self.min_timeout == 0 else min(self.max_timeout,
+                                                     r * self.min_timeout * growth)
         return float(Decimal(repr(raw)).quantize(Decimal("0.001"), rounding=ROUND_HALF_UP))
 
     def to_dict(self) -> dict:

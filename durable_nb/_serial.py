@@ -82,3 +82,10 @@ def task_hash(code: bytes, task_id: str, options: dict) -> str:
 def b64(data: bytes | None) -> str | None:
     """Base64 text of ``data`` for JSON bodies (None stays None)."""
     return None if data is None else base64.b64encode(data).decode()
+
+
+def clean_text(text: str) -> str:
+    """``text`` without lone surrogates (which no UTF-8 store can hold), each made '?'."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "replace").decode("utf-8")

@@ -180,6 +180,10 @@ class DurableEventsHandler(DurableHandlerMixin, HostEventsMixin, WebSocketMixin,
                            WebSocketHandler, JupyterHandler):
     """``<base_url>/durable/api/events``: a WebSocket streaming the engine's events."""
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """JSON, not Jupyter's HTML error page (which asks for the user again and fails)."""
+        DurableApiHandler.write_error(self, status_code, **kwargs)
+
     def set_default_headers(self) -> None:
         """No page headers (CSP and such) on a WebSocket upgrade."""
 

@@ -107,9 +107,8 @@ class Store:
     def _open(self) -> None:
         self.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            self._conn = duckdb.connect(
-                str(self.db_path), config={"enable_external_access": False}
-            )
+            # settings locked, no extensions or external access: see _readonly_sql
+            self._conn = duckdb.connect(str(self.db_path), config=_readonly_sql.CONNECT_CONFIG)
         except duckdb.IOException as exc:
             m = re.search(r"PID (\d+)", str(exc))
             if "lock" in str(exc).lower():

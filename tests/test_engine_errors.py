@@ -107,7 +107,7 @@ def test_malformed_requests(engine):
     assert err.value.status == 422 and "unknown status" in str(err.value)
     with pytest.raises(dn.ApiError) as err:
         c.request("PUT", "/queues/q", {"concurrency_limit": 0})
-    assert err.value.status == 422
+    assert err.value.status == 400 and "concurrency_limit" in str(err.value)
     with pytest.raises(dn.ApiError) as err:
         c.request("POST", "/sql", {"query": "delete from runs"})
     assert err.value.status == 422 and "read-only" in str(err.value)
