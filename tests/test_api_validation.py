@@ -9,12 +9,11 @@ cannot hold used to stop ingestion: every later read and write failed).
 from __future__ import annotations
 
 import base64
-import http.client
 import json
 import urllib.parse
 
 import pytest
-from _support import EngineProcess
+from _support import EngineProcess, http_call
 
 import durable_nb as dn
 
@@ -40,20 +39,12 @@ def eng(tmp_path_factory):
 def call(e: EngineProcess, method: str, path: str, body=None, query: dict | None = None
          ) -> tuple[int, dict | None]:
     """One HTTP request to the engine's API; ``body`` as bytes, or a dict sent as JSON."""
-    u = urllib.parse.urlparse(e.client.url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
-    target = "/durable/api" + path + ("?" + urllib.parse.urlencode(query) if query else "")
-    if isinstance(body, (dict, list)):
+    if isinstance(body, list):
         body = json.dumps(body).encode()
-    conn.request(method, target, body=body,
-                 headers={"Authorization": f"token {e.client.token}"})
-    resp = conn.getresponse()
-    raw = resp.read()
-    conn.close()
-    try:
-        return resp.status, json.loads(raw) if raw else None
-    except ValueError:
-        return resp.status, {"raw": raw[:500]}
+    target = e.client.url.rstrip("/") + "/durable/api" + path
+    if query:
+        target += "?" + urllib.parse.urlencode(query)
+    return http_call(method, target, e.client.token, body, timeout=60)
 
 
 def refused(e, method, path, body=None, query=None, *, field=None, rule=None, status=400,

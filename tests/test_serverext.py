@@ -24,7 +24,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from _support import free_port, jupyter_env, start_server, stop_process, wait_for
+from _support import (
+    free_port,
+    http_call,
+    jupyter_env,
+    start_server,
+    stop_process,
+    wait_for,
+)
 
 import durable_nb as dn
 from durable_nb import _api
@@ -69,24 +76,7 @@ def wait_event(key: str):
 
 # ---------------------------------------------------------------------- helpers
 
-def call(method: str, url: str, token: str | None = None, body: bytes | dict | None = None,
-         headers: dict | None = None) -> tuple[int, dict | None]:
-    """One HTTP request; the JSON answer (or None)."""
-    u = urllib.parse.urlparse(url)
-    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=30)
-    h = dict(headers or {})
-    if token:
-        h["Authorization"] = f"token {token}"
-    if isinstance(body, dict):
-        body = json.dumps(body).encode()
-    conn.request(method, u.path + (f"?{u.query}" if u.query else ""), body=body, headers=h)
-    resp = conn.getresponse()
-    raw = resp.read()
-    conn.close()
-    try:
-        return resp.status, json.loads(raw) if raw else None
-    except ValueError:
-        return resp.status, None
+call = http_call  # one HTTP request; status and JSON answer
 
 
 class JupyterServer:
