@@ -885,8 +885,7 @@ class Engine:
                         "name": wait.name, "state": "pending", "at": now})
             self._arm_wait(run, wait)
         if wait.resolution is not None:  # resolved since this attempt started: go on
-            w.send({"op": "resolved", "aid": _aid(run), "key": key,
-                    "resolution": wait.resolution})
+            self._send_resolution(run, w, wait)
             return
         run.current_wait = key
         self._try_resolve_now(run, wait)
@@ -911,6 +910,18 @@ class Engine:
                     (cid, *self._child_results[cid]) for cid in wait.target]})
         elif wait.kind in ("sleep", "retry") and wait.deadline is not None and wait.deadline <= _now():
             self._resolve(run, wait, {"outcome": "elapsed"})
+
+    def _send_resolution(self, run: Run, w: WorkerProc, wait: Wait) -> None:
+        """Let the worker go on past ``wait`` once its resolution is durable (a worker
+        acting on a decision a crash could still undo might take the other branch)."""
+        aid = _aid(run)
+        msg = {"op": "resolved", "aid": aid, "key": wait.key, "resolution": wait.resolution}
+
+        def send() -> None:
+            if run.worker is w and _aid(run) == aid:
+                w.send(msg)
+
+        self._write([], send)
 
     def _suspend(self, run: Run, w: WorkerProc, key: str) -> None:
         wait = run.waits.get(key)
@@ -945,8 +956,7 @@ class Engine:
             return
         if run.worker is not None and not run.suspending:
             run.current_wait = None
-            run.worker.send({"op": "resolved", "aid": _aid(run), "key": wait.key,
-                             "resolution": resolution})
+            self._send_resolution(run, run.worker, wait)
         elif run.status == "WAITING":
             run.current_wait = None
             self._set_status(run, "QUEUED", f"{wait.kind} '{wait.name}' resolved")
