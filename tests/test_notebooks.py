@@ -17,6 +17,8 @@ import pytest
 from _support import free_port, jupyter_env, start_server, stop_process
 from test_magics import Kernel, run_id
 
+from durable_nb._auth import server_owner
+
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 
@@ -264,7 +266,7 @@ def test_the_quickstart_notebook_runs_top_to_bottom(notebook_db, tmp_path):
     tree = _cell(out, "process-document  COMPLETED")
     assert tree.count("step summarize#1  FAILED") == 2
     assert "ConnectionError: summarizer unavailable (call 2)" in tree
-    assert 'approval publish  approved "numbers checked"' in tree
+    assert f'approval publish  approved by {server_owner()} "numbers checked"' in tree
     assert "step publish#1  COMPLETED" in tree
     assert "fetching document 2" in _cell(out, "3 documents, 120 characters")
     assert "back in the kernel: {'0': 40, '1': 40, '2': 40} 120\n" in out
@@ -278,7 +280,8 @@ def test_the_agent_notebook_retries_the_model_and_waits_for_a_person(notebook_db
     assert answer.count('"order_id": "A-1042"') == 1, "one refund, after the approval"
     tree = _cell(out, "refund-agent  COMPLETED")
     assert "RateLimited: 429 Too Many Requests (call 2)" in tree
-    assert 'approval issue_refund  approved "damage confirmed on the photo"' in tree
+    assert (f'approval issue_refund  approved by {server_owner()} "damage confirmed on the photo"'
+            in tree)
     log = _cell(out, "turn 2: the model asks for issue_refund")
     assert log.count("turn 1:") == 2, "the function re-ran after the approval"
     rejected = _cell(out, "I could not refund order A-1042")

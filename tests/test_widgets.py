@@ -130,7 +130,7 @@ def test_approve_through_the_widget_handler(engine):
                                     "comment": "looks good"}
     wait_for(lambda: w.run.get("status") == "COMPLETED", 5, "COMPLETED in the widget")
     wait = [x for x in w.run["waits"] if x["kind"] == "approval"][0]
-    assert wait["outcome"] == "approved" and wait["resolved_by"] == "alice"
+    assert wait["outcome"] == "approved" and wait["resolved_by"] == getpass.getuser()
     again = w.decide(False, comment="too late")
     assert not again["ok"] and "COMPLETED" in again["error"]
     w.close()
