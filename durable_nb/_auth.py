@@ -24,8 +24,10 @@ import getpass
 import hmac
 import os
 import urllib.parse
+from typing import TYPE_CHECKING
 
-import tornado.httputil
+if TYPE_CHECKING:  # clients check tokens too, without loading tornado
+    import tornado.httputil
 
 # query parameters never written to a log in clear (jupyter-server scrubs the same ones)
 SECRET_KEYS = ("token", "auth", "key", "xsrf", "code", "state")

@@ -19,26 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import _runtime
 from ._errors import ApiError, EngineUnavailable, PayloadTooLarge, RunNotFound, WaitConflict
-from ._paths import engine_log_file, private_dir, resolve_db, runtime_file
+from ._paths import engine_log_file, private_dir, resolve_db
+from ._runtime import pid_alive
 
 START_TIMEOUT = 60.0
 LOCKED_EXIT = 2  # `durable-nb serve`'s exit code when another process holds the database
 # Frames on the engine's Unix socket (see _localapi): two little-endian uint32.
 FRAME = struct.Struct("<II")
-
-
-def pid_alive(pid: object) -> bool:
-    """Whether a process with this pid exists (a malformed pid is not alive)."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 CONNECT_PATIENCE = 5.0  # seconds a Unix-socket connect retries a full listen queue
@@ -62,7 +51,7 @@ class Endpoint:
         parsed = urllib.parse.urlparse(url)
         return cls(url, token, socket_path if socket_path and token else None,
                    parsed.hostname or "127.0.0.1", parsed.port or 80,
-                   parsed.path.rstrip("/") + "/durable/api")
+                   parsed.path.rstrip("/") + "/" + _runtime.API_PREFIX)
 
 
 class Client:
@@ -313,7 +302,7 @@ def _open_log(path: Path) -> int:
 def _start_lock(db: Path, deadline: float):
     """One process at a time starts the engine for ``db`` (an advisory lock beside its
     runtime file): the others wait, then find the engine it started."""
-    path = runtime_file(db).with_suffix(".lock")
+    path = _runtime.lock_path(db)
     private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
@@ -334,8 +323,8 @@ def _start_lock(db: Path, deadline: float):
 
 def _live_engine(db: Path) -> Client | None:
     """The engine named by ``db``'s runtime file, if it is alive and answers."""
-    info = _read_runtime(db)
-    if info and pid_alive(info.get("pid")):
+    info = _runtime.read(db)
+    if info and pid_alive(info["pid"]):
         return _healthy(info["url"], info["token"], db, info.get("socket"))
     return None
 
@@ -395,21 +384,15 @@ def _locked_by(logf: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-def _read_runtime(db: Path) -> dict | None:
-    try:
-        return json.loads(runtime_file(db).read_text())
-    except (OSError, ValueError):
-        return None
+_read_runtime = _runtime.read  # the name doctor and older callers import
 
 
 def find_engine(db: Path, start: bool = True) -> Client:
     """The engine owning ``db``: from its runtime file if alive, else a new one."""
-    info = _read_runtime(db)
-    if info and pid_alive(info["pid"]):
-        c = _healthy(info["url"], info["token"], db, info.get("socket"))
-        if c:
-            c.autostart = start  # and so does its rediscovery after an engine restart
-            return c
+    c = _live_engine(db)
+    if c:
+        c.autostart = start  # and so does its rediscovery after an engine restart
+        return c
     if not start:
         raise EngineUnavailable(f"no engine is running for {db}; start one with "
                                 f"`durable-nb serve --db {db}`")

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import _journal, _paths
+from . import _journal, _paths, _runtime
 
 MIN_FREE_BYTES = 1 << 30
 MIN_FREE_FRACTION = 0.05
@@ -143,14 +143,20 @@ def run(db: Path) -> int:
 
 def _engine(lay: Layout, report: Report) -> bool:
     """Ask the engine that owns the database, if one runs; True when one answered."""
-    from ._client import _read_runtime, find_engine, pid_alive
+    from ._client import find_engine
     from ._errors import DurableError, EngineUnavailable
+    from ._runtime import pid_alive
 
-    info = _read_runtime(lay.db)
+    info = _runtime.read(lay.db)
     if not info:
-        report.ok("engine: none runs for this database")
+        rt = _runtime.path(lay.db)
+        if rt.exists():
+            report.note(f"engine: none runs; its runtime file {rt} is unreadable or malformed "
+                        "(the next start replaces it)")
+        else:
+            report.ok("engine: none runs for this database")
         return False
-    pid = info.get("pid")
+    pid = info["pid"]
     if not pid_alive(pid):
         report.note(f"engine: none runs, but the runtime file of engine pid {pid} remains (it "
                     "did not stop cleanly); the next start replaces it and replays what that "
@@ -405,8 +411,8 @@ def _damaged(lay: Layout, report: Report) -> None:
 
 def _store_paths(lay: Layout) -> Iterator[Path]:
     """Every file and folder of the store that exists (the database's folder excluded)."""
-    rt = _paths.runtime_file(lay.db)
-    for p in (lay.db, lay.wal, rt, rt.with_suffix(".lock"), _paths.engine_log_file(lay.db)):
+    rt = _runtime.path(lay.db)
+    for p in (lay.db, lay.wal, rt, _runtime.lock_path(lay.db), _paths.engine_log_file(lay.db)):
         if p.exists():
             yield p
     for top in (lay.journal, lay.blobs):
@@ -442,7 +448,7 @@ def _modes(lay: Layout, report: Report) -> None:
         report.ok(f"files: {checked} files and folders of the store are private "
                   "(0600 files, 0700 folders)")
         return
-    rt = _paths.runtime_file(lay.db)
+    rt = _runtime.path(lay.db)
     for p, mode, is_dir in wrong[:SHOW]:
         want = "0700" if is_dir else "0600"
         extra = (" and restart the engine: its token may have been read" if p == rt else "")

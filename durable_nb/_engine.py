@@ -19,10 +19,10 @@ from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from . import _serial
+from ._config import EngineConfig  # defined with every setting in _config
 from ._durations import parse_duration
 from ._errors import (
     DurableError,
@@ -33,11 +33,12 @@ from ._errors import (
 )
 from ._retry import Retry
 from ._serial import clean_text
+from ._status import STATUSES as STATUSES  # re-exported: tests and tools import them here
+from ._status import TERMINAL as TERMINAL
+from ._status import AttemptOutcome, RunStatus, StepStatus, WaitOutcome, sql_list
 from ._store import EXTERNAL_BLOB_BYTES, Store
 from ._workers import WorkerPool, WorkerProc
 
-TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED"})
-STATUSES = ("QUEUED", "DELAYED", "EXECUTING", "WAITING", *sorted(TERMINAL))
 DEFAULT_RETRY = Retry()
 MAX_INT32 = 2**31 - 1  # INTEGER columns (queue limits, attempt numbers)
 # Journal batches up to this size are written and synced on the event loop itself;
@@ -45,18 +46,6 @@ MAX_INT32 = 2**31 - 1  # INTEGER columns (queue limits, attempt numbers)
 INLINE_SYNC_BYTES = 256 * 1024
 # Seconds between tries to write a batch the journal refused (a full disk).
 WRITE_RETRY = 0.5
-
-
-@dataclass
-class EngineConfig:
-    """Settings of one engine (all also settable from `durable-nb serve`)."""
-
-    db_path: Path
-    max_workers: int = 8
-    min_idle_workers: int = 1
-    wait_grace: float = 1.0
-    max_payload: int = _serial.DEFAULT_MAX_PAYLOAD
-    max_checkpoint: int = 1024 * 1024 * 1024
 
 
 @dataclass
@@ -243,8 +232,8 @@ class Engine:
         for row in q("SELECT key, data FROM events", sync=False):
             self._events[row["key"]] = row["data"]
         rows = q(
-            "SELECT * FROM runs WHERE status NOT IN ('COMPLETED','FAILED','CANCELED','CRASHED',"
-            "'TIMED_OUT','EXPIRED') ORDER BY created_at", sync=False,
+            f"SELECT * FROM runs WHERE status NOT IN ({sql_list(TERMINAL)}) ORDER BY created_at",
+            sync=False,
         )
         if not rows:
             return
@@ -274,10 +263,10 @@ class Engine:
             f"WHERE run_id IN ({marks}) ORDER BY started_at", ids, sync=False,
         ):
             run = self._runs[row["run_id"]]
-            if row["status"] == "COMPLETED":
+            if row["status"] == StepStatus.COMPLETED:
                 run.steps[row["step_key"]] = ("ok", row["output"])
             elif row["generation"] == run.generation:
-                if row["status"] == "ERRORED":
+                if row["status"] == StepStatus.ERRORED:
                     run.steps[row["step_key"]] = ("err", row["output"])
                 else:
                     run.step_failures[row["step_key"]] = max(
@@ -287,7 +276,7 @@ class Engine:
             f"SELECT run_id, outcome, count(*) AS n FROM attempts WHERE run_id IN ({marks}) "
             "GROUP BY ALL", ids, sync=False,
         ):
-            if row["outcome"] in ("FAILED", "CRASHED"):
+            if row["outcome"] in (AttemptOutcome.FAILED, AttemptOutcome.CRASHED):
                 self._runs[row["run_id"]].failures += row["n"]
         for row in q(f"SELECT * FROM waits WHERE run_id IN ({marks}) "
                      "ORDER BY resolved_at NULLS LAST, created_at", ids, sync=False):
@@ -310,8 +299,7 @@ class Engine:
                 "seq": m["seq"]}
         for row in q(
             f"SELECT id, parent_run_id, status, output, error FROM runs WHERE parent_run_id IN "
-            f"({marks}) AND status IN ('COMPLETED','FAILED','CANCELED','CRASHED','TIMED_OUT',"
-            "'EXPIRED')", ids, sync=False,
+            f"({marks}) AND status IN ({sql_list(TERMINAL)})", ids, sync=False,
         ):
             self._children_of[row["parent_run_id"]].append(row["id"])
             self._child_results[row["id"]] = (
@@ -326,24 +314,24 @@ class Engine:
             # wait's grace period was EXECUTING, and its sleep or timeout must still fire
             for w in run.waits.values():
                 self._arm_wait(run, w)
-            if run.ttl and run.attempts == 0 and run.status in ("QUEUED", "DELAYED"):
+            if run.ttl and run.attempts == 0 and run.status in (RunStatus.QUEUED, RunStatus.DELAYED):
                 self._arm(run, run.created_at + run.ttl, lambda r=run: self._expire(r))
-            if run.status == "EXECUTING":
+            if run.status == RunStatus.EXECUTING:
                 self._write([
                     ("upd", "attempts", {"run_id": run.id, "number": run.attempts},
-                     {"ended_at": now, "outcome": "INTERRUPTED",
+                     {"ended_at": now, "outcome": AttemptOutcome.INTERRUPTED,
                       "error_message": "the engine stopped during this attempt"}),
                 ])
-                self._set_status(run, "QUEUED", "engine restarted; resuming")
+                self._set_status(run, RunStatus.QUEUED, "engine restarted; resuming")
                 self._enqueue(run)
-            elif run.status == "QUEUED":
+            elif run.status == RunStatus.QUEUED:
                 self._enqueue(run)
-            elif run.status == "DELAYED":
+            elif run.status == RunStatus.DELAYED:
                 self._arm(run, run.delay_until or now, lambda r=run: self._undelay(r))
-            elif run.status == "WAITING":
+            elif run.status == RunStatus.WAITING:
                 pending = [w for w in run.waits.values() if w.resolution is None]
                 if not pending:
-                    self._set_status(run, "QUEUED", "wait resolved")
+                    self._set_status(run, RunStatus.QUEUED, "wait resolved")
                     self._enqueue(run)
                 for w in pending:
                     run.current_wait = w.key
@@ -514,7 +502,7 @@ class Engine:
         for (qname, _), n in self._executing.items():
             counts[qname] += n
         for run in self._runs.values():
-            if run.status == "QUEUED":
+            if run.status == RunStatus.QUEUED:
                 queued[run.queue] += 1
         names = set(self._queues) | set(counts) | set(queued)
         return [{"name": n, "concurrency_limit": self._queues.get(n), "executing": counts[n],
@@ -566,7 +554,7 @@ class Engine:
                 continue
             now = _now()
             run = Run(
-                id="run_" + uuid.uuid4().hex[:20], task=task, status="QUEUED", queue=qname,
+                id="run_" + uuid.uuid4().hex[:20], task=task, status=RunStatus.QUEUED, queue=qname,
                 ckey=concurrency_key, payload=payload, created_at=now, seq=next(self._seq),
                 parent_run_id=parent_run_id, tags=[str(t) for t in tags],
                 idempotency_key=ikey, ttl=ttl,
@@ -581,23 +569,23 @@ class Engine:
                 ("ins", "runs", {
                     "id": run.id, "kind": task.options.get("kind", "task"),
                     "task_id": task.task_id, "task_hash": task.hash,
-                    "status": "DELAYED" if delay_until else "QUEUED", "queue": qname,
+                    "status": RunStatus.DELAYED if delay_until else RunStatus.QUEUED, "queue": qname,
                     "concurrency_key": concurrency_key, "idempotency_key": ikey,
                     "tags": [str(t) for t in tags], "payload": payload,
                     "parent_run_id": parent_run_id, "created_at": now, "delay_until": delay_until,
                     "ttl": ttl, "attempts": 0, "duration_warning": False, "updated_at": now,
                 }),
                 ("ins", "transitions", {"run_id": run.id, "created_at": now, "from_status": None,
-                                         "to_status": "DELAYED" if delay_until else "QUEUED",
+                                         "to_status": RunStatus.DELAYED if delay_until else RunStatus.QUEUED,
                                          "reason": "triggered"}),
             ])
             self._emit({"type": "run", "run_id": run.id, "task_id": task.task_id,
-                        "status": "DELAYED" if delay_until else "QUEUED", "from": None,
+                        "status": RunStatus.DELAYED if delay_until else RunStatus.QUEUED, "from": None,
                         "reason": "triggered", "at": now})
             if ttl:
                 self._arm(run, now + ttl, lambda r=run: self._expire(r))
             if delay_until:
-                run.status = "DELAYED"
+                run.status = RunStatus.DELAYED
                 run.delay_until = delay_until
                 self._arm(run, delay_until, lambda r=run: self._undelay(r))
             else:
@@ -620,15 +608,15 @@ class Engine:
         self._groups[(run.queue, run.ckey)].append(run)
 
     def _undelay(self, run: Run) -> None:
-        if run.status == "DELAYED":
-            self._set_status(run, "QUEUED", "delay elapsed", delay_until=None)
+        if run.status == RunStatus.DELAYED:
+            self._set_status(run, RunStatus.QUEUED, "delay elapsed", delay_until=None)
             run.delay_until = None
             self._enqueue(run)
             self._dispatch()
 
     def _expire(self, run: Run) -> None:
-        if run.status in ("QUEUED", "DELAYED") and run.attempts == 0:
-            self._finish(run, "EXPIRED", error={"type": "Expired", "message":
+        if run.status in (RunStatus.QUEUED, RunStatus.DELAYED) and run.attempts == 0:
+            self._finish(run, RunStatus.EXPIRED, error={"type": "Expired", "message":
                          "the run was not started before its ttl elapsed", "traceback": None})
 
     def _capacity(self, group: tuple) -> bool:
@@ -643,7 +631,7 @@ class Engine:
         waiting = 0
         heads: list = []
         for group, dq in self._groups.items():
-            while dq and dq[0].status != "QUEUED":
+            while dq and dq[0].status != RunStatus.QUEUED:
                 dq.popleft()
             if dq and self._capacity(group):
                 heapq.heappush(heads, (dq[0].seq, group))
@@ -655,7 +643,7 @@ class Engine:
                 continue
             run = dq.popleft()
             self._start_attempt(run, idle.pop())
-            while dq and dq[0].status != "QUEUED":
+            while dq and dq[0].status != RunStatus.QUEUED:
                 dq.popleft()
             if dq and self._capacity(group):
                 heapq.heappush(heads, (dq[0].seq, group))
@@ -675,7 +663,7 @@ class Engine:
         first = run.started_at is None
         if first:
             run.started_at = now
-        self._set_status(run, "EXECUTING", f"attempt {run.attempts}", attempts=run.attempts,
+        self._set_status(run, RunStatus.EXECUTING, f"attempt {run.attempts}", attempts=run.attempts,
                          **({"started_at": now} if first else {}))
         msg = {
             "op": "run", "run_id": run.id, "attempt": run.attempts, "aid": _aid(run),
@@ -703,7 +691,7 @@ class Engine:
             self._arm(run, now + opts["max_duration"], lambda: self._warn_duration(run, worker),
                       attempt=True)
         if opts.get("kill_after"):
-            self._arm(run, now + opts["kill_after"], lambda: self._kill(run, worker, "TIMED_OUT"),
+            self._arm(run, now + opts["kill_after"], lambda: self._kill(run, worker, RunStatus.TIMED_OUT),
                       attempt=True)
 
     async def _send_with_checkpoint(self, run: Run, worker: WorkerProc, msg: dict) -> None:
@@ -767,16 +755,16 @@ class Engine:
         self._write([
             ("ins", "steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
                               "attempt": msg["attempt"], "generation": run.generation,
-                              "status": "COMPLETED", "started_at": msg["start"],
+                              "status": StepStatus.COMPLETED, "started_at": msg["start"],
                               "ended_at": msg["end"], "output": msg["output"],
                               "run_attempt": run.attempts}),
         ], lambda: _reply(w, msg, {"ok": True}))
         self._emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
-                    "status": "COMPLETED", "attempt": msg["attempt"], "at": msg["end"]})
+                    "status": StepStatus.COMPLETED, "attempt": msg["attempt"], "at": msg["end"]})
 
     def _op_step_failed(self, run: Run, w: WorkerProc, msg: dict) -> None:
         key, err = msg["key"], msg["error"]
-        status = "ERRORED" if msg["final"] else "FAILED"
+        status = StepStatus.ERRORED if msg["final"] else StepStatus.FAILED
         if msg["final"]:
             run.steps[key] = ("err", msg["exc"])
         else:
@@ -828,7 +816,7 @@ class Engine:
             "span_id": f"{run.id}/c{seq}", "run_id": run.id,
             "parent_id": f"{run.id}/a{run.attempts}", "kind": "checkpoint",
             "name": f"statement {msg['statement']}", "start_at": now, "end_at": now,
-            "status": "COMPLETED", "attributes": json.dumps({
+            "status": StepStatus.COMPLETED, "attributes": json.dumps({
                 "statement": msg["statement"], "total": msg["total"], "size": msg["size"],
                 "new_bytes": sum(len(b) for b in msg["blobs"].values()),
                 "variables": sorted(msg["manifest"])})}))
@@ -852,7 +840,7 @@ class Engine:
         now = _now()
         self._write([("ins", "steps", {
             "run_id": run.id, "step_key": msg["key"], "name": msg["key"].split("#")[0],
-            "attempt": 1, "generation": run.generation, "status": "COMPLETED",
+            "attempt": 1, "generation": run.generation, "status": StepStatus.COMPLETED,
             "started_at": now, "ended_at": now, "output": run.steps[msg["key"]][1],
             "run_attempt": run.attempts})],
             lambda: _reply(w, msg, {"run_ids": ids}))
@@ -897,19 +885,19 @@ class Engine:
     def _arm_wait(self, run: Run, wait: Wait) -> None:
         """Arm the wait's deadline once (again after a restart)."""
         if wait.deadline is not None and wait.resolution is None and wait.timer is None:
-            outcome = "elapsed" if wait.kind in ("sleep", "retry") else "timed_out"
+            outcome = WaitOutcome.ELAPSED if wait.kind in ("sleep", "retry") else WaitOutcome.TIMED_OUT
             wait.timer = self._arm(run, wait.deadline,
                                    lambda: self._resolve(run, wait, {"outcome": outcome}))
 
     def _try_resolve_now(self, run: Run, wait: Wait) -> None:
         if wait.kind == "event" and wait.name in self._events:
-            self._resolve(run, wait, {"outcome": "event", "data": self._events[wait.name]})
+            self._resolve(run, wait, {"outcome": WaitOutcome.EVENT, "data": self._events[wait.name]})
         elif wait.kind == "child" and wait.target:
             if all(cid in self._child_results for cid in wait.target):
-                self._resolve(run, wait, {"outcome": "completed", "results": [
+                self._resolve(run, wait, {"outcome": WaitOutcome.COMPLETED, "results": [
                     (cid, *self._child_results[cid]) for cid in wait.target]})
         elif wait.kind in ("sleep", "retry") and wait.deadline is not None and wait.deadline <= _now():
-            self._resolve(run, wait, {"outcome": "elapsed"})
+            self._resolve(run, wait, {"outcome": WaitOutcome.ELAPSED})
 
     def _send_resolution(self, run: Run, w: WorkerProc, wait: Wait) -> None:
         """Let the worker go on past ``wait`` once its resolution is durable (a worker
@@ -957,52 +945,52 @@ class Engine:
         if run.worker is not None and not run.suspending:
             run.current_wait = None
             self._send_resolution(run, run.worker, wait)
-        elif run.status == "WAITING":
+        elif run.status == RunStatus.WAITING:
             run.current_wait = None
-            self._set_status(run, "QUEUED", f"{wait.kind} '{wait.name}' resolved")
+            self._set_status(run, RunStatus.QUEUED, f"{wait.kind} '{wait.name}' resolved")
             self._enqueue(run)
             self._dispatch()
 
     # ------------------------------------------------------------------ attempt ends
 
     def _op_done(self, run: Run, w: WorkerProc, msg: dict) -> None:
-        self._end_attempt(run, w, "COMPLETED")
-        self._finish(run, "COMPLETED", output=msg["output"])
+        self._end_attempt(run, w, AttemptOutcome.COMPLETED)
+        self._finish(run, RunStatus.COMPLETED, output=msg["output"])
 
     def _op_failed(self, run: Run, w: WorkerProc, msg: dict) -> None:
-        self._end_attempt(run, w, "FAILED", msg["error"])
-        self._after_failure(run, "FAILED", msg["error"])
+        self._end_attempt(run, w, AttemptOutcome.FAILED, msg["error"])
+        self._after_failure(run, AttemptOutcome.FAILED, msg["error"])
 
     def _op_suspended(self, run: Run, w: WorkerProc, msg: dict) -> None:
-        self._end_attempt(run, w, "SUSPENDED")
+        self._end_attempt(run, w, AttemptOutcome.SUSPENDED)
         wait = run.waits.get(run.current_wait) if run.current_wait else None
         if wait is None or wait.resolution is not None:
             run.current_wait = None
-            self._set_status(run, "QUEUED", "resuming")
+            self._set_status(run, RunStatus.QUEUED, "resuming")
             self._enqueue(run)
         else:
-            self._set_status(run, "WAITING", f"{wait.kind} '{wait.name}'")
+            self._set_status(run, RunStatus.WAITING, f"{wait.kind} '{wait.name}'")
         self._dispatch()
 
     def _on_worker_exit(self, w: WorkerProc) -> None:
         run = w.run
         if run is not None and run.worker is w:
             why = run.stopping
-            if why == "CANCELED":
-                self._end_attempt(run, w, "CANCELED")
-                self._finish(run, "CANCELED")
-            elif why == "TIMED_OUT":
+            if why == RunStatus.CANCELED:
+                self._end_attempt(run, w, AttemptOutcome.CANCELED)
+                self._finish(run, RunStatus.CANCELED)
+            elif why == RunStatus.TIMED_OUT:
                 limit = run.task.options.get("kill_after")
                 err = {"type": "TimedOut", "message": f"the attempt ran longer than kill_after "
                        f"({limit:g} s) and its worker was killed", "traceback": None}
-                self._end_attempt(run, w, "TIMED_OUT", err)
-                self._finish(run, "TIMED_OUT", error=err)
+                self._end_attempt(run, w, AttemptOutcome.TIMED_OUT, err)
+                self._finish(run, RunStatus.TIMED_OUT, error=err)
             elif not self._stopped:
                 code = w.proc.returncode
                 err = {"type": "WorkerCrashed", "message": f"the worker process (pid {w.pid}) "
                        f"died (exit code {code}) while executing the run", "traceback": None}
-                self._end_attempt(run, w, "CRASHED", err)
-                self._after_failure(run, "CRASHED", err)
+                self._end_attempt(run, w, AttemptOutcome.CRASHED, err)
+                self._after_failure(run, AttemptOutcome.CRASHED, err)
         if not self._stopped:
             self._dispatch()
 
@@ -1027,12 +1015,12 @@ class Engine:
         run.failures += 1
         delay = None if error.get("abort") else run.task.retry.delay(run.failures)
         if delay is None:
-            self._finish(run, outcome if outcome == "CRASHED" else "FAILED", error=error)
+            self._finish(run, RunStatus.CRASHED if outcome == AttemptOutcome.CRASHED else RunStatus.FAILED, error=error)
             return
         run.current_wait = None
         for w in list(run.waits.values()):  # step tries of this generation will not resume
             if w.kind == "retry" and w.resolution is None:
-                self._resolve(run, w, {"outcome": "abandoned"})
+                self._resolve(run, w, {"outcome": WaitOutcome.ABANDONED})
         run.generation += 1
         run.step_failures.clear()
         run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
@@ -1042,7 +1030,7 @@ class Engine:
         until = _now() + delay
         run.delay_until = until
         run.error = _error_json(error)
-        self._set_status(run, "DELAYED", f"retry in {delay:g} s after {outcome.lower()} "
+        self._set_status(run, RunStatus.DELAYED, f"retry in {delay:g} s after {outcome.lower()} "
                          f"attempt {run.attempts}", delay_until=until,
                          error=run.error, generation=run.generation)
         self._arm(run, until, lambda: self._undelay(run))
@@ -1056,18 +1044,18 @@ class Engine:
         run.current_wait = None
         for w in list(run.waits.values()):  # every wait row gets its one resolution
             if w.resolution is None:
-                self._resolve(run, w, {"outcome": "canceled" if status == "CANCELED"
-                                       else "abandoned"})
+                self._resolve(run, w, {"outcome": WaitOutcome.CANCELED if status == RunStatus.CANCELED
+                                       else WaitOutcome.ABANDONED})
         self._runs.pop(run.id, None)
         run.finished_at, run.output = now, output
-        run.error = _error_json(error) if error else (None if status == "COMPLETED" else run.error)
+        run.error = _error_json(error) if error else (None if status == RunStatus.COMPLETED else run.error)
         self._set_status(run, status, "finished", finished_at=now, output=output,
                          error=run.error)
         self._remember(run.row())
         self._write([], lambda: self._notify_done(run.id))
         for cid in self._children_of.pop(run.id, []):
             self._child_results.pop(cid, None)
-        if status == "CANCELED":
+        if status == RunStatus.CANCELED:
             for child in [self._runs[c] for c in run.children if c in self._runs]:
                 self._cancel_run(child)
         if run.parent_run_id and run.parent_run_id in self._runs:
@@ -1137,9 +1125,9 @@ class Engine:
 
     def _cancel_run(self, run: Run) -> None:
         if run.worker is not None:
-            self._kill(run, run.worker, "CANCELED")
+            self._kill(run, run.worker, RunStatus.CANCELED)
         else:
-            self._finish(run, "CANCELED")
+            self._finish(run, RunStatus.CANCELED)
             self._dispatch()
 
     async def replay(self, run_id: str) -> str:
@@ -1194,7 +1182,7 @@ class Engine:
             raise WaitConflict(f"run {run_id} is {run.status}, not waiting on {what}")
         wait = pending[0]
         fut = self._loop.create_future()
-        res = {"outcome": "approved" if approved else "rejected", "comment": comment}
+        res = {"outcome": WaitOutcome.APPROVED if approved else WaitOutcome.REJECTED, "comment": comment}
         if note and note != by:
             res["note"] = note
         self._resolve(run, wait, res, by=by,
@@ -1211,7 +1199,7 @@ class Engine:
         for run in list(self._runs.values()):
             for wait in list(run.waits.values()):
                 if wait.kind == "event" and wait.name == key and wait.resolution is None:
-                    self._resolve(run, wait, {"outcome": "event", "data": data})
+                    self._resolve(run, wait, {"outcome": WaitOutcome.EVENT, "data": data})
                     n += 1
         return n
 
@@ -1231,7 +1219,7 @@ class Engine:
                 "pid": os.getpid(), "db": str(self.config.db_path),
                 "instance": self.instance, "started_at": self.started_at,
                 "active_runs": len(self._runs), "max_payload": self.config.max_payload,
-                "executing": sum(1 for r in self._runs.values() if r.status == "EXECUTING")}
+                "executing": sum(1 for r in self._runs.values() if r.status == RunStatus.EXECUTING)}
 
     # ------------------------------------------------------------------ reads
 

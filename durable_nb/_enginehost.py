@@ -27,15 +27,15 @@ import tornado.httpclient
 import tornado.httpserver
 import tornado.websocket
 
-from . import _api
+from . import _api, _runtime
 from ._auth import server_owner
-from ._client import pid_alive
 from ._engine import Engine, EngineConfig
 from ._errors import EngineLocked, Forbidden
 from ._localapi import LocalServer
-from ._paths import runtime_file, write_private
+from ._runtime import pid_alive
+from ._status import BUSY, csv
 
-ACTIVE_STATUSES = "QUEUED,EXECUTING"
+ACTIVE_STATUSES = csv(BUSY)  # runs that keep the server from being idle
 ACTIVITY_KEY = "durable_nb"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -93,7 +93,7 @@ class EngineHost:
         self.token = secrets.token_urlsafe(32)
         self.mode = "starting"  # starting | owner | proxy | unavailable | stopped
         self.engine: Engine | None = None
-        self.owner: dict | None = None
+        self.owner: _runtime.RuntimeInfo | None = None
         self.problem = "the durable_nb engine is starting"
         self.url: str | None = None
         self.busy = False
@@ -159,7 +159,7 @@ class EngineHost:
                 self.log.exception("durable_nb: stopping the engine failed")
             finally:
                 if was_owner:
-                    self._remove_runtime_file()
+                    _runtime.remove(self.config.db_path, self.token)
         for k, old in self._saved_env.items():
             if os.environ.get(k) == self.env()[k]:
                 if old is None:
@@ -193,13 +193,15 @@ class EngineHost:
             await engine.stop()
             return
         self.engine, self.owner, self.mode, self.problem = engine, None, "owner", ""
-        info = {"url": self.url, "token": self.token, "pid": os.getpid(), "db": str(db),
-                "started_at": time.time(), "host": "jupyter-server"}
+        assert self.url is not None  # set by start() before the first _acquire
+        info: _runtime.RuntimeInfo = {"url": self.url, "token": self.token,
+                                      "pid": os.getpid(), "db": str(db),
+                                      "started_at": time.time(), "host": "jupyter-server"}
         try:
             info["socket"] = str(await self.local.start(engine))
         except OSError as exc:  # HTTP still works; only slower
             self.log.warning("durable_nb: no local socket for the engine (%s)", exc)
-        write_private(runtime_file(db), json.dumps(info))
+        _runtime.write(db, info)
         self._unsubscribe = engine.subscribe(self._on_event)
         self._watcher = asyncio.ensure_future(self._watch_activity())
         self.log.info("durable_nb engine for %s runs in this server (pid %d); API at %s%s/",
@@ -208,10 +210,10 @@ class EngineHost:
     async def _find_owner(self, reason: str, settle: float) -> None:
         """The database is locked: proxy to its owner if it answers, else be unavailable."""
         db = self.config.db_path
-        rt = runtime_file(db)
+        rt = _runtime.path(db)
         deadline = time.monotonic() + settle
         while True:  # an owner that is starting writes its runtime file a moment later
-            info = self._read_runtime()
+            info = _runtime.read(db)
             if info and await self._healthy(info):
                 if self.mode == "stopped":
                     return
@@ -225,10 +227,10 @@ class EngineHost:
             await asyncio.sleep(0.2)
         if info is None:
             why = f"no runtime file ({rt}) names a running engine for it"
-        elif not pid_alive(info.get("pid")):
-            why = f"its runtime file {rt} names process {info.get('pid')}, which is not running"
+        elif not pid_alive(info["pid"]):
+            why = f"its runtime file {rt} names process {info['pid']}, which is not running"
         else:
-            why = (f"its runtime file {rt} names process {info.get('pid')}, whose engine does "
+            why = (f"its runtime file {rt} names process {info['pid']}, whose engine does "
                    "not answer on loopback")
         self._unavailable(f"{reason} This Jupyter server cannot use that engine: {why}. Stop the "
                           "process holding the file, or point this server at another database "
@@ -240,30 +242,13 @@ class EngineHost:
         self.mode, self.owner, self.problem = "unavailable", None, problem
         self.log.error("durable_nb: %s", problem)
 
-    def _read_runtime(self) -> dict | None:
-        try:
-            info = json.loads(runtime_file(self.config.db_path).read_text())
-        except (OSError, ValueError):
-            return None
-        ok = isinstance(info, dict) and isinstance(info.get("url"), str) and info.get("token")
-        return info if ok else None
-
-    def _remove_runtime_file(self) -> None:
-        rt = runtime_file(self.config.db_path)
-        try:
-            info = json.loads(rt.read_text())
-            if info.get("pid") == os.getpid() and info.get("token") == self.token:
-                rt.unlink()
-        except (OSError, ValueError):
-            pass
-
     # ------------------------------------------------------------------ activity
 
     def _stamp(self) -> None:
         self.activity[ACTIVITY_KEY] = datetime.now(timezone.utc)
 
     def _on_event(self, event: dict) -> None:
-        if event.get("type") == "run" and event.get("status") in ("QUEUED", "EXECUTING"):
+        if event.get("type") == "run" and event.get("status") in BUSY:
             self.busy = True
             self._stamp()
 
@@ -323,7 +308,7 @@ class EngineHost:
         except asyncio.TimeoutError:
             pass
 
-    async def recover(self, failed_owner: dict | None) -> None:
+    async def recover(self, failed_owner: _runtime.RuntimeInfo | None) -> None:
         """After the owner stopped answering (or while unavailable): try to own or re-find."""
         async with self._lock:
             if self.mode in ("owner", "stopped"):
@@ -339,7 +324,7 @@ class EngineHost:
             self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=256)
         return self._http
 
-    async def _healthy(self, info: dict) -> bool:
+    async def _healthy(self, info: _runtime.RuntimeInfo) -> bool:
         """Does the engine in ``info`` answer on loopback, for this database?"""
         if not _is_loopback(info["url"]) or info.get("pid") == os.getpid():
             return False
@@ -353,8 +338,8 @@ class EngineHost:
         except (OSError, ValueError, tornado.httpclient.HTTPClientError):
             return False
 
-    async def _forward(self, owner: dict, method: str, path: str, query: dict[str, str],
-                       body: bytes | None) -> tuple[int, bytes]:
+    async def _forward(self, owner: _runtime.RuntimeInfo, method: str, path: str,
+                       query: dict[str, str], body: bytes | None) -> tuple[int, bytes]:
         url = owner["url"].rstrip("/") + f"/{_api.PREFIX}" + urllib.parse.quote(path, safe="/")
         if query:
             url += "?" + urllib.parse.urlencode(query)
@@ -378,9 +363,7 @@ class EngineHost:
             owner = self.owner
             if self.mode != "proxy" or owner is None:
                 return None
-            url = "ws" + owner["url"].rstrip("/")[4:] + f"/{_api.PREFIX}{_api.WS_PATH}"
-            if run_id:
-                url += "?" + urllib.parse.urlencode({"run_id": run_id})
+            url = _runtime.events_url(owner["url"], run_id)
             try:
                 return await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(
                     url, headers={"Authorization": f"token {owner['token']}"},

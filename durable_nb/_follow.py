@@ -11,20 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
-import os
-import re
 import sys
 import threading
 import time
-import urllib.parse
 
 from ._errors import DurableError
+from ._runtime import events_url
 from ._show import fmt_secs
 from ._tasks import TERMINAL, RunHandle
+from ._tracebacks import clean_traceback
 
 PREFIX = "[durable]"
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_FRAME = re.compile(r'^\s*File "(.*)", line (\d+), in ')
 BACKFILL_LINES = 1000
 
 
@@ -38,31 +35,6 @@ def short_type(name: str | None) -> str:
     """``durable_nb._errors.NotPicklable`` -> ``NotPicklable``; other types stay as they are."""
     name = name or "Error"
     return name.rsplit(".", 1)[-1] if name.startswith("durable_nb.") else name
-
-
-def clean_traceback(tb: str, source: str | None = None) -> list[str]:
-    """A worker's traceback without durable_nb's own frames, with the cell's lines filled
-    in; [] when no frame of the user's code is left."""
-    cell = source.splitlines() if source else []
-    out: list[str] = []
-    skipping = False
-    user_frames = 0
-    for line in tb.rstrip("\n").splitlines():
-        m = _FRAME.match(line)
-        if m:
-            skipping = m.group(1).startswith(_PKG_DIR)
-            if not skipping:
-                user_frames += 1
-                out.append(line)
-                lineno = int(m.group(2))
-                if m.group(1) == "<durable cell>" and 0 < lineno <= len(cell):
-                    out.append("    " + cell[lineno - 1].strip())
-            continue
-        if skipping and line.startswith("    "):
-            continue
-        skipping = False
-        out.append(re.sub(r"^durable_nb\.\w+\.", "", line))
-    return out if user_frames else []
 
 
 def error_lines(error: dict | None, source: str | None = None) -> list[str]:
@@ -194,8 +166,7 @@ class Follower:
         from tornado.websocket import websocket_connect
 
         client = self.run.client
-        base = re.sub(r"^http", "ws", client.url)
-        url = f"{base}durable/api/events?{urllib.parse.urlencode({'run_id': self.run.id})}"
+        url = events_url(client.url, self.run.id)
         headers = {"Authorization": f"token {client.token}"} if client.token else {}
         req = HTTPRequest(url, headers=headers, connect_timeout=10, request_timeout=10)
         return await websocket_connect(req)

@@ -19,12 +19,12 @@ import socket
 import tempfile
 from pathlib import Path
 
-from . import _api
+from . import _api, _runtime
 from ._auth import same_token
-from ._client import FRAME, pid_alive
+from ._client import FRAME
 from ._engine import Engine
-from ._paths import runtime_file
 from ._private import call_private
+from ._runtime import pid_alive
 
 # Longest path a Unix socket address holds everywhere we run (104 bytes with the final NUL
 # on macOS, 108 on Linux).
@@ -41,7 +41,7 @@ def socket_path(db: Path) -> tuple[Path, Path | None]:
     ours), or, when that path is too long for a socket address, in a new private
     temporary folder (returned second, to remove on close). Sockets left by dead
     processes are removed."""
-    rt = runtime_file(db)
+    rt = _runtime.path(db)
     prefix = rt.stem + "-"
     for old in rt.parent.glob(prefix + "*.sock"):
         pid = old.stem[len(prefix):]

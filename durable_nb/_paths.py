@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import tempfile
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir, jupyter_runtime_dir
@@ -42,10 +44,15 @@ def private_dir(path: Path) -> Path:
 
 
 def write_private(path: Path, data: str) -> None:
-    """Write ``data`` to ``path`` atomically with mode 0600 from the start."""
+    """Write ``data`` to ``path`` atomically with mode 0600 from the start: a new temporary
+    file (never one left behind, whose mode could be wider), renamed over ``path``."""
     private_dir(path.parent)
-    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:  # mkstemp: O_EXCL, mode 0600
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -53,5 +53,3 @@ class Retry:
     def from_dict(cls, d: dict | None) -> Retry | None:
         return cls(**d) if d else None
 
-
-NO_RETRY = Retry(max_attempts=1)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import pickle
-from collections.abc import Iterable
 from typing import Any
 
 import cloudpickle
@@ -41,24 +40,6 @@ def dumps(value: Any, what: str, limit: int | None = None) -> bytes:
         raise PayloadTooLarge(
             f"{what} is {fmt_size(len(data))}, over the limit of {fmt_size(limit)} "
             "(max_payload_bytes). Store large data in a file and pass its path, "
-            "or raise the limit with `durable-nb serve --max-payload-mb N`."
-        )
-    return data
-
-
-def dumps_named(values: Iterable[tuple[str, Any]], what: str, limit: int | None = None) -> bytes:
-    """Pickle a tuple of named values, naming the first one that fails or is too large."""
-    values = list(values)
-    parts = []
-    for name, v in values:
-        parts.append((name, dumps(v, f"{name} of {what}")))
-    data = dumps(tuple(v for _, v in values), what)
-    if limit is not None and len(data) > limit:
-        largest = sorted(parts, key=lambda p: -len(p[1]))[:3]
-        listing = ", ".join(f"{n} {fmt_size(len(b))}" for n, b in largest)
-        raise PayloadTooLarge(
-            f"{what} is {fmt_size(len(data))}, over the limit of {fmt_size(limit)} "
-            f"(max_payload_bytes); largest: {listing}. Pass a file path instead of the data, "
             "or raise the limit with `durable-nb serve --max-payload-mb N`."
         )
     return data

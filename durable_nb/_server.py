@@ -10,18 +10,16 @@ import secrets
 import signal
 import sys
 import time
-from pathlib import Path
 
 import tornado.httputil
 import tornado.web
 import tornado.websocket
 
-from . import _api
+from . import _api, _runtime
 from ._auth import ScrubbedLogMixin, same_token, server_owner, token_in_header, token_matches
 from ._engine import Engine, EngineConfig
 from ._errors import EngineLocked, StoreUnavailable
 from ._localapi import LocalServer
-from ._paths import runtime_file, write_private
 
 log = logging.getLogger("durable_nb")
 
@@ -218,14 +216,13 @@ async def run_server(config: EngineConfig, port: int = 0, ready=None) -> None:
         server.stop()
         await local.close()
         raise
-    info = {"url": url, "token": token, "pid": os.getpid(), "db": str(config.db_path),
-            "started_at": time.time()}
+    info: _runtime.RuntimeInfo = {"url": url, "token": token, "pid": os.getpid(),
+                                  "db": str(config.db_path), "started_at": time.time()}
     try:
         info["socket"] = str(await local.start(engine))
     except OSError as exc:  # HTTP still works; only slower
         log.warning("durable_nb: no local socket for the engine (%s)", exc)
-    rt = runtime_file(config.db_path)
-    write_private(rt, json.dumps(info))
+    _runtime.write(config.db_path, info)
     log.info("durable_nb engine %s serving %s at %s", os.getpid(), config.db_path, url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -239,11 +236,7 @@ async def run_server(config: EngineConfig, port: int = 0, ready=None) -> None:
         server.stop()
         await local.close()
         await engine.stop()
-        try:
-            if json.loads(rt.read_text()).get("pid") == os.getpid():
-                rt.unlink()
-        except (OSError, ValueError):
-            pass
+        _runtime.remove(config.db_path, token)
         log.info("durable_nb engine %s stopped", os.getpid())
 
 
@@ -264,9 +257,3 @@ def serve(config: EngineConfig, port: int = 0) -> int:
         return 3
     return 0
 
-
-def read_runtime(db: Path) -> dict | None:
-    try:
-        return json.loads(runtime_file(db).read_text())
-    except (OSError, ValueError):
-        return None

@@ -20,16 +20,14 @@ from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import ensure_async
 from tornado import web
 from tornado.websocket import WebSocketHandler
-from traitlets import Float, Integer, Unicode, default
 
 from . import __version__, _api
 from ._auth import ScrubbedLogMixin, server_owner, token_matches
-from ._engine import EngineConfig
+from ._config import SETTINGS, engine_config, jupyter_trait
 from ._enginehost import EngineHost
 from ._errors import Forbidden
 from ._hostweb import HostEventsMixin, listen_private
 from ._labext import warn_if_panel_missing
-from ._paths import default_db_path, resolve_db
 from ._server import AuthFirstBodyMixin
 
 try:
@@ -48,7 +46,6 @@ except ImportError:  # jupyter-server < 2.13
 
 
 AUTH_RESOURCE = "durable"
-MB = 1024 * 1024
 KERNEL_USER = User(username="durable_nb-kernel", name="durable_nb kernel token")
 
 
@@ -229,43 +226,22 @@ class DurableApp(ExtensionApp):
     version = __version__
     load_other_extensions = True
 
-    db_path = Unicode(
-        help="DuckDB file of the engine this server hosts. Default: $DURABLE_NB_DB, else "
-             "durable_nb/durable.duckdb in the Jupyter data directory. When another process "
-             "owns the file, this server forwards the durable API to it.",
-    ).tag(config=True)
-    max_workers = Integer(8, help="Maximum worker processes executing runs at once.").tag(
-        config=True)
-    min_idle_workers = Integer(
-        1, help="Worker processes kept started and idle, so a run starts without delay.",
-    ).tag(config=True)
-    wait_grace = Float(
-        1.0, help="Seconds a run waiting on an approval, event or sleep keeps its worker "
-                  "before it is suspended and the worker freed.",
-    ).tag(config=True)
-    max_payload_mb = Float(
-        64.0, help="Largest payload or result of a run, in MiB; larger values are refused "
-                   "with an error that says so.",
-    ).tag(config=True)
-    activity_interval = Float(
-        5.0, help="Seconds between checks for QUEUED or EXECUTING runs. While there are any, "
-                  "the server reports activity, so idle culling does not stop it mid-run.",
-    ).tag(config=True)
+    # One trait per setting of durable_nb._config.SETTINGS (type, default, help and
+    # environment variable come from there).
+    db_path = jupyter_trait("db_path")
+    max_workers = jupyter_trait("max_workers")
+    min_idle_workers = jupyter_trait("min_idle_workers")
+    wait_grace = jupyter_trait("wait_grace")
+    max_payload_mb = jupyter_trait("max_payload_mb")
+    max_checkpoint_mb = jupyter_trait("max_checkpoint_mb")
+    activity_interval = jupyter_trait("activity_interval")
 
     host: EngineHost | None = None
-
-    @default("db_path")
-    def _default_db_path(self) -> str:
-        return str(default_db_path())
 
     def initialize_settings(self) -> None:
         """Create the engine host (the engine starts with the server's event loop)."""
         settings = self.serverapp.web_app.settings
-        config = EngineConfig(
-            db_path=resolve_db(self.db_path), max_workers=self.max_workers,
-            min_idle_workers=self.min_idle_workers, wait_grace=self.wait_grace,
-            max_payload=int(self.max_payload_mb * MB),
-        )
+        config = engine_config({s.name: getattr(self, s.name) for s in SETTINGS if s.jupyter})
         self.host = EngineHost(config, self.log, settings.setdefault("last_activity_times", {}),
                                self.activity_interval)
         self.settings["durable_nb_host"] = self.host

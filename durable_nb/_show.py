@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+from ._status import RunStatus, ShownState
+
 
 def fmt_secs(s: float | None) -> str:
     if s is None:
@@ -72,7 +74,7 @@ def run_tree(d: dict) -> str:
         dur = (a["ended_at"] - a["started_at"]) if a["ended_at"] else None
         extra = [f"{a['error_type']}: {a['error_message']}"] if a["error_type"] else []
         attempts.append((a["started_at"], (
-            f"attempt {a['number']}  {a['outcome'] or 'RUNNING'}  {fmt_secs(dur)}  "
+            f"attempt {a['number']}  {a['outcome'] or ShownState.RUNNING}  {fmt_secs(dur)}  "
             f"worker pid {a['worker_pid']}", extra, inside)))
     top = sorted(attempts + events, key=lambda e: e[0])
     items = [item for _, item in top]
@@ -81,7 +83,7 @@ def run_tree(d: dict) -> str:
     lines = [head]
     _branch(lines, items, "")
     err = d.get("error")
-    if err and d["status"] != "COMPLETED":
+    if err and d["status"] != RunStatus.COMPLETED:
         lines.append(f"error: {err.get('type')}: {err.get('message')}")
         if err.get("traceback"):
             lines.extend("  " + ln for ln in err["traceback"].rstrip().splitlines())

@@ -20,8 +20,8 @@ from ._durations import parse_duration
 from ._errors import ApiError, DurableError, NotPicklable, PayloadTooLarge, RunFailed, WaitTimeout
 from ._retry import Retry
 from ._serial import b64
-
-TERMINAL = ("COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED")
+from ._status import TERMINAL as TERMINAL  # re-exported: the views import it here
+from ._status import RunStatus, WaitOutcome
 
 
 class Queue:
@@ -68,7 +68,7 @@ class RunResult:
 
     @property
     def ok(self) -> bool:
-        return self.status == "COMPLETED"
+        return self.status == RunStatus.COMPLETED
 
     def unwrap(self) -> Any:
         """The output, or RunFailed if the child did not complete."""
@@ -172,7 +172,7 @@ class RunHandle:
         status = self.wait(timeout)
         if status not in TERMINAL:
             raise TimeoutError(f"run {self.id} is still {status} after {timeout} s")
-        if status != "COMPLETED":
+        if status != RunStatus.COMPLETED:
             raise RunFailed(self.id, status, self._summary.get("error"))
         out = self._summary.get("output_b64")
         return _serial.loads(base64.b64decode(out)) if out else None
@@ -406,7 +406,7 @@ class Task:
             out = []
             for h in handles:
                 try:
-                    out.append(RunResult(h.id, "COMPLETED", h.result()))
+                    out.append(RunResult(h.id, RunStatus.COMPLETED.value, h.result()))
                 except RunFailed as exc:
                     out.append(RunResult(h.id, exc.status, None, exc.error))
             return out
@@ -415,7 +415,7 @@ class Task:
     def _wait_children(self, ids: list[str]) -> list[RunResult]:
         ctx = _context.current()
         res = ctx.wait("child", self.id, target=ids)
-        return [RunResult(cid, status, _serial.loads(output) if status == "COMPLETED" else None,
+        return [RunResult(cid, status, _serial.loads(output) if status == RunStatus.COMPLETED else None,
                           error) for cid, status, output, error in res["results"]]
 
 
@@ -462,8 +462,8 @@ def approval(name: str, data: Any = None, timeout: Any = None) -> Decision:
     ctx = _require_run("dn.approval()")
     res = ctx.wait("approval", name, data=data, timeout=parse_duration(timeout),
                    preview=_preview(data))
-    return Decision(approved=res["outcome"] == "approved", comment=res.get("comment"),
-                    by=res.get("by"), at=res.get("at"), timed_out=res["outcome"] == "timed_out")
+    return Decision(approved=res["outcome"] == WaitOutcome.APPROVED, comment=res.get("comment"),
+                    by=res.get("by"), at=res.get("at"), timed_out=res["outcome"] == WaitOutcome.TIMED_OUT)
 
 
 def wait_for_event(key: str, timeout: Any = None) -> Any:
@@ -471,7 +471,7 @@ def wait_for_event(key: str, timeout: Any = None) -> Any:
     ctx = _require_run("dn.wait_for_event()")
     seconds = parse_duration(timeout)
     res = ctx.wait("event", key, timeout=seconds)
-    if res["outcome"] == "timed_out":
+    if res["outcome"] == WaitOutcome.TIMED_OUT:
         raise WaitTimeout(f"no event '{key}' arrived within {seconds:g} s")
     return _serial.loads(res.get("data"))
 

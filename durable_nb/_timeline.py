@@ -8,18 +8,31 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ._tasks import TERMINAL, RunHandle, get_run
+from ._status import (
+    CANCELED_OR_EXPIRED,
+    FAILURES,
+    TERMINAL,
+    AttemptOutcome,
+    RunStatus,
+    ShownState,
+    StepStatus,
+    WaitOutcome,
+)
+from ._tasks import RunHandle, get_run
 
 # bars are colored by what happened to them; one legend entry (trace) per category
-CATEGORIES = {  # name: (color, statuses)
-    "completed": ("#2da44e", {"COMPLETED", "approved", "completed", "event", "elapsed"}),
-    "failed": ("#cf222e", {"FAILED", "ERRORED", "CRASHED", "TIMED_OUT", "timed_out"}),
-    "rejected": ("#e16f24", {"rejected"}),
-    "running": ("#0969da", {"EXECUTING", "RUNNING"}),
-    "waiting": ("#d4a72c", {"WAITING", "PENDING"}),
-    "retry delay": ("#c297ff", {"DELAYED"}),
-    "queued": ("#d0d7de", {"QUEUED"}),
-    "suspended / canceled": ("#8c959f", {"SUSPENDED", "INTERRUPTED", "CANCELED", "EXPIRED"}),
+_R, _A, _S, _W = RunStatus, AttemptOutcome, StepStatus, WaitOutcome
+CATEGORIES: dict[str, tuple[str, set[str]]] = {  # name: (color, statuses)
+    "completed": ("#2da44e", {_R.COMPLETED, _W.APPROVED, _W.COMPLETED, _W.EVENT, _W.ELAPSED}),
+    "failed": ("#cf222e", {*FAILURES, _S.ERRORED, _W.TIMED_OUT}),
+    "rejected": ("#e16f24", {_W.REJECTED}),
+    "running": ("#0969da", {_R.EXECUTING, ShownState.RUNNING}),
+    "waiting": ("#d4a72c", {_R.WAITING, ShownState.PENDING}),
+    "retry delay": ("#c297ff", {_R.DELAYED}),
+    "queued": ("#d0d7de", {_R.QUEUED}),
+    # canceled and expired (never started before its ttl) go together, as in every view
+    "suspended / canceled": ("#8c959f", {_A.SUSPENDED, _A.INTERRUPTED, *CANCELED_OR_EXPIRED,
+                                         _W.CANCELED, _W.ABANDONED}),
     "checkpoint": ("#57606a", set()),
 }
 
@@ -86,7 +99,7 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
     label = f"{prefix}run {info['task_id']}"
     started = info.get("started_at")
     run_end = info.get("finished_at") if finished else now
-    chart.add(label, info["created_at"], started or run_end, "queued", "QUEUED",
+    chart.add(label, info["created_at"], started or run_end, "queued", RunStatus.QUEUED,
               f"{info['id']} queued")
     if started:
         chart.add(label, started, run_end, "run", info["status"],
@@ -95,14 +108,14 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
     attempts = info.get("attempt_list") or []
     arow = f"{prefix}attempts"
     for i, a in enumerate(attempts):
-        outcome = a.get("outcome") or ("RUNNING" if not finished else "")
+        outcome = a.get("outcome") or (ShownState.RUNNING if not finished else "")
         err = f"<br>{a['error_type']}: {a['error_message']}" if a.get("error_type") else ""
         chart.add(arow, a["started_at"], end_of(a.get("ended_at")), "attempt", outcome,
                   f"attempt {a['number']} {outcome}{err}")
         nxt = attempts[i + 1]["started_at"] if i + 1 < len(attempts) else None
-        if outcome in ("FAILED", "CRASHED") and a.get("ended_at"):
+        if outcome in (AttemptOutcome.FAILED, AttemptOutcome.CRASHED) and a.get("ended_at"):
             chart.add(arow, a["ended_at"], nxt if nxt else (a["ended_at"] if finished else now),
-                      "retry_delay", "DELAYED", f"retry delay after attempt {a['number']}")
+                      "retry_delay", RunStatus.DELAYED, f"retry delay after attempt {a['number']}")
 
     retry_waits = {}
     for w in info.get("waits") or []:
@@ -120,12 +133,12 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
         for w in waits:
             chart.add(f"{prefix}step {key}", w["created_at"],
                       w.get("resolved_at") or (w.get("deadline") if finished else now),
-                      "retry_delay", "DELAYED", f"{key}: retry delay")
+                      "retry_delay", RunStatus.DELAYED, f"{key}: retry delay")
 
     for w in info.get("waits") or []:
         if w["kind"] == "retry":
             continue
-        outcome = w.get("outcome") or ("PENDING" if not finished else "CANCELED")
+        outcome = w.get("outcome") or (ShownState.PENDING if not finished else WaitOutcome.CANCELED)
         by = f" by {w['resolved_by']}" if w.get("resolved_by") else ""
         end = w.get("resolved_at") or (now if not finished else info.get("finished_at"))
         what = "children" if w["kind"] == "child" else w["kind"]
@@ -146,7 +159,7 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
             if s["kind"] == "checkpoint":
                 a = s.get("attributes") or {}
                 chart.marks.append(Bar(chart.row(f"{prefix}checkpoints"), s["start_at"],
-                                       s["start_at"], "checkpoint", "COMPLETED",
+                                       s["start_at"], "checkpoint", StepStatus.COMPLETED,
                                        f"statement {a.get('statement')} of {a.get('total')}"))
 
 

@@ -28,7 +28,10 @@ import traitlets as t
 
 from ._client import Client, get_client
 from ._errors import ApiError, DurableError, RunNotFound, WaitConflict
-from ._tasks import TERMINAL, RunHandle
+from ._runtime import events_url
+from ._status import STATUSES, TERMINAL, RunStatus
+from ._tasks import RunHandle
+from ._tracebacks import user_traceback
 
 log = logging.getLogger("durable_nb.widgets")
 
@@ -36,7 +39,6 @@ STATIC = Path(__file__).with_name("static")
 LOG_TAIL = 200  # log lines a run view keeps
 MAX_STEP_ROWS = 500  # step records sent to a view (the newest)
 FOLLOW_AFTER_END = 1.0  # seconds a view keeps listening after its run finished
-STATUSES = ("QUEUED", "DELAYED", "EXECUTING", "WAITING", *sorted(TERMINAL))
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 
 
@@ -64,12 +66,7 @@ class _Stream:
         self.closed = False
 
     def url(self) -> str:
-        base = self.client.url
-        scheme = "wss" if base.startswith("https") else "ws"
-        url = scheme + base[base.index(":"):] + "durable/api/events"
-        if self.run_id:
-            url += "?" + urllib.parse.urlencode({"run_id": self.run_id})
-        return url
+        return events_url(self.client.url, self.run_id)
 
     def tell(self, event: dict) -> None:
         for fn in list(self.listeners):
@@ -221,29 +218,6 @@ class _Pump:
 
 
 # ---------------------------------------------------------------------- run data
-
-_PKG = str(Path(__file__).resolve().parent) + os.sep
-_FRAME = re.compile(r'^\s*File "(.*)", line \d+')
-
-
-def user_traceback(tb: str | None) -> str | None:
-    """A worker's traceback without durable_nb's own frames (unchanged if none is left)."""
-    if not tb:
-        return tb
-    out, skipping, kept = [], False, 0
-    for line in tb.splitlines(keepends=True):
-        m = _FRAME.match(line)
-        if m:
-            skipping = m.group(1).startswith(_PKG)
-            kept += not skipping
-        elif skipping and line.startswith("    "):
-            continue
-        else:
-            skipping = False
-        if not skipping:
-            out.append(line)
-    return "".join(out) if kept else tb
-
 
 def _clean(rows: list[dict] | None) -> None:
     for r in rows or []:
@@ -650,7 +624,7 @@ class RunsWidget(_ApiMixin, anywidget.AnyWidget):
                 "status": key[0] or None, "task": key[1] or None, "limit": key[3],
                 "offset": key[2]})["runs"]
             total = self._sql("SELECT count(*) FROM runs" + self._where(key[0], key[1]))[0][0]
-            waiting = [r["id"] for r in rows if r["status"] in ("WAITING", "EXECUTING")
+            waiting = [r["id"] for r in rows if r["status"] in (RunStatus.WAITING, RunStatus.EXECUTING)
                        and re.fullmatch(r"[A-Za-z0-9_.\-]+", r["id"])]
             approvals: dict[str, list[str]] = {}
             if waiting:

@@ -86,8 +86,6 @@ class Worker:
                 return
             if msg["op"] == "run":
                 self.run_attempt(msg)
-            elif msg["op"] == "exit":
-                return
 
     def _extend_path(self, paths: list[str]) -> None:
         for p in paths:

@@ -58,9 +58,6 @@ class WorkerPool:
     def idle(self) -> list[WorkerProc]:
         return [w for w in self.workers if w.ready and w.run is None and not w.closing]
 
-    def busy_count(self) -> int:
-        return sum(1 for w in self.workers if w.run is not None)
-
     def ensure(self, wanted_idle: int) -> None:
         """Start workers so that idle + starting covers ``wanted_idle`` (within the max)."""
         if self.closed:

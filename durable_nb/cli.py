@@ -21,24 +21,20 @@ def _connect(args):
 
 
 def cmd_serve(args) -> int:
-    from ._engine import EngineConfig
-    from ._paths import resolve_db
+    from ._config import engine_config, serve_values
     from ._server import serve
 
-    config = EngineConfig(
-        db_path=resolve_db(args.db), max_workers=args.workers,
-        wait_grace=args.wait_grace, max_payload=int(args.max_payload_mb * 1024 * 1024),
-        max_checkpoint=int(args.max_checkpoint_mb * 1024 * 1024),
-    )
-    return serve(config, port=args.port)
+    values = serve_values(args)  # the option, else $DURABLE_NB_<NAME>, else the default
+    return serve(engine_config(values), port=values["port"])
 
 
 def cmd_stop(args) -> int:
-    from ._client import _read_runtime, pid_alive
+    from . import _runtime
     from ._paths import resolve_db
+    from ._runtime import pid_alive
 
     db = resolve_db(args.db)
-    info = _read_runtime(db)
+    info = _runtime.read(db)
     if not info or not pid_alive(info["pid"]):
         print(f"no engine is running for {db}")
         return 0
@@ -112,6 +108,8 @@ def cmd_demo(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._config import add_serve_options
+
     p = argparse.ArgumentParser(prog="durable-nb", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -123,14 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     sp = add("serve", cmd_serve, "run the engine for a database (loopback only)")
-    sp.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free)")
-    sp.add_argument("--workers", type=int, default=8, help="maximum worker processes")
-    sp.add_argument("--wait-grace", type=float, default=1.0,
-                    help="seconds a waiting run keeps its worker before it is suspended")
-    sp.add_argument("--max-payload-mb", type=float, default=64.0,
-                    help="size limit of payloads, step results and return values")
-    sp.add_argument("--max-checkpoint-mb", type=float, default=1024.0,
-                    help="size limit of one %%%%durable cell checkpoint (all its variables)")
+    add_serve_options(sp)  # one per setting of durable_nb._config.SETTINGS
     add("stop", cmd_stop, "stop the engine of a database")
     sp = add("runs", cmd_runs, "list runs, newest first")
     sp.add_argument("--status", help="filter: a status, or several joined by commas")

@@ -200,3 +200,18 @@ def test_a_database_not_created_yet_is_no_problem(tmp_path, capsys):
     rc, out = doctor(tmp_path / "nowhere" / "x.duckdb", capsys)
     assert rc == 0, out
     assert "no database at" in out and "an engine creates it at its first start" in out
+
+
+def test_a_malformed_runtime_file_is_a_note_not_an_engine(tmp_path, capsys):
+    db = tmp_path / "y.duckdb"
+    duckdb.connect(str(db)).close()
+    rt = _paths.runtime_file(db)
+    rt.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(rt, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write('{"url": "http://127.0.0.1:1/", "pid": "not a pid"}')
+    try:
+        rc, out = doctor(db, capsys)
+    finally:
+        rt.unlink()
+    assert f"engine: none runs; its runtime file {rt} is unreadable or malformed" in out

@@ -41,6 +41,9 @@
 //
 //   STATUS_COLORS: {status: css color}, TERMINAL: Set of final statuses,
 //   statusKind(status) -> "ok" | "bad" | "run" | "wait" | "idle" | "off"  (css suffix)
+//
+// The statuses and their groups copy durable_nb/_status.py (TERMINAL, VIEW_KIND);
+// tests/test_status.py checks that they agree.
 //   formatDuration(seconds) -> string
 
 export const TERMINAL = new Set([
@@ -60,7 +63,7 @@ const KIND_OF = {
   EXECUTING: "run", RUNNING: "run",
   WAITING: "wait", PENDING: "wait", DELAYED: "wait",
   QUEUED: "idle", SUSPENDED: "idle", INTERRUPTED: "idle",
-  CANCELED: "off", EXPIRED: "off",
+  CANCELED: "off", EXPIRED: "off", ABANDONED: "off",
 };
 
 /** The css suffix (dng-k-<kind>) of a run, step, attempt or wait status. */

@@ -293,6 +293,8 @@ function renderRunView({ model, el }) {
 
 // ---------------------------------------------------------------------------- runs widget
 
+// The groups copy durable_nb/_status.py (FILTER_GROUPS); tests/test_status.py checks them.
+// EXPIRED (never started before its ttl) is canceled, not failed: nothing ran.
 const STATUS_FILTERS = [
   ["", "all statuses"], ["QUEUED,DELAYED,EXECUTING,WAITING", "active"],
   ["QUEUED", "queued"], ["DELAYED", "delayed"], ["EXECUTING", "executing"],

@@ -6,6 +6,7 @@
  */
 import { ServerConnection } from '@jupyterlab/services';
 
+// Statuses and groups copy durable_nb/_status.py; tests/test_status.py checks them.
 export type RunStatus =
   | 'QUEUED'
   | 'DELAYED'
@@ -24,6 +25,12 @@ export const ACTIVE: ReadonlyArray<string> = [
   'EXECUTING',
   'WAITING'
 ];
+
+/** Ended by an error. */
+export const FAILURES: ReadonlyArray<string> = ['FAILED', 'CRASHED', 'TIMED_OUT'];
+
+/** Ended by a decision, not an error: EXPIRED runs never started before their ttl. */
+export const CANCELED_OR_EXPIRED: ReadonlyArray<string> = ['CANCELED', 'EXPIRED'];
 
 /** A run as `GET /runs` lists it. */
 export interface IRun {

@@ -12,7 +12,15 @@ import {
 } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { ACTIVE, cancelRun, decide, IRun, replayRun } from './api';
+import {
+  ACTIVE,
+  CANCELED_OR_EXPIRED,
+  cancelRun,
+  decide,
+  FAILURES,
+  IRun,
+  replayRun
+} from './api';
 import { IApproval, RunsModel } from './model';
 import { ago, attempt, button, duration, el, preview, shortId } from './util';
 
@@ -20,7 +28,8 @@ const FILTERS: Array<[string, string]> = [
   ['', 'All'],
   [ACTIVE.join(','), 'Active'],
   ['WAITING', 'Waiting'],
-  ['FAILED,CRASHED,TIMED_OUT,EXPIRED', 'Failed'],
+  [FAILURES.join(','), 'Failed'],
+  [CANCELED_OR_EXPIRED.join(','), 'Canceled / expired'],
   ['COMPLETED', 'Completed']
 ];
 
