@@ -21,9 +21,10 @@ from . import _apischema as S
 from ._apischema import BadRequest, Param
 from ._engine import Engine, summarize
 from ._errors import Forbidden, PayloadTooLarge, RunNotFound, StoreUnavailable, WaitConflict
+from ._runtime import API_PREFIX, EVENTS_PATH
 from ._serial import b64
 
-PREFIX = "durable/api"
+PREFIX = API_PREFIX  # the REST API below a server's base URL (one definition)
 MAX_BODY = 512 * 1024 * 1024
 
 __all__ = ["BadRequest", "ROUTES", "Request", "Route", "dispatch", "match", "openapi_document"]
@@ -313,7 +314,7 @@ ROUTES: list[Route] = [
                          "rows": {"type": "array", "items": {"type": "array"}}},
                         ("columns", "rows"))),
 ]
-WS_PATH = "/events"
+WS_PATH = EVENTS_PATH
 COMPILED = [(rt, re.compile(rt.regex + "$")) for rt in ROUTES]
 
 

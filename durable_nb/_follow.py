@@ -18,7 +18,8 @@ import time
 from ._errors import DurableError
 from ._runtime import events_url
 from ._show import fmt_secs
-from ._tasks import TERMINAL, RunHandle
+from ._status import TERMINAL, RunStatus, StepStatus
+from ._tasks import RunHandle
 from ._tracebacks import clean_traceback
 
 PREFIX = "[durable]"
@@ -78,7 +79,7 @@ def describe(run: RunHandle) -> str:
                          "[--comment TEXT]  or  %durable reject " + run.id)
         elif w["outcome"] is None and w["kind"] == "event":
             lines.append(f"  waiting for event '{w['name']}': dn.send_event('{w['name']}', data)")
-    if d.get("error") and status != "COMPLETED":
+    if d.get("error") and status != RunStatus.COMPLETED:
         err = d["error"]
         lines.append(f"  error: {short_type(err.get('type'))}: {err.get('message', '')}")
     verbs = "status attach" + ("" if status in TERMINAL else " cancel")
@@ -229,7 +230,7 @@ class Follower:
             say(f"{ev['status']}{reason}")
         elif kind == "wait" and ev.get("kind") in ("approval", "event"):
             self._wait_event(ev)
-        elif kind == "step" and ev.get("status") == "FAILED":
+        elif kind == "step" and ev.get("status") == StepStatus.FAILED:
             err = ev.get("error") or {}
             say(f"step {ev['key']} failed (try {ev['attempt']}): {short_type(err.get('type'))}: "
                 f"{err.get('message', '')}; it will be retried", err=True)
@@ -252,7 +253,7 @@ class Follower:
         self.final = summary
         if not self.announce_end:
             return
-        if summary["status"] == "COMPLETED":
+        if summary["status"] == RunStatus.COMPLETED:
             say(end_line(summary) + (f"; {self.end_hint}" if self.end_hint else ""))
             return
         say(end_line(summary), err=True)

@@ -17,9 +17,11 @@ from ._cells import fetch_variables, names_read, trigger_cell
 from ._cellshell import SHELL_NAME, rename_get_ipython, shell
 from ._durations import parse_duration
 from ._errors import DurableError, RunFailed
-from ._follow import Follower, clean_traceback, describe, end_line, error_lines, say
+from ._follow import Follower, describe, end_line, error_lines, say
 from ._magicargs import HelpShown, cell_parser, line_parser
-from ._tasks import TERMINAL, RunHandle, get_run, runs
+from ._status import TERMINAL, RunStatus
+from ._tasks import RunHandle, get_run, runs
+from ._tracebacks import clean_traceback
 
 
 def _shown(exc: BaseException, lines: list[str] | None = None) -> BaseException:
@@ -140,7 +142,7 @@ class DurableMagics(Magics):
         summary = self._wait(run, follower)
         if summary is None:
             return run
-        if summary["status"] != "COMPLETED":
+        if summary["status"] != RunStatus.COMPLETED:
             raise _failure(summary, source)
         self._bring_back(run, summary, opts.out, opts.transient)
         return None
@@ -237,7 +239,7 @@ class DurableMagics(Magics):
                 return None
         else:
             follower.join(10.0)  # prints the logs it had
-        if summary["status"] != "COMPLETED":
+        if summary["status"] != RunStatus.COMPLETED:
             raise _failure(summary, None)
         if summary.get("kind") == "cell":
             self._bring_back(run, summary, args.out)
