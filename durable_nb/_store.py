@@ -327,7 +327,13 @@ class Store:
                 batch, self._to_ingest = self._to_ingest, []
             while True:
                 try:
-                    self._ingest(batch)
+                    try:
+                        self._ingest(batch)
+                    except _Transient:
+                        raise
+                    except Exception as err:  # a bug must not stop ingestion for good
+                        log.exception("durable_nb: ingestion failed unexpectedly")
+                        raise _Transient(describe(err)) from None
                     break
                 except _Transient as exc:  # the disk, not the records: try again later
                     if is_disk_full(exc) and self._low_space(exc):
@@ -381,7 +387,11 @@ class Store:
         log.error("durable_nb: journal record %d (%s %s) cannot be stored in %s and is "
                   "quarantined (%s); the other records go on. `durable-nb doctor` lists it.",
                   seq, rec[0], rec[1], self.db_path, describe(exc))
-        self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)", [str(seq)])
+        try:  # the next batch records it otherwise (a replay would quarantine it again)
+            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)",
+                               [str(seq)])
+        except duckdb.Error:
+            pass
         self._advance(seq)
 
     def _unnest(self, table: str, column: str) -> str:
