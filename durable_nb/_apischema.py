@@ -343,6 +343,27 @@ _TYPES = {"integer": "an integer", "number": "a number", "string": "a string",
           "boolean": "a boolean", "array": "an array", "object": "an object", "null": "null"}
 
 
+# messages of the rules that compare a value with one bound ({v}); {shown} is the value,
+# {n} its length
+_BOUNDS = {
+    "minimum": "must be at least {v}, not {shown}",
+    "maximum": "must be at most {v}, not {shown}",
+    "exclusiveMinimum": "must be greater than {v}, not {shown}",
+    "exclusiveMaximum": "must be less than {v}, not {shown}",
+    "minLength": "must have at least {v} characters",
+    "maxLength": "must have at most {v} characters, not {n}",
+    "maxItems": "must have at most {v} items, not {n}",
+    "pattern": "must match {v}, not {shown}",
+}
+
+
+def _size(value: Any) -> int | None:
+    try:
+        return len(value)
+    except TypeError:
+        return None
+
+
 def _path(e: Any) -> list:
     """The path of a fastjsonschema error below the value (its name is like data.a[0])."""
     out: list = []
@@ -367,24 +388,10 @@ def _explain(e: Any, kind: str, prefix: tuple) -> BadRequest:
     elif rule == "type":
         types = v if isinstance(v, list) else [v]
         text = f"must be {' or '.join(_TYPES.get(t, t) for t in types)}, not {_show(inst)}"
-    elif rule == "minimum":
-        text = f"must be at least {v}, not {_show(inst)}"
-    elif rule == "maximum":
-        text = f"must be at most {v}, not {_show(inst)}"
-    elif rule == "exclusiveMinimum":
-        text = f"must be greater than {v}, not {_show(inst)}"
-    elif rule == "exclusiveMaximum":
-        text = f"must be less than {v}, not {_show(inst)}"
-    elif rule == "minLength":
-        text = f"must have at least {v} characters"
-    elif rule == "maxLength":
-        text = f"must have at most {v} characters, not {len(inst)}"
-    elif rule == "maxItems":
-        text = f"must have at most {v} items, not {len(inst)}"
+    elif rule in _BOUNDS:
+        text = _BOUNDS[rule].format(v=v, shown=_show(inst), n=_size(inst))
     elif rule == "enum":
         text = f"must be one of {', '.join(_show(x) for x in v)}, not {_show(inst)}"
-    elif rule == "pattern":
-        text = f"must match {v}, not {_show(inst)}"
     elif rule == "format" and v == "byte":
         text = "must be base64 text (RFC 4648, with padding)"
     else:
