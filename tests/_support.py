@@ -168,10 +168,11 @@ def http_call(method: str, url: str, token: str | None = None, body: bytes | dic
 
 class Jupyter:
     """A `jupyter server` subprocess hosting durable_nb (enabled by the repository's
-    jupyter-config/), with its log in ``dir/server.log``; ``env`` adds variables."""
+    jupyter-config/), with its log in ``dir/server.log``; ``env`` adds variables, ``ready``
+    are the statuses of ``/health`` that count as started (503: the engine is elsewhere)."""
 
     def __init__(self, tmp: Path, db: Path, *args: str, env: dict | None = None,
-                 name: str = "jupyter"):
+                 name: str = "jupyter", base_url: str = "/", ready: tuple = (200,)):
         self.dir = tmp / name
         self.dir.mkdir(parents=True, exist_ok=True)
         self.db = db
@@ -179,7 +180,9 @@ class Jupyter:
         self.extra_env = dict(env or {})
         self.token = "login-" + os.urandom(12).hex()
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
+        self.base_url = base_url
+        self.ready = ready
+        self.url = f"http://127.0.0.1:{self.port}{base_url}"
         self.api = self.url + "durable/api"
         self.log = self.dir / "server.log"
         self.proc: subprocess.Popen | None = None
@@ -190,13 +193,17 @@ class Jupyter:
         cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser",
                "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
                "--ServerApp.port_retries=0",
-               f"--ServerApp.root_dir={self.dir / 'root'}", f"--DurableApp.db_path={self.db}",
-               "--DurableApp.wait_grace=0.3", "--DurableApp.max_workers=2", *self.args]
+               f"--ServerApp.root_dir={self.dir / 'root'}", f"--ServerApp.base_url={self.base_url}",
+               f"--DurableApp.db_path={self.db}"]
+        given = {a.split("=", 1)[0] for a in self.args}  # traitlets refuses a setting twice
+        cmd += [a for a in ("--DurableApp.wait_grace=0.3", "--DurableApp.max_workers=2")
+                if a.split("=", 1)[0] not in given]
+        cmd += self.args
         # the login token from the environment: a command line is logged at DEBUG level
         env = jupyter_env(self.dir / "cfg", JUPYTER_TOKEN=self.token, **self.extra_env)
         self.proc = start_server(
             cmd, env, self.log, timeout=timeout, what="jupyter server",
-            ready=lambda: http_call("GET", self.api + "/health", self.token)[0] == 200)
+            ready=lambda: http_call("GET", self.api + "/health", self.token)[0] in self.ready)
         return self
 
     @property
@@ -209,5 +216,6 @@ class Jupyter:
 
         return json.loads(runtime_file(self.db).read_text())
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
         stop_process(self.proc, 30)
+        return self.proc.returncode if self.proc else None

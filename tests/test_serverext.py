@@ -25,11 +25,10 @@ from pathlib import Path
 
 import pytest
 from _support import (
-    free_port,
+    Jupyter,
     http_call,
     jupyter_env,
     start_server,
-    stop_process,
     wait_for,
 )
 
@@ -79,50 +78,19 @@ def wait_event(key: str):
 call = http_call  # one HTTP request; status and JSON answer
 
 
-class JupyterServer:
-    """A `jupyter server` subprocess with durable_nb enabled by the repo's config file."""
+class JupyterServer(Jupyter):
+    """A `jupyter server` under a base URL, with short activity checks and small limits."""
 
     def __init__(self, tmp: Path, db: Path, *args: str, name: str = "server"):
-        self.dir = tmp / name
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.db = db
-        self.args = list(args)
-        self.token = "login-" + name + os.urandom(8).hex()
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}{BASE_URL}"
-        self.api = self.url + "durable/api"
-        self.log = self.dir / "server.log"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self, timeout: float = 60.0) -> JupyterServer:
-        (self.dir / "cfg").mkdir(exist_ok=True)
-        (self.dir / "root").mkdir(exist_ok=True)
-        cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-               "--ServerApp.port_retries=0", f"--IdentityProvider.token={self.token}",
-               f"--ServerApp.root_dir={self.dir / 'root'}", f"--ServerApp.base_url={BASE_URL}",
-               f"--DurableApp.db_path={self.db}", "--DurableApp.wait_grace=0.3",
-               "--DurableApp.activity_interval=0.2", "--DurableApp.max_payload_mb=1",
-               "--DurableApp.max_workers=4", *self.args]
-        self.proc = start_server(
-            cmd, jupyter_env(self.dir / "cfg"), self.log, timeout=timeout, what="jupyter server",
-            ready=lambda: call("GET", self.api + "/health", self.token)[0] in (200, 503))
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        super().__init__(tmp, db, "--DurableApp.activity_interval=0.2",
+                         "--DurableApp.max_payload_mb=1", "--DurableApp.max_workers=4", *args,
+                         name=name, base_url=BASE_URL, ready=(200, 503))
 
     def get(self, path: str, **kw) -> tuple[int, dict | None]:
         return call("GET", self.api + path, self.token, **kw)
 
     def client(self, token: str | None = None) -> dn.Client:
         return dn.connect(url=self.url, token=token or self.token)
-
-    def stop(self) -> int | None:
-        stop_process(self.proc, 30)
-        return self.proc.returncode if self.proc else None
 
 
 def runtime_info(db: Path) -> dict:
