@@ -73,7 +73,7 @@ DURABLE_NB = System(
         "standalone engine started by the harness (python -m durable_nb serve --db FILE, engine "
         "defaults: 8 workers) on a fresh DuckDB file per workload; client in the benchmark process "
         "via dn.connect(db=FILE, start=False); runs = task.trigger(...).result(); queues = "
-        "dn.Queue(name, concurrency_limit=2); checkpoint = a %%durable cell (durable_nb._cells."
+        "dn.Queue(name, concurrency_limit=2); checkpoint = a %%durable cell (durable_nb.client.cells."
         "trigger_cell) of n statements, each a checkpoint; recovery: the engine is SIGKILLed and "
         "started again; memory: the engine process's resident set (its workers are given apart)"
     ),

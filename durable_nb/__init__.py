@@ -4,41 +4,92 @@ Tasks and steps run in worker processes supervised by an engine that owns a Duck
 file; they survive killed workers, killed engines and kernel restarts.
 """
 
-__version__ = "0.1.0"
+from typing import TYPE_CHECKING
 
-from ._client import Client, connect  # noqa: E402
-from ._errors import (  # noqa: E402
-    AbortRun,
-    ApiError,
-    DurableError,
-    EngineLocked,
-    EngineUnavailable,
-    NotPicklable,
-    PayloadTooLarge,
-    RunFailed,
-    RunNotFound,
-    WaitConflict,
-    WaitTimeout,
-)
-from ._retry import Retry  # noqa: E402
-from ._tasks import (  # noqa: E402
-    Decision,
-    Queue,
-    RunHandle,
-    RunResult,
-    SqlResult,
-    Task,
-    approval,
-    get_run,
-    idempotency_key,
-    runs,
-    send_event,
-    sleep,
-    sql,
-    step,
-    task,
-    wait_for_event,
-)
+from .core import views as _views
+from .core.version import __version__
+
+# The public API, loaded on first use: processes that import a part of the package (the
+# engine, a worker, the Jupyter server) do not load the client, the widgets or plotly.
+_EXPORTS = {
+    "Client": "client.client", "connect": "client.client",
+    **dict.fromkeys([
+        "AbortRun", "ApiError", "DurableError", "EngineLocked", "EngineUnavailable",
+        "NotPicklable", "PayloadTooLarge", "RunFailed", "RunNotFound", "WaitConflict",
+        "WaitTimeout"], "core.errors"),
+    "Retry": "core.retry",
+    **dict.fromkeys([
+        "Decision", "Queue", "RunHandle", "RunResult", "SqlResult", "Task", "approval",
+        "get_run", "idempotency_key", "runs", "send_event", "sleep", "sql", "step", "task",
+        "wait_for_event"], "client.tasks"),
+}
+
+if TYPE_CHECKING:
+    from .client.client import Client, connect
+    from .client.tasks import (
+        Decision,
+        Queue,
+        RunHandle,
+        RunResult,
+        SqlResult,
+        Task,
+        approval,
+        get_run,
+        idempotency_key,
+        runs,
+        send_event,
+        sleep,
+        sql,
+        step,
+        task,
+        wait_for_event,
+    )
+    from .core.errors import (
+        AbortRun,
+        ApiError,
+        DurableError,
+        EngineLocked,
+        EngineUnavailable,
+        NotPicklable,
+        PayloadTooLarge,
+        RunFailed,
+        RunNotFound,
+        WaitConflict,
+        WaitTimeout,
+    )
+    from .core.retry import Retry
+
+
+def _display_run(handle) -> bool:
+    from .widgets.views import show_in_kernel
+
+    return show_in_kernel(handle)
+
+
+def _timeline(runs, title: str | None = None):
+    from .widgets.timeline import timeline as make
+
+    return make(runs, title=title)
+
+
+_views.display_run, _views.timeline = _display_run, _timeline
+
+
+def __getattr__(name: str):
+    """Import a public name's module when the name is first used (PEP 562)."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'durable_nb' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))
+
 
 __all__ = [
     "AbortRun", "ApiError", "Client", "Decision", "DurableError", "EngineLocked",
@@ -52,16 +103,14 @@ __all__ = [
 
 def runs_widget(status: str | None = None, task: str | None = None, limit: int = 25):
     """A live table of runs (filter by status and task, paginated); click a row for its graph."""
-    from ._widgets import runs_widget as make
+    from .widgets.views import runs_widget as make
 
     return make(status=status, task=task, limit=limit)
 
 
 def timeline(runs, title: str | None = None):
     """A plotly Gantt chart of several runs (RunHandles or run ids); see RunHandle.timeline."""
-    from ._timeline import timeline as make
-
-    return make(runs, title=title)
+    return _timeline(runs, title=title)
 
 
 def _jupyter_labextension_paths() -> list[dict]:
@@ -71,13 +120,13 @@ def _jupyter_labextension_paths() -> list[dict]:
 
 def _jupyter_server_extension_points() -> list[dict]:
     """Where jupyter-server finds the extension (enabled by etc/jupyter/.../durable_nb.json)."""
-    from ._serverext import DurableApp
+    from .jupyter.extension import DurableApp
 
-    return [{"module": "durable_nb._serverext", "app": DurableApp}]
+    return [{"module": "durable_nb.jupyter.extension", "app": DurableApp}]
 
 
 def load_ipython_extension(ipython) -> None:
     """``%load_ext durable_nb``: registers ``%%durable`` and ``%durable``."""
-    from ._magics import load
+    from .ipython.magics import load
 
     load(ipython)

@@ -31,7 +31,7 @@ class EngineProcess:
 
     def start(self, timeout: float = 30.0):
         import durable_nb as dn
-        from durable_nb._paths import runtime_file
+        from durable_nb.core.paths import runtime_file
 
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(
@@ -212,7 +212,7 @@ class Jupyter:
         return self.proc.pid
 
     def runtime(self) -> dict:
-        from durable_nb._paths import runtime_file
+        from durable_nb.core.paths import runtime_file
 
         return json.loads(runtime_file(self.db).read_text())
 

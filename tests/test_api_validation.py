@@ -188,9 +188,9 @@ def test_task_options_are_checked_against_what_tasks_send(eng, options, field, r
 
 def test_the_options_tasks_and_cells_send_are_accepted():
     """Every option _tasks and _cells send validates (a task with all options set)."""
-    from durable_nb import _apischema
-    from durable_nb._cells import run_cell
-    from durable_nb._tasks import Queue, Task
+    from durable_nb.client.tasks import Queue, Task
+    from durable_nb.server import apischema as _apischema
+    from durable_nb.worker.cells import run_cell
 
     full = Task(run_cell, "full", dn.Retry(max_attempts=5, factor=3, min_timeout=0.5,
                                            max_timeout=30), Queue("q", 4), 60.0, 120.0)
@@ -323,7 +323,7 @@ def test_sql_bodies_are_checked_and_results_are_json(eng):
 def test_the_openapi_document_describes_every_body_and_parameter(eng):
     status, doc = call(eng, "GET", "/openapi.json")
     assert status == 200 and doc["openapi"].startswith("3.1")
-    from durable_nb import _api
+    from durable_nb.server import api as _api
 
     for rt in _api.ROUTES:
         op = doc["paths"][rt.path][rt.method.lower()]

@@ -6,7 +6,8 @@ import pytest
 from _support import count
 
 import durable_nb as dn
-from durable_nb._cells import fetch_variables, split_statements, trigger_cell
+from durable_nb.client.cells import fetch_variables, trigger_cell
+from durable_nb.core.source import split_statements
 
 CELL = '''
 import os, signal

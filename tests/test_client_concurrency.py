@@ -15,8 +15,8 @@ import pytest
 from _support import wait_for
 
 import durable_nb as dn
-from durable_nb._client import Client
-from durable_nb._paths import runtime_file
+from durable_nb.client.client import Client
+from durable_nb.core.paths import runtime_file
 
 
 def test_250_clients_connect_to_the_socket_at_once(engine):

@@ -16,7 +16,7 @@ import pytest
 from _support import EngineProcess, wait_for
 
 import durable_nb as dn
-from durable_nb._cells import fetch_variables
+from durable_nb.client.cells import fetch_variables
 
 FIXTURE = Path(__file__).parent / "data" / "release-0.1.0"
 

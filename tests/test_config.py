@@ -1,4 +1,4 @@
-"""The engine's settings, defined once in `durable_nb._config`: `durable-nb serve` options,
+"""The engine's settings, defined once in `durable_nb.core.config`: `durable-nb serve` options,
 `DurableApp` traits, environment variables and `EngineConfig` agree, and bad values are
 refused with an error that names where they came from."""
 
@@ -23,9 +23,9 @@ from _support import (
 )
 from traitlets import TraitError
 
-from durable_nb import _config
-from durable_nb._config import MB, SETTINGS, ConfigError, EngineConfig
-from durable_nb._paths import default_db_path
+from durable_nb.core import config as _config
+from durable_nb.core.config import MB, SETTINGS, ConfigError, EngineConfig
+from durable_nb.core.paths import default_db_path
 
 SHARED = [s for s in SETTINGS if s.flag and s.jupyter and s.name != "db_path"]
 
@@ -67,7 +67,7 @@ def jupyter_help(tmp_path: Path) -> dict[str, tuple[str, str]]:
     jupyter-server prints `jupyter server --help-all` before it loads extensions, so no
     extension's traits appear there; the extension launched as an application prints
     them with the same traitlets machinery, next to the ServerApp options."""
-    code = "from durable_nb._serverext import DurableApp; DurableApp.launch_instance()"
+    code = "from durable_nb.jupyter.extension import DurableApp; DurableApp.launch_instance()"
     out = _run("-c", code, "--help-all", env=jupyter_env(tmp_path, COLUMNS="1000"))
     assert out.returncode == 0, out.stderr
     assert "--ServerApp.port=" in out.stdout
@@ -103,8 +103,8 @@ def test_serve_help_and_the_jupyter_help_list_the_same_settings(tmp_path):
 
 
 def test_engine_config_comes_from_the_settings():
-    from durable_nb._engine import EngineConfig as FromEngine
-    from durable_nb._serial import DEFAULT_MAX_PAYLOAD
+    from durable_nb.core.serial import DEFAULT_MAX_PAYLOAD
+    from durable_nb.engine.engine import EngineConfig as FromEngine
 
     assert FromEngine is EngineConfig
     fields = {f.name: f.default for f in dataclasses.fields(EngineConfig)}

@@ -11,8 +11,11 @@ import subprocess
 import duckdb
 import pytest
 
-from durable_nb import _doctor, _journal, _paths, cli
-from durable_nb._schema import SCHEMA_VERSION
+from durable_nb.cli import commands as cli
+from durable_nb.cli import doctor as _doctor
+from durable_nb.core import paths as _paths
+from durable_nb.store import journal as _journal
+from durable_nb.store.schema import SCHEMA_VERSION
 
 
 def doctor(db, capsys) -> tuple[int, str]:
@@ -168,7 +171,7 @@ def test_records_lost_to_damage_before_ingestion_are_counted(engine, capsys):
 
 
 def test_quarantined_records_are_listed(engine, capsys):
-    from durable_nb._storefaults import Quarantine
+    from durable_nb.store.faults import Quarantine
 
     fill(engine, 3)
     engine.stop()

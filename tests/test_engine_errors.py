@@ -134,7 +134,7 @@ def test_engine_binds_loopback_only_and_files_are_private(engine):
     import os
     import stat
 
-    from durable_nb._paths import runtime_file
+    from durable_nb.core.paths import runtime_file
 
     assert engine.client.url.startswith("http://127.0.0.1:")
     assert stat.S_IMODE(os.stat(runtime_file(engine.db)).st_mode) == 0o600
@@ -164,8 +164,8 @@ def test_a_client_asked_not_to_start_engines_never_does(make_engine):
     import os
     import time
 
-    from durable_nb._client import find_engine
-    from durable_nb._paths import runtime_file
+    from durable_nb.client.client import find_engine
+    from durable_nb.core.paths import runtime_file
 
     e = make_engine(name="no-autostart")
     client = find_engine(e.db, start=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from _support import REPO
 
-from durable_nb import _labext
+from durable_nb.jupyter import labext as _labext
 
 NODE_TOOLS = {"node", "nodejs", "npm", "npx", "corepack", "yarn", "pnpm"}
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from durable_nb import _journal
-from durable_nb._journal import (
+from durable_nb.store import journal as _journal
+from durable_nb.store.journal import (
     FILE_HEADER_BYTES,
     SYNC,
     Damage,
@@ -363,7 +363,7 @@ def test_segment_of_the_previous_release(tmp_path):
 
 def test_store_resumes_from_a_segment_of_the_previous_release(tmp_path):
     """A database left by the previous release with records not yet ingested."""
-    from durable_nb._store import Store
+    from durable_nb.store.store import Store
 
     db = tmp_path / "old.duckdb"
     s = Store(db)
@@ -474,7 +474,7 @@ def test_write_past_the_file_size_limit_is_rolled_back(tmp_path):
         from pathlib import Path
         sys.path.insert(0, {str(Path(__file__).parent)!r})
         from test_journal import _record
-        from durable_nb._journal import Journal, scan_segment, segments
+        from durable_nb.store.journal import Journal, scan_segment, segments
         folder = Path({str(tmp_path / "j")!r})
         j = Journal(folder, 0)
         soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

@@ -8,9 +8,9 @@ import stat
 import pytest
 
 import durable_nb as dn
-from durable_nb._client import FRAME, Client, _recv_exact, find_engine, get_client
-from durable_nb._localapi import MAX_SOCKET_PATH, socket_path
-from durable_nb._paths import runtime_file
+from durable_nb.client.client import FRAME, Client, _recv_exact, find_engine, get_client
+from durable_nb.core.paths import runtime_file
+from durable_nb.server.unix import MAX_SOCKET_PATH, socket_path
 
 
 @dn.task(id="localapi-add")

@@ -17,7 +17,7 @@ import pytest
 from _support import free_port, jupyter_env, start_server, stop_process
 from test_magics import Kernel, run_id
 
-from durable_nb._auth import server_owner
+from durable_nb.core.auth import server_owner
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"

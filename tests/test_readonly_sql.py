@@ -14,9 +14,9 @@ import time
 import duckdb
 import pytest
 
-from durable_nb import _readonly_sql as ro
-from durable_nb._schema import migrate
-from durable_nb._store import Store
+from durable_nb.store import readonly_sql as ro
+from durable_nb.store.schema import migrate
+from durable_nb.store.store import Store
 
 SETTINGS = ("select name, value from duckdb_settings() where name in ('threads', "
             "'memory_limit', 'preserve_insertion_order', 'checkpoint_threshold', "

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import durable_nb as dn
-from durable_nb._durations import parse_duration
+from durable_nb.core.durations import parse_duration
 
 # The project carries its own copy of the shared conformance cases, so a fresh clone runs
 # them; SHARED is where the shared original lives when the repository sits beside it.

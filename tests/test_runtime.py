@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 import durable_nb
-from durable_nb import _api, _runtime
+from durable_nb.core import runtime as _runtime
+from durable_nb.server import api as _api
 
 PKG = Path(durable_nb.__file__).resolve().parent
 
@@ -152,13 +153,15 @@ def test_the_events_path_is_the_one_the_api_serves():
 def test_the_events_url_is_built_in_one_place():
     """No other module turns an http URL into a ws one (the JavaScript builds its own)."""
     ws_literal = re.compile(r"""["']wss?["']|["']wss?://|\^http""")
-    others = [p.name for p in PKG.glob("*.py")
-              if p.name != "_runtime.py" and ws_literal.search(p.read_text())]
+    others = [p.name for p in PKG.rglob("*.py")
+              if p.relative_to(PKG).as_posix() != "core/runtime.py"
+              and ws_literal.search(p.read_text())]
     assert others == []
 
 
 def test_every_runtime_file_reader_and_writer_goes_through_the_module():
     direct = re.compile(r"runtime_file\(|write_private\(")
-    others = [p.name for p in PKG.glob("*.py")
-              if p.name not in ("_runtime.py", "_paths.py") and direct.search(p.read_text())]
+    others = [p.name for p in PKG.rglob("*.py")
+              if p.relative_to(PKG).as_posix() not in ("core/runtime.py", "core/paths.py")
+              and direct.search(p.read_text())]
     assert others == []

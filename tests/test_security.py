@@ -26,10 +26,10 @@ import tornado.websocket
 from _support import REPO, Jupyter, http_call, wait_for
 
 import durable_nb as dn
-from durable_nb._auth import scrub_uri, server_owner
-from durable_nb._client import FRAME
-from durable_nb._paths import engine_log_file, runtime_file
-from durable_nb._private import call_private, private_thread, private_umask
+from durable_nb.client.client import FRAME
+from durable_nb.core.auth import scrub_uri, server_owner
+from durable_nb.core.paths import engine_log_file, runtime_file
+from durable_nb.core.private import call_private, private_thread, private_umask
 
 MB = 1 << 20
 OWNER = "ada-owner"  # $JUPYTERHUB_USER of the Jupyter servers below: the server's owner
@@ -217,7 +217,7 @@ def test_the_standalone_engine_refuses_before_reading_the_body(engine):
     assert rss(engine.pid) - before < 16 * MB
     # an authenticated body over the limit is refused from its Content-Length
     headers = {"Authorization": f"token {engine.client.token}"}
-    from durable_nb import _api
+    from durable_nb.server import api as _api
 
     assert post_headers_only(url, "/durable/api/runs", _api.MAX_BODY + 1, headers) == 413
     assert engine.client.request("GET", "/health")["pid"] == engine.pid

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 import durable_nb as dn
-from durable_nb import _serial
+from durable_nb.core import serial as _serial
 
 
 def test_unpicklable_value_is_named_with_type_and_reason():

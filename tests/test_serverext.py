@@ -33,9 +33,9 @@ from _support import (
 )
 
 import durable_nb as dn
-from durable_nb import _api
-from durable_nb._client import find_engine
-from durable_nb._paths import default_db_path, runtime_file
+from durable_nb.client.client import find_engine
+from durable_nb.core.paths import default_db_path, runtime_file
+from durable_nb.server import api as _api
 
 REPO = Path(__file__).resolve().parents[1]
 BASE_URL = "/jp%40x/"
@@ -130,13 +130,13 @@ def test_the_data_file_enables_the_extension_and_is_installed_by_the_wheel():
     assert shared["jupyter-config/jupyter_server_config.d/durable_nb.json"] == \
         "etc/jupyter/jupyter_server_config.d/durable_nb.json"
     (point,) = dn._jupyter_server_extension_points()
-    assert point["app"].name == "durable_nb" and point["module"] == "durable_nb._serverext"
+    assert point["app"].name == "durable_nb" and point["module"] == "durable_nb.jupyter.extension"
 
 
 def test_traits_have_help_and_current_activity_follows_the_host():
     from types import SimpleNamespace
 
-    from durable_nb._serverext import DurableApp
+    from durable_nb.jupyter.extension import DurableApp
 
     for name in ("db_path", "max_workers", "wait_grace", "max_payload_mb", "activity_interval"):
         trait = DurableApp.class_traits()[name]

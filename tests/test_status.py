@@ -1,4 +1,4 @@
-"""The one vocabulary of statuses (durable_nb/_status.py) and the copies the views keep.
+"""The one vocabulary of statuses (durable_nb/core/status.py) and the copies the views keep.
 
 The JavaScript views and the Lab extension cannot import Python, so they spell the statuses
 out; these tests parse their sources and check every list and grouping against the enums.
@@ -14,8 +14,9 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
-from durable_nb import _engine, _status, _tasks, _timeline
-from durable_nb._status import (
+from durable_nb.client import tasks as _tasks
+from durable_nb.core import status as _status
+from durable_nb.core.status import (
     ACTIVE,
     BUSY,
     CANCELED_OR_EXPIRED,
@@ -30,9 +31,11 @@ from durable_nb._status import (
     StepStatus,
     WaitOutcome,
 )
+from durable_nb.engine import engine as _engine
+from durable_nb.widgets import timeline as _timeline
 
 ROOT = Path(__file__).resolve().parents[1]
-STATIC = ROOT / "durable_nb" / "static"
+STATIC = ROOT / "durable_nb" / "widgets" / "static"
 LAB_SRC = ROOT / "labextension" / "src"
 LAB_BUILT = ROOT / "durable_nb" / "labextension" / "static"
 ALL_VALUES = {*RunStatus, *AttemptOutcome, *StepStatus, *WaitOutcome, *ShownState}

@@ -10,9 +10,9 @@ import textwrap
 import duckdb
 import pytest
 
-from durable_nb import _journal
-from durable_nb._schema import SCHEMA_VERSION
-from durable_nb._store import Store
+from durable_nb.store import journal as _journal
+from durable_nb.store.schema import SCHEMA_VERSION
+from durable_nb.store.store import Store
 
 
 def test_new_store_is_private_and_migrated(tmp_path):
@@ -32,7 +32,7 @@ def test_records_written_before_a_kill_are_replayed(tmp_path):
     db = tmp_path / "b.duckdb"
     script = textwrap.dedent(f"""
         import os, signal, threading
-        from durable_nb._store import Store
+        from durable_nb.store.store import Store
         s = Store({str(db)!r}); s.open()
         s._apply = lambda batch: threading.Event().wait()   # ingestion never finishes
         s.write([("ins", "logs", {{"run_id": "r", "seq": i, "created_at": 0.0,
@@ -80,7 +80,7 @@ def test_read_only_sql(tmp_path):
 
 def test_version_1_database_keeps_its_spans_after_migrating(tmp_path):
     """Step spans written by schema 1 come back through the spans view, attributes and all."""
-    from durable_nb._schema import MIGRATIONS
+    from durable_nb.store.schema import MIGRATIONS
 
     db = tmp_path / "v1.duckdb"
     conn = duckdb.connect(str(db))

@@ -17,9 +17,9 @@ import pytest
 from _support import wait_for
 
 import durable_nb as dn
-from durable_nb import _journal
-from durable_nb._store import Store
-from durable_nb._storefaults import DAMAGED, Quarantine
+from durable_nb.store import journal as _journal
+from durable_nb.store.faults import DAMAGED, Quarantine
+from durable_nb.store.store import Store
 
 
 def _run_row(i: int) -> tuple:
@@ -33,7 +33,7 @@ def _journal_then_die(db: Path, records: list, batches: int = 1) -> None:
     before DuckDB ingests any of them, as a crash would leave them."""
     script = textwrap.dedent(f"""
         import os, pickle, signal, threading
-        from durable_nb._store import Store
+        from durable_nb.store.store import Store
         s = Store({str(db)!r}); s.open()
         s._apply = lambda batch: threading.Event().wait()   # ingestion never finishes
         records = pickle.loads({__import__("pickle").dumps(records)!r})
@@ -130,8 +130,8 @@ def test_a_stop_keeps_segments_whose_records_are_not_ingested(tmp_path):
     """Old behaviour: after an ingest error a clean stop deleted un-ingested segments."""
     db = tmp_path / "s.duckdb"
     script = textwrap.dedent(f"""
-        from durable_nb._store import Store
-        import durable_nb._store as st
+        from durable_nb.store.store import Store
+        import durable_nb.store.store as st
         s = Store({str(db)!r}); s.open()
         def fail(batch):
             raise OSError(28, "No space left on device")

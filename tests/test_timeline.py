@@ -6,8 +6,8 @@ from __future__ import annotations
 from _support import bump, wait_for
 
 import durable_nb as dn
-from durable_nb._cells import trigger_cell
-from durable_nb._timeline import timeline_bars
+from durable_nb.client.cells import trigger_cell
+from durable_nb.widgets.timeline import timeline_bars
 
 
 @dn.step(retry=dn.Retry(max_attempts=3, min_timeout=0.1, factor=1, randomize=False))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import durable_nb as dn
-from durable_nb._tracebacks import clean_traceback, user_traceback
+from durable_nb.core.tracebacks import clean_traceback, user_traceback
 
 PKG = str(Path(dn.__file__).resolve().parent)
 USER = "/home/ann/work/pipeline.py"

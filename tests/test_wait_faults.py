@@ -13,9 +13,9 @@ import pytest
 from _support import bump, count, wait_for
 
 import durable_nb as dn
-from durable_nb import _serial
-from durable_nb._engine import Engine, EngineConfig
-from durable_nb._protocol import SyncChannel
+from durable_nb.core import serial as _serial
+from durable_nb.core.protocol import SyncChannel
+from durable_nb.engine.engine import Engine, EngineConfig
 
 
 @dn.task(id="fault-approval", retry=dn.Retry(max_attempts=3, min_timeout=0.05, randomize=False))
@@ -99,7 +99,7 @@ def test_wait_deadlines_fire_after_the_engine_died_in_the_grace_period(make_engi
 def _fake_engine_worker(tmp_path):
     """A real worker process on a socket pair whose other end this test drives."""
     ours, theirs = socket.socketpair()
-    proc = subprocess.Popen([sys.executable, "-m", "durable_nb._worker", str(theirs.fileno())],
+    proc = subprocess.Popen([sys.executable, "-m", "durable_nb.worker.main", str(theirs.fileno())],
                             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
     theirs.close()
     chan = SyncChannel(ours)

@@ -15,8 +15,8 @@ import pytest
 from _support import wait_for as _wait_for
 
 import durable_nb as dn
-from durable_nb import _widgets
-from durable_nb._widgets import RunsWidget, RunWidget
+from durable_nb.widgets import views as _widgets
+from durable_nb.widgets.views import RunsWidget, RunWidget
 
 TESTS = Path(__file__).resolve().parent
 
@@ -215,7 +215,7 @@ def test_max_duration_overrun_shows_up_live(engine):
 
 
 def test_cell_run_shows_its_checkpoints(engine):
-    from durable_nb._cells import trigger_cell
+    from durable_nb.client.cells import trigger_cell
 
     h = trigger_cell("a = 1\nb = a + 1\nprint('b is', b)\n", {}, name="widget-cell")
     w = RunWidget(h)
@@ -273,7 +273,7 @@ def test_runs_widget_stays_fast_with_10000_runs(tmp_path):
     every page and filter is one quick query, nothing loads all rows."""
     from _support import EngineProcess
 
-    from durable_nb._store import Store
+    from durable_nb.store.store import Store
 
     db = tmp_path / "big.duckdb"
     store = Store(db)
@@ -328,7 +328,7 @@ def test_comm_messages_leave_a_busy_kernel(engine):
     try:
         code = (
             "import time, durable_nb as dn\n"
-            "from durable_nb._widgets import RunWidget\n"
+            "from durable_nb.widgets.views import RunWidget\n"
             "from test_widgets import ticks\n"
             "h = ticks.trigger(3)\n"
             "w = RunWidget(h)\n"

@@ -282,7 +282,7 @@ def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
     """
     nbytes = int(p.get("bytes", 50_000_000))
     with _session(work) as (dn, eng):
-        from durable_nb._cells import trigger_cell
+        from durable_nb.client.cells import trigger_cell
 
         source = (  # a standard-library array: the harness's interpreter may lack numpy
             "import array, random\n"

@@ -1,12 +1,12 @@
 /**
  * The durable_nb REST API and events WebSocket, served by the Jupyter server under
- * `<base_url>/durable/api/` (see `durable_nb/_api.py` for the routes and shapes).
+ * `<base_url>/durable/api/` (see `durable_nb/server/api.py` for the routes and shapes).
  *
  * Requests go through `ServerConnection`, which adds the token, cookies and XSRF header.
  */
 import { ServerConnection } from '@jupyterlab/services';
 
-// Statuses and groups copy durable_nb/_status.py; tests/test_status.py checks them.
+// Statuses and groups copy durable_nb/core/status.py; tests/test_status.py checks them.
 export type RunStatus =
   | 'QUEUED'
   | 'DELAYED'

@@ -1,10 +1,10 @@
 /**
  * The run graph, drawn by the same ES module as the notebook widget
- * (`durable_nb/static/run_graph.js`, plain JavaScript, API documented at its top).
+ * (`durable_nb/widgets/static/run_graph.js`, plain JavaScript, API documented at its top).
  */
 // @ts-expect-error: an untyped JavaScript module outside this package; rspack bundles it
-import * as graph from '../../durable_nb/static/run_graph.js';
-import '../../durable_nb/static/run_graph.css';
+import * as graph from '../../durable_nb/widgets/static/run_graph.js';
+import '../../durable_nb/widgets/static/run_graph.css';
 
 import { IRunDetail, IWait, request } from './api';
 

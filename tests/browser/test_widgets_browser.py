@@ -24,7 +24,7 @@ from _lab import (
 )
 from playwright.sync_api import Error as PlaywrightError
 
-from durable_nb._auth import server_owner
+from durable_nb.core.auth import server_owner
 
 pytestmark = pytest.mark.browser
 
@@ -225,7 +225,7 @@ first
 
 
 THROUGH_KERNEL = """\
-from durable_nb._widgets import RunWidget
+from durable_nb.widgets.views import RunWidget
 
 w = RunWidget(ship.trigger("3.0"))
 w.engine = {"instance": None, "server": False}  # as in VS Code: no durable API in the page

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import chaos_tasks as ct
 import duckdb
 
-from durable_nb import _serial
+from durable_nb.core import serial as _serial
 
 if TYPE_CHECKING:
     from chaos_harness import Kill

@@ -41,8 +41,8 @@ import chaos_tasks as ct
 from chaos_checks import TERMINAL, Checks, Report
 
 import durable_nb as dn
-from durable_nb._client import get_client
-from durable_nb._paths import runtime_file
+from durable_nb.client.client import get_client
+from durable_nb.core.paths import runtime_file
 
 FAULTS = (dn.EngineUnavailable, OSError, http.client.HTTPException)
 

@@ -19,7 +19,7 @@ import time
 from typing import Any
 
 import durable_nb as dn
-from durable_nb import _context
+from durable_nb.worker import context as _context
 
 # Enough task attempts for the designed failures (at most 5 per run) plus the killer's
 # kills (at most 3 per run) with room to spare: a flow whose steps eventually succeed

@@ -59,8 +59,8 @@ CELL = "x = 21\nok = dn.approval('cell-ship').approved\ny = x * 2 if ok else 0\n
 
 
 def main(out: Path) -> None:
-    from durable_nb._cells import trigger_cell
-    from durable_nb._paths import runtime_file
+    from durable_nb.client.cells import trigger_cell
+    from durable_nb.core.paths import runtime_file
 
     out.mkdir(parents=True, exist_ok=True)
     db = out / "store.duckdb"

@@ -1,0 +1,159 @@
+"""The `durable-nb` command: serve | runs | show | approve | reject | cancel | replay | sql |
+stop | doctor | demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+from ..client import show as _show
+from ..core.errors import DurableError
+
+
+def _connect(args):
+    from ..client.client import connect
+
+    return connect(db=args.db) if args.db else connect()
+
+
+def cmd_serve(args) -> int:
+    from ..core.config import engine_config, serve_values
+    from ..server.standalone import serve
+
+    values = serve_values(args)  # the option, else $DURABLE_NB_<NAME>, else the default
+    return serve(engine_config(values), port=values["port"])
+
+
+def cmd_stop(args) -> int:
+    from ..core import runtime as _runtime
+    from ..core.paths import resolve_db
+    from ..core.runtime import pid_alive
+
+    db = resolve_db(args.db)
+    info = _runtime.read(db)
+    if not info or not pid_alive(info["pid"]):
+        print(f"no engine is running for {db}")
+        return 0
+    if info.get("host") == "jupyter-server":
+        print(f"error: the engine for {db} runs inside a Jupyter server (pid {info['pid']}); "
+              "it stops with that server (shut the server down instead)", file=sys.stderr)
+        return 1
+    os.kill(info["pid"], signal.SIGTERM)
+    for _ in range(200):
+        if not pid_alive(info["pid"]):
+            print(f"stopped engine {info['pid']} for {db}")
+            return 0
+        time.sleep(0.05)
+    print(f"engine {info['pid']} did not stop within 10 s", file=sys.stderr)
+    return 1
+
+
+def cmd_runs(args) -> int:
+    client = _connect(args)
+    out = client.request("GET", "/runs", query={"status": args.status, "task": args.task,
+                                                "limit": args.limit})
+    print(_show.runs_table(out["runs"]))
+    return 0
+
+
+def cmd_show(args) -> int:
+    client = _connect(args)
+    print(_show.run_tree(client.request("GET", f"/runs/{args.run}")))
+    return 0
+
+
+def _decide(args, verb: str) -> int:
+    client = _connect(args)
+    out = client.request("POST", f"/runs/{args.run}/{verb}",
+                         {"wait": args.wait, "comment": args.comment, "by": args.by})
+    print(f"{out['outcome']}: approval '{out['wait']}' of run {out['run_id']}")
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    _connect(args).request("POST", f"/runs/{args.run}/cancel")
+    print(f"canceled run {args.run}")
+    return 0
+
+
+def cmd_replay(args) -> int:
+    out = _connect(args).request("POST", f"/runs/{args.run}/replay")
+    print(f"replayed run {args.run} as {out['id']}")
+    return 0
+
+
+def cmd_sql(args) -> int:
+    out = _connect(args).request("POST", "/sql", {"query": args.query})
+    print("\t".join(out["columns"]))
+    for row in out["rows"]:
+        print("\t".join(json.dumps(v) if not isinstance(v, str) else v for v in row))
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from ..core.paths import resolve_db
+    from .doctor import run
+
+    return run(resolve_db(args.db))
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(args.db)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from ..core.config import add_serve_options
+
+    p = argparse.ArgumentParser(prog="durable-nb", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help):
+        sp = sub.add_parser(name, help=help)
+        sp.add_argument("--db", help="DuckDB file (default: $DURABLE_NB_DB or the embedded "
+                        "default under the Jupyter data directory)")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("serve", cmd_serve, "run the engine for a database (loopback only)")
+    add_serve_options(sp)  # one per setting of durable_nb.core.config.SETTINGS
+    add("stop", cmd_stop, "stop the engine of a database")
+    sp = add("runs", cmd_runs, "list runs, newest first")
+    sp.add_argument("--status", help="filter: a status, or several joined by commas")
+    sp.add_argument("--task", help="filter: a task id")
+    sp.add_argument("--limit", type=int, default=50)
+    sp = add("show", cmd_show, "a run's attempts, steps, waits and errors as a tree")
+    sp.add_argument("run")
+    for verb in ("approve", "reject"):
+        sp = add(verb, lambda a, v=verb: _decide(a, v), f"{verb} a run's pending approval")
+        sp.add_argument("run")
+        sp.add_argument("--wait", help="the approval's name (when the run has several)")
+        sp.add_argument("--comment")
+        sp.add_argument("--by", help="a name kept as a note beside the decision; the engine "
+                        "records who decided from the credentials it authenticated")
+    sp = add("cancel", cmd_cancel, "cancel a run")
+    sp.add_argument("run")
+    sp = add("replay", cmd_replay, "start a new run with a run's task and arguments")
+    sp.add_argument("run")
+    sp = add("sql", cmd_sql, "a read-only SQL query over the store")
+    sp.add_argument("query")
+    add("doctor", cmd_doctor, "check a database's store (database, journal, quarantine, file "
+        "modes, disk): what is wrong and what to do; exit status 1 on a problem")
+    add("demo", cmd_demo, "run an example task: steps, a retry, a killed worker, an approval")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.fn(args) or 0
+    except DurableError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,54 @@
+"""Starting a %%durable cell from the kernel: the notebook variables it reads travel with
+it, and the variables of its checkpoints come back. The cell itself runs in a worker
+(``worker.cells.run_cell``)."""
+
+from __future__ import annotations
+
+import base64
+import builtins
+
+from ..core import serial as _serial
+from ..core.errors import NotPicklable
+from ..core.retry import Retry
+from ..core.source import names_read, split_statements
+from ..worker.cells import run_cell
+from .tasks import Queue, Task
+
+_NOT_INPUTS = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_oh", "_ih",
+               "_dh"}
+
+
+def cell_inputs(source: str, namespace: dict) -> dict:
+    """The notebook variables a cell reads, which travel with it to the worker."""
+    return {n: namespace[n] for n in sorted(names_read(source))
+            if n in namespace and n not in _NOT_INPUTS and not n.startswith("_i")
+            and n not in vars(builtins)}
+
+
+def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retries: int = 0,
+                 queue: str | None = None, concurrency: int | None = None,
+                 timeout: float | None = None, idempotency_key: str | None = None,
+                 transient: list[str] = (), max_duration: float | None = None):
+    """Start a durable run of a cell (plain Python source) and return its RunHandle."""
+    split_statements(source)  # a syntax error fails here, in the kernel
+    inputs = {k: v for k, v in cell_inputs(source, namespace).items() if k not in transient}
+    for var, value in inputs.items():
+        try:
+            _serial.dumps(value, f"variable '{var}'")
+        except NotPicklable as exc:
+            raise NotPicklable(
+                f"the cell reads {exc.args[0].split(' Return')[0]} It cannot travel to the "
+                f"worker: re-create it inside the cell, or pass --transient {var} if the "
+                "cell does not need it.") from None
+    q = Queue(queue, concurrency) if queue else None
+    retry = Retry(max_attempts=retries + 1, min_timeout=1, randomize=False)
+    task = Task(run_cell, name or "cell", retry, q, max_duration, timeout)
+    task.kind = "cell"
+    return task.trigger(source, inputs, list(transient), idempotency_key=idempotency_key)
+
+
+def fetch_variables(run, names: list[str] | None = None) -> dict:
+    """The variables of a cell run's latest checkpoint (all, or ``names``)."""
+    query = {"values": 1, "names": ",".join(names) if names else None}
+    out = run.client.request("GET", f"/runs/{run.id}/checkpoint", query=query, timeout=300)
+    return {n: _serial.loads(base64.b64decode(b)) for n, b in out["values_b64"].items()}

@@ -1,0 +1,122 @@
+"""The engine's pool of worker subprocesses, each connected by a socket pair."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from ..core.protocol import encode, read_message
+
+
+class WorkerProc:
+    """One worker subprocess and the engine's end of its channel."""
+
+    def __init__(self, proc: subprocess.Popen, reader, writer):
+        self.proc = proc
+        self.pid = proc.pid
+        self.reader: asyncio.StreamReader = reader
+        self.writer: asyncio.StreamWriter = writer
+        self.run: Any = None  # the engine's Run being executed, if any
+        self.ready = False
+        self.closing = False
+
+    def send(self, msg: dict) -> None:
+        if not self.writer.is_closing():
+            self.writer.write(encode(msg))
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class WorkerPool:
+    """Spawns workers on demand up to ``max_workers`` and keeps ``min_idle`` warm."""
+
+    def __init__(self, max_workers: int, min_idle: int, env: dict[str, str],
+                 on_message: Callable[[WorkerProc, dict], None],
+                 on_exit: Callable[[WorkerProc], None],
+                 on_ready: Callable[[WorkerProc], None]):
+        self.max_workers = max_workers
+        self.min_idle = min_idle
+        self.env = env
+        self.workers: list[WorkerProc] = []
+        self.spawning = 0
+        self._on_message = on_message
+        self._on_exit = on_exit
+        self._on_ready = on_ready
+        self._tasks: set[asyncio.Task] = set()
+        self.closed = False
+
+    def idle(self) -> list[WorkerProc]:
+        return [w for w in self.workers if w.ready and w.run is None and not w.closing]
+
+    def ensure(self, wanted_idle: int) -> None:
+        """Start workers so that idle + starting covers ``wanted_idle`` (within the max)."""
+        if self.closed:
+            return
+        starting = sum(1 for w in self.workers if not w.ready and not w.closing)
+        have = len(self.idle()) + self.spawning + starting
+        room = self.max_workers - len(self.workers) - self.spawning
+        for _ in range(max(0, min(max(wanted_idle, self.min_idle) - have, room))):
+            self.spawning += 1
+            t = asyncio.ensure_future(self._spawn())
+            self._tasks.add(t)
+            t.add_done_callback(self._tasks.discard)
+
+    async def _spawn(self) -> None:
+        parent, child = socket.socketpair()
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "durable_nb.worker.main", str(child.fileno())],
+                pass_fds=[child.fileno()], env=self.env, stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL, stderr=None, close_fds=True,
+            )
+        except Exception:
+            self.spawning -= 1
+            parent.close()
+            raise
+        finally:
+            child.close()
+        reader, writer = await asyncio.open_connection(sock=parent, limit=2**26)
+        w = WorkerProc(proc, reader, writer)
+        self.spawning -= 1
+        self.workers.append(w)
+        t = asyncio.ensure_future(self._read_loop(w))
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _read_loop(self, w: WorkerProc) -> None:
+        try:
+            while True:
+                msg = await read_message(w.reader)
+                if msg.get("op") == "hello":
+                    w.ready = True
+                    self._on_ready(w)
+                else:
+                    self._on_message(w, msg)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            pass
+        finally:
+            w.writer.close()
+            if w in self.workers:
+                self.workers.remove(w)
+            await asyncio.get_running_loop().run_in_executor(None, w.proc.wait)
+            self._on_exit(w)
+
+    async def close(self) -> None:
+        self.closed = True
+        for w in list(self.workers):
+            w.closing = True
+            w.kill()
+        for _ in range(100):
+            if not self.workers and not self._tasks:
+                break
+            await asyncio.sleep(0.02)

@@ -1,0 +1,273 @@
+"""The IPython extension: ``%%durable`` runs a cell in a worker, ``%durable`` lists, shows,
+attaches to, approves, rejects and cancels runs. Load it with ``%load_ext durable_nb``.
+
+Errors of durable_nb are shown as their message (they say what to do), never as a traceback
+through this module; a failed run shows the user's frames only."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_cell_magic, magics_class
+
+from ..client import show as _show
+from ..client.cells import fetch_variables, trigger_cell
+from ..client.tasks import RunHandle, get_run, runs
+from ..core.durations import parse_duration
+from ..core.errors import DurableError, RunFailed
+from ..core.source import names_read
+from ..core.status import TERMINAL, RunStatus
+from ..core.tracebacks import clean_traceback
+from .args import HelpShown, cell_parser, line_parser
+from .follow import Follower, describe, end_line, error_lines, say
+from .shell import SHELL_NAME, rename_get_ipython, shell
+
+
+def _shown(exc: BaseException, lines: list[str] | None = None) -> BaseException:
+    """``exc``, displayed by IPython as ``lines`` (default: one line) instead of a traceback."""
+    text = lines or [f"{type(exc).__name__}: {exc}"]
+    exc._render_traceback_ = lambda: list(text)  # IPython's hook for custom tracebacks
+    return exc
+
+
+def _failure(summary: dict, source: str | None) -> RunFailed:
+    exc = RunFailed(summary["id"], summary["status"], summary.get("error"))
+    return _shown(exc, [end_line(summary)] + error_lines(summary.get("error"), source))
+
+
+class CellSyntaxError(DurableError):
+    """The %%durable cell is not valid Python; found in the kernel, before anything runs."""
+
+
+def _syntax_error(exc: SyntaxError) -> CellSyntaxError:
+    """IPython prints SyntaxErrors with its own frames; this one is shown as two lines."""
+    lines = [f"SyntaxError in the %%durable cell, line {exc.lineno}: {exc.msg}"]
+    if exc.text:
+        lines.append("    " + exc.text.rstrip())
+    return _shown(CellSyntaxError(lines[0]), lines)
+
+
+def _split(line: str) -> list[str]:
+    try:
+        return shlex.split(line)
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"cannot read the options: {exc}") from None
+
+
+def _drop_connection(run: RunHandle) -> None:
+    """After an interrupt mid-request, the thread's keep-alive connection is unusable."""
+    local = run.client._local
+    conn = getattr(local, "conn", None)
+    if conn is not None:
+        conn.close()
+        local.conn = None
+
+
+@magics_class
+class DurableMagics(Magics):
+    """``%%durable [options]`` and ``%durable list|status|attach|approve|reject|cancel``."""
+
+    @line_cell_magic
+    def durable(self, line: str, cell: str | None = None) -> Any:
+        """Run a cell durably in a worker, or inspect and act on runs.
+
+        %%durable [--name NAME] [--retries N] [--queue NAME [--concurrency N]]
+                  [--timeout DUR] [--max-duration DUR] [--idempotency-key KEY]
+                  [--wait [--out a,b]] [--transient NAME ...]
+            The cell runs in a worker process, statement by statement, and its variables
+            are checkpointed after each one, so a resume continues after the last
+            completed statement. The notebook variables it reads travel with it. Without
+            --wait the run's handle is returned at once, and the run's output keeps
+            appearing below the cell while this kernel lives. With --wait the cell blocks
+            until the run ends, then puts its variables (or those in --out) into the
+            namespace; a kernel interrupt stops the waiting, not the run. --transient
+            names variables that are not checkpointed (sockets, clients).
+
+        %durable list [--status S] [--task T] [--limit N]
+        %durable status RUN            attempts, steps, waits and error as a tree
+        %durable attach RUN [--wait] [--out a,b]
+            shows the run here; once it has finished, brings back its variables (a cell)
+            or returns its result (a task, also in `_`)
+        %durable approve RUN [--name APPROVAL] [--comment TEXT] [--by WHO]
+        %durable reject RUN [...]      %durable cancel RUN
+            RUN is a run id, a variable holding a run, or `last`.
+        """
+        try:
+            if cell is None:
+                return self._line(line)
+            return self._cell(line, cell)
+        except HelpShown:
+            return None
+        except DurableError as exc:
+            if hasattr(exc, "_render_traceback_"):
+                raise
+            raise _shown(exc) from None
+
+    # ------------------------------------------------------------------ %%durable
+
+    def _cell(self, line: str, cell: str) -> RunHandle | None:
+        from IPython.core.inputtransformer2 import TransformerManager
+
+        opts = cell_parser().parse_args(_split(line))
+        try:
+            timeout, max_duration = parse_duration(opts.timeout), parse_duration(opts.max_duration)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if opts.retries < 0 or (opts.concurrency is not None and opts.concurrency < 1):
+            raise UsageError("--retries must be >= 0 and --concurrency >= 1")
+        if opts.concurrency is not None and not opts.queue:
+            raise UsageError("--concurrency needs --queue NAME (the queue it limits)")
+        if opts.out and not opts.wait:
+            raise UsageError("--out names the variables --wait brings back; add --wait")
+        source = rename_get_ipython(TransformerManager().transform_cell(cell))
+        ns = self.shell.user_ns
+        try:
+            if SHELL_NAME in names_read(source):
+                ns = {**ns, SHELL_NAME: shell}
+        except SyntaxError as exc:
+            raise _syntax_error(exc) from None
+        try:
+            run = trigger_cell(
+                source, ns, name=opts.name, retries=opts.retries, queue=opts.queue,
+                concurrency=opts.concurrency, timeout=timeout, max_duration=max_duration,
+                idempotency_key=opts.idempotency_key, transient=opts.transient)
+        except SyntaxError as exc:
+            raise _syntax_error(exc) from None
+        hint = f"`%durable attach {run.id}` brings its variables into the namespace"
+        follower = Follower(run, announce_end=not opts.wait, source=source,
+                            end_hint=hint).start()
+        if not opts.wait:
+            return run
+        summary = self._wait(run, follower)
+        if summary is None:
+            return run
+        if summary["status"] != RunStatus.COMPLETED:
+            raise _failure(summary, source)
+        self._bring_back(run, summary, opts.out, opts.transient)
+        return None
+
+    def _wait(self, run: RunHandle, follower: Follower) -> dict | None:
+        """Block until the run ends; None when a kernel interrupt stopped the waiting."""
+        try:
+            run.wait()
+            follower.join(5.0)  # let the last log lines print before the summary
+        except KeyboardInterrupt:
+            _drop_connection(run)
+            follower.announce_end = True
+            say(f"stopped waiting (kernel interrupt). The run goes on in its worker; "
+                f"`%durable attach {run.id} --wait` brings its results back when it is done.",
+                err=True)
+            return None
+        follower.stop()
+        return run._summary
+
+    def _bring_back(self, run: RunHandle, summary: dict, names: list[str] | None,
+                    transient: list[str] = ()) -> None:
+        """Put a completed cell run's variables into the notebook's namespace."""
+        values = fetch_variables(run, names)
+        values.pop(SHELL_NAME, None)
+        self.shell.push(values)
+        listing = ", ".join(sorted(values)) or "none"
+        skipped = f"; not brought back (transient): {', '.join(transient)}" if transient else ""
+        say(f"{end_line(summary)}; variables in the namespace: {listing}{skipped}")
+
+    # ------------------------------------------------------------------ %durable
+
+    def _line(self, line: str) -> Any:
+        args = line_parser().parse_args(_split(line))
+        if args.cmd is None:
+            line_parser().print_help()
+            return None
+        if args.cmd == "list":
+            from ..widgets.views import in_kernel, runs_widget
+
+            if in_kernel() and not args.text:  # a notebook: the live, paginated table
+                return runs_widget(status=args.status, task=args.task, limit=args.limit)
+            out = self._client().request("GET", "/runs", query={
+                "status": args.status, "task": args.task, "limit": args.limit})
+            print(_show.runs_table(out["runs"]))
+            return None
+        run = self._run(args.run)
+        return getattr(self, f"_cmd_{args.cmd}")(run, args)
+
+    def _client(self):
+        from ..client.client import get_client
+
+        return get_client()
+
+    def _run(self, ref: str) -> RunHandle:
+        """A run from an id, a variable holding a RunHandle, or 'last' (the newest run)."""
+        value = self.shell.user_ns.get(ref)
+        if isinstance(value, RunHandle):
+            return value
+        if ref == "last":
+            newest = runs(limit=1)
+            if not newest:
+                raise UsageError("there are no runs yet")
+            return newest[0]
+        return get_run(ref)
+
+    def _cmd_status(self, run: RunHandle, args) -> None:
+        d = run.info()
+        if d.get("error") and d["error"].get("traceback"):
+            d["error"]["traceback"] = "\n".join(clean_traceback(d["error"]["traceback"]))
+        print(_show.run_tree(d))
+        if d.get("kind") == "cell":
+            cp = run.client.request("GET", f"/runs/{run.id}/checkpoint")
+            sizes = ", ".join(f"{n} ({_show_size(v['size'])})"
+                              for n, v in sorted(cp["variables"].items()))
+            print(f"checkpoint: statement {cp.get('statement') or 0} of "
+                  f"{cp.get('total') or '?'}; variables: {sizes or '-'}")
+
+    def _cmd_attach(self, run: RunHandle, args) -> Any:
+        """Show the run here; once it has finished, its variables (cell) or result (task)."""
+        from ..widgets.views import display_run, in_kernel
+
+        summary = run._poll()
+        print(describe(run))
+        if in_kernel():
+            display_run(run)
+        running = summary["status"] not in TERMINAL
+        hint = f"`%durable attach {run.id}` again brings its results back"
+        follower = Follower(run, announce_end=running and not args.wait, end_hint=hint).start()
+        if running:
+            if not args.wait:
+                return None
+            summary = self._wait(run, follower)
+            if summary is None:
+                return None
+        else:
+            follower.join(10.0)  # prints the logs it had
+        if summary["status"] != RunStatus.COMPLETED:
+            raise _failure(summary, None)
+        if summary.get("kind") == "cell":
+            self._bring_back(run, summary, args.out)
+            return None
+        result = run.result(timeout=0)
+        say(f"{end_line(summary)}; its result is the output below (and `_`)")
+        return result
+
+    def _cmd_approve(self, run: RunHandle, args) -> None:
+        out = run.approve(args.name, args.comment, args.by)
+        print(f"approved: approval '{out['wait']}' of run {out['run_id']}")
+
+    def _cmd_reject(self, run: RunHandle, args) -> None:
+        out = run.reject(args.name, args.comment, args.by)
+        print(f"rejected: approval '{out['wait']}' of run {out['run_id']}")
+
+    def _cmd_cancel(self, run: RunHandle, args) -> None:
+        run.cancel()
+        print(f"canceled run {run.id}")
+
+
+def _show_size(n: int) -> str:
+    from ..core.serial import fmt_size
+
+    return fmt_size(n)
+
+
+def load(ipython) -> None:
+    """Register the magics (a run handle displays itself: see RunHandle._ipython_display_)."""
+    ipython.register_magics(DurableMagics)

@@ -1,0 +1,446 @@
+"""The engine's REST API as plain data: routes, handlers and the OpenAPI document.
+
+Both the standalone server (``_server``) and the Jupyter server extension mount these
+routes under ``<base_url>/durable/api/``; they differ only in how they authenticate.
+Binary values (pickles) travel base64-encoded in fields ending in ``_b64``. Each route
+carries the schemas of its body and parameters (``_apischema``): requests are validated
+against them before a handler runs, and the OpenAPI document publishes the same ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.errors import Forbidden, PayloadTooLarge, RunNotFound, StoreUnavailable, WaitConflict
+from ..core.runtime import API_PREFIX, EVENTS_PATH
+from ..core.serial import b64
+from ..core.version import __version__
+from ..engine.engine import Engine, summarize
+from . import apischema as S
+from .apischema import BadRequest, Param
+
+PREFIX = API_PREFIX  # the REST API below a server's base URL (one definition)
+MAX_BODY = 512 * 1024 * 1024
+
+__all__ = ["BadRequest", "ROUTES", "Request", "Route", "dispatch", "match", "openapi_document"]
+
+
+async def _allow_all(action: str) -> None:
+    return None
+
+
+@dataclass
+class Request:
+    engine: Engine
+    args: tuple
+    query: dict[str, str]
+    body: dict
+    user: str | None  # the identity the host authenticated; never taken from the body
+    # ``await authorize(action)`` raises Forbidden when the caller may not ``action``
+    # ("read", "write" or "execute"); hosts without finer permissions allow everything
+    authorize: Callable[[str], Awaitable[None]] = _allow_all
+    # the route's query parameters, read as their schemas say, defaults filled in
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Route:
+    method: str
+    path: str  # OpenAPI style, e.g. /runs/{run_id}
+    summary: str
+    handler: Callable[[Request], Awaitable[tuple[int, Any]]]
+    # the permission a caller needs: "read", "write", or "execute" (runs code); a handler
+    # may ask for more with ``await r.authorize(...)`` (an event with a pickled payload)
+    action: str = "read"
+    body: dict | None = None  # JSON Schema of the body (None: the route takes none)
+    query: tuple[Param, ...] = ()
+    response: dict = field(default_factory=lambda: {"type": "object"})
+    status: int = 200  # the status of success
+
+    @property
+    def regex(self) -> str:
+        return re.sub(r"\{[a-z_]+\}", r"([^/]+)", self.path)
+
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"\{([a-z_]+)\}", self.path)
+
+
+def unb64(body: dict, name: str) -> bytes | None:
+    """The bytes of a base64 field the schema has checked (None when absent or null)."""
+    value = body.get(name)
+    return None if value is None else base64.b64decode(value, validate=True)
+
+
+def _int(value: Any) -> int | None:
+    """A validated JSON integer (2.0 is one too) as a Python int."""
+    return None if value is None else int(value)
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+# ---------------------------------------------------------------------- handlers
+
+async def health(r: Request):
+    return 200, {**r.engine.health(), "version": __version__}
+
+
+async def put_task(r: Request):
+    spec = {
+        "hash": r.args[0],
+        "task_id": r.body["task_id"],
+        "code": unb64(r.body, "code_b64"),
+        "sys_path": list(r.body.get("sys_path") or []),
+        "options": r.body.get("options") or {},
+    }
+    info = r.engine.register_task(spec)
+    return 200, {"hash": info.hash, "task_id": info.task_id}
+
+
+async def post_run(r: Request):
+    b = r.body
+    try:
+        run_id, created = await r.engine.trigger(
+            b["task_hash"], unb64(b, "payload_b64"),
+            idempotency_key=b.get("idempotency_key"), delay=_float(b.get("delay")),
+            tags=list(b.get("tags") or []), concurrency_key=b.get("concurrency_key"),
+            ttl=_float(b.get("ttl")),
+        )
+    except LookupError as exc:
+        return 409, {"error": str(exc), "code": "unknown_task"}
+    return (201 if created else 200), {"id": run_id, "created": created}
+
+
+async def list_runs(r: Request):
+    p = r.params
+    runs = await r.engine.list_runs(status=p.get("status"), task=p.get("task"),
+                                    limit=p["limit"], offset=p["offset"])
+    return 200, {"runs": runs}
+
+
+async def get_run(r: Request):
+    return 200, await r.engine.run_detail(r.args[0])
+
+
+async def get_result(r: Request):
+    row = await r.engine.wait_result(r.args[0], float(r.params["timeout"]))
+    return 200, {**summarize(row), "output_b64": b64(row["output"])}
+
+
+async def cancel_run(r: Request):
+    await r.engine.cancel(r.args[0])
+    return 200, {"id": r.args[0], "canceled": True}
+
+
+async def replay_run(r: Request):
+    new_id = await r.engine.replay(r.args[0])
+    return 201, {"id": new_id, "replay_of": r.args[0]}
+
+
+async def _decide(r: Request, approved: bool):
+    # who decided is the identity the host authenticated; a name in the body is only a note
+    out = await r.engine.resolve_approval(
+        r.args[0], approved, name=r.body.get("wait"), comment=r.body.get("comment"),
+        by=r.user, note=r.body.get("by"))
+    return 200, out
+
+
+async def approve(r: Request):
+    return await _decide(r, True)
+
+
+async def reject(r: Request):
+    return await _decide(r, False)
+
+
+async def get_checkpoint(r: Request):
+    names = r.params.get("names")
+    out = await r.engine.checkpoint(
+        r.args[0], names.split(",") if names else None, values=r.params["values"])
+    out["values_b64"] = {n: b64(v) for n, v in out.pop("values").items()}
+    return 200, out
+
+
+async def run_spans(r: Request):
+    return 200, {"spans": await r.engine.spans(r.args[0])}
+
+
+async def run_logs(r: Request):
+    rows = await r.engine.logs(r.args[0], r.params["limit"])
+    return 200, {"logs": rows[::-1]}
+
+
+async def send_event(r: Request):
+    data = unb64(r.body, "data_b64")
+    if data is not None:  # a pickle is unpickled by a worker: sending one runs code
+        await r.authorize("execute")
+    elif "data" in r.body:
+        import cloudpickle
+
+        data = cloudpickle.dumps(r.body["data"])
+    limit = r.engine.config.max_payload
+    if data is not None and len(data) > limit:
+        raise PayloadTooLarge(f"the data of event '{r.args[0]}' is {len(data)} bytes, over the "
+                              f"limit of {limit} (max_payload_bytes)")
+    n = await r.engine.send_event(r.args[0], data)
+    return 200, {"key": r.args[0], "resumed": n}
+
+
+async def list_queues(r: Request):
+    return 200, {"queues": r.engine.queues()}
+
+
+async def put_queue(r: Request):
+    return 200, r.engine.set_queue(r.args[0], _int(r.body["concurrency_limit"]))
+
+
+async def list_workers(r: Request):
+    return 200, {"workers": r.engine.workers()}
+
+
+async def post_sql(r: Request):
+    cols, rows = await r.engine.sql(r.body["query"], _int(r.body.get("limit", 10_000)))
+    return 200, {"columns": cols, "rows": [list(map(_jsonable, row)) for row in rows]}
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (bytes, bytearray)):
+        return {"bytes": len(v)}
+    if isinstance(v, float) and not math.isfinite(v):
+        return str(v)  # "nan", "inf": JSON has no such numbers
+    if isinstance(v, (str, int, float, bool)) or v is None:
+        return v
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return str(v)
+
+
+async def openapi(r: Request):
+    return 200, openapi_document()
+
+
+# ---------------------------------------------------------------------- responses
+
+def _out(properties: dict, required: tuple[str, ...] = ()) -> dict:
+    return S.obj(properties, required, closed=False)
+
+
+_STR = {"type": "string"}
+_NUM = {"type": "number"}
+_RUN = _out({"id": _STR, "status": _STR, "task_id": _STR, "kind": _STR},
+            ("id", "status"))
+_RUN_CREATED = _out({"id": _STR, "created": {"type": "boolean"}}, ("id",))
+
+# ---------------------------------------------------------------------- routes
+
+ROUTES: list[Route] = [
+    Route("GET", "/health", "Engine status: pid, database, active runs", health,
+          response=_out({"ok": {"type": "boolean"}, "pid": {"type": "integer"},
+                         "version": _STR}, ("ok",))),
+    Route("GET", "/openapi.json", "This document", openapi,
+          response=_out({"openapi": _STR, "paths": {"type": "object"}}, ("openapi", "paths"))),
+    Route("PUT", "/tasks/{hash}", "Register a task's code (cloudpickled, base64)", put_task,
+          action="execute", body=S.PUT_TASK,
+          response=_out({"hash": _STR, "task_id": _STR}, ("hash", "task_id"))),
+    Route("POST", "/runs", "Trigger a run of a registered task (201 created, 200 when the "
+          "idempotency key names an existing run; 409 when the task is not registered)",
+          post_run, action="execute", body=S.POST_RUN, response=_RUN_CREATED, status=201),
+    Route("GET", "/runs", "List runs, newest first (filters: status, task; paging: limit, "
+          "offset)", list_runs,
+          query=(S.STATUS_FILTER, S.TASK_FILTER,
+                 S.int_param("limit", 1, 10_000, 100, "at most this many runs"),
+                 S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
+          response=_out({"runs": {"type": "array", "items": _RUN}}, ("runs",))),
+    Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children", get_run,
+          response=_out({**_RUN["properties"], "attempt_list": {"type": "array"},
+                         "steps": {"type": "array"}, "waits": {"type": "array"},
+                         "children": {"type": "array"}}, ("id", "status"))),
+    Route("GET", "/runs/{run_id}/result",
+          "Wait up to `timeout` seconds for the run to finish; its status and output", get_result,
+          query=(Param("timeout", {"type": "number", "minimum": 0, "maximum": 300,
+                                   "default": 0}, "seconds to wait, 0 to 300"),),
+          response=_out({**_RUN["properties"], "output_b64": {"type": ["string", "null"]}},
+                        ("id", "status"))),
+    Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run,
+          action="write", body=S.EMPTY,
+          response=_out({"id": _STR, "canceled": {"type": "boolean"}}, ("id",))),
+    Route("POST", "/runs/{run_id}/replay", "Start a new run with the same task and payload",
+          replay_run, action="execute", body=S.EMPTY, status=201,
+          response=_out({"id": _STR, "replay_of": _STR}, ("id",))),
+    Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval (`wait` picks "
+          "one by name); the decider is the authenticated user, `by` only a note", approve,
+          action="write", body=S.DECIDE,
+          response=_out({"run_id": _STR, "wait": _STR, "outcome": _STR}, ("outcome",))),
+    Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject,
+          action="write", body=S.DECIDE,
+          response=_out({"run_id": _STR, "wait": _STR, "outcome": _STR}, ("outcome",))),
+    Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans,
+          response=_out({"spans": {"type": "array"}}, ("spans",))),
+    Route("GET", "/runs/{run_id}/checkpoint",
+          "A cell run's latest checkpoint: variables and sizes (values with values=1, "
+          "a subset with names=a,b)", get_checkpoint,
+          query=(Param("names", S.string(2000), "variable names, comma-separated"),
+                 Param("values", {"type": "boolean", "default": False},
+                       "include the values (base64 pickles)")),
+          response=_out({"run_id": _STR, "variables": {"type": "object"},
+                         "values_b64": {"type": "object"}}, ("run_id",))),
+    Route("GET", "/runs/{run_id}/logs", "The run's last log lines (stdout and stderr)",
+          run_logs, query=(S.int_param("limit", 1, 100_000, 1000, "at most this many lines"),),
+          response=_out({"logs": {"type": "array"}}, ("logs",))),
+    Route("POST", "/events/{key}", "Send an event; resumes runs waiting on its key. A pickled "
+          "payload (data_b64) needs the execute permission, JSON data only write",
+          send_event, action="write", body=S.EVENT,
+          response=_out({"key": _STR, "resumed": {"type": "integer"}}, ("resumed",))),
+    Route("GET", "/queues", "Queues with their limits and load", list_queues,
+          response=_out({"queues": {"type": "array"}}, ("queues",))),
+    Route("PUT", "/queues/{name}", "Set a queue's concurrency limit (applies at once)",
+          put_queue, action="write", body=S.PUT_QUEUE,
+          response=_out({"name": _STR, "concurrency_limit": {"type": ["integer", "null"]}},
+                        ("name",))),
+    Route("GET", "/workers", "Worker processes and the run each executes", list_workers,
+          response=_out({"workers": {"type": "array"}}, ("workers",))),
+    Route("POST", "/sql", "A read-only SQL query over the store (one SELECT)", post_sql,
+          action="read", body=S.SQL,
+          response=_out({"columns": {"type": "array", "items": _STR},
+                         "rows": {"type": "array", "items": {"type": "array"}}},
+                        ("columns", "rows"))),
+]
+WS_PATH = EVENTS_PATH
+COMPILED = [(rt, re.compile(rt.regex + "$")) for rt in ROUTES]
+
+
+def match(method: str, path: str) -> tuple[Route | None, tuple, bool]:
+    """The route for ``path`` (relative to the API root); third item: path known."""
+    known = False
+    if not isinstance(path, str):
+        return None, (), False
+    for rt, rx in COMPILED:
+        m = rx.match(path)
+        if m:
+            known = True
+            if rt.method == method:
+                return rt, m.groups(), True
+    return None, (), known
+
+
+def _validated(route: Route, args: tuple, query: dict, body: bytes | None) -> tuple[dict, dict]:
+    """The parsed body and query parameters of a request that matches ``route``'s schemas."""
+    S.check_path(route.path_params, args)
+    params = S.read_query(route.query, query if query is not None else {})
+    parsed: dict = {}
+    if route.body is not None:  # a body sent to a route that takes none is ignored
+        if body:
+            parsed = S.parse_body(body)
+        S.validate(route.body, parsed)
+    return parsed, params
+
+
+async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str],
+                   body: bytes | None, user: str | None,
+                   authorize: Callable[[str], Awaitable[None]] | None = None) -> tuple[int, Any]:
+    """Answer one API request; errors become JSON with a fitting status code.
+
+    ``user`` is the identity the host authenticated. ``authorize(action)`` raises
+    `Forbidden` when the caller may not do ``action``; the route's own action is checked
+    here, then the request is validated against the route's schemas, before its handler
+    runs (hosts without permissions pass None)."""
+    route, args, known = match(method, path)
+    if route is None:
+        if known:
+            return 405, {"error": f"{method} is not allowed on {path}", "code": "bad_method"}
+        return 404, {"error": f"no API route {str(path)[:200]}; see /{PREFIX}/openapi.json",
+                     "code": "no_route"}
+    if body and len(body) > MAX_BODY:
+        return 413, {"error": f"request body is {len(body)} bytes, over {MAX_BODY}",
+                     "code": "too_large"}
+    check = authorize or _allow_all
+    try:
+        await check(route.action)
+        parsed, params = _validated(route, args, query, body)
+        return await route.handler(Request(engine, args, query, parsed, user, check, params))
+    except Forbidden as exc:
+        return 403, {"error": str(exc), "code": "forbidden"}
+    except StoreUnavailable as exc:
+        return 507, {"error": str(exc), "code": "store_unavailable"}
+    except RunNotFound as exc:
+        return 404, {"error": str(exc), "code": "run_not_found"}
+    except WaitConflict as exc:
+        return 409, {"error": str(exc), "code": "conflict"}
+    except PayloadTooLarge as exc:
+        return 413, {"error": str(exc), "code": "too_large"}
+    except BadRequest as exc:
+        return 400, exc.answer()
+    except ValueError as exc:
+        return 422, {"error": str(exc), "code": "invalid"}
+
+
+# ---------------------------------------------------------------------- OpenAPI
+
+_ERROR = S.obj({"error": {"type": "string"}, "code": {"type": "string"},
+                "field": {"type": "string", "description": "the field at fault (400)"},
+                "rule": {"type": "string", "description": "the schema rule it broke (400)"}},
+               required=("error",), closed=False)
+_ERRORS = {
+    "400": "The body or a parameter does not match its schema: `field` and `rule` say where",
+    "403": "Not authenticated, or not allowed this route's action",
+    "404": "No such run, or no such route",
+    "409": "A conflict: a wait already resolved, an event already sent, a run finished, or "
+           "an unknown task hash (code unknown_task)",
+    "413": "A payload over the engine's max_payload",
+    "422": "Valid in form but refused by the engine (an unknown status, a hash that does not "
+           "match the code, SQL that is not one read-only query)",
+    "507": "The store cannot write now (a full disk); reads still work",
+}
+
+
+def _json_content(schema: dict) -> dict:
+    return {"application/json": {"schema": schema}}
+
+
+def openapi_document() -> dict:
+    paths: dict[str, dict] = {}
+    for rt in ROUTES:
+        params: list[dict] = [
+            {"name": n, "in": "path", "required": True, "schema": S.PATH_PARAMS.get(n, S.RUN_ID)}
+            for n in rt.path_params]
+        params += [{"name": p.name, "in": "query", "required": False, "schema": p.schema,
+                    "description": p.description} for p in rt.query]
+        ok = {"description": "OK", "content": _json_content(rt.response)}
+        responses = {str(rt.status): ok}
+        if rt.path == "/runs" and rt.method == "POST":
+            responses["200"] = {"description": "An existing run with this idempotency key",
+                                "content": _json_content(rt.response)}
+        for code, text in _ERRORS.items():
+            responses[code] = {"description": text, "content": _json_content(_ERROR)}
+        op: dict[str, Any] = {"summary": rt.summary, "operationId": rt.handler.__name__,
+                              "x-action": rt.action, "responses": responses}
+        if params:
+            op["parameters"] = params
+        if rt.body is not None:
+            required = bool(rt.body.get("required"))
+            op["requestBody"] = {"required": required, "content": _json_content(rt.body)}
+        paths.setdefault(rt.path, {})[rt.method.lower()] = op
+    paths[WS_PATH] = {"get": {
+        "summary": "WebSocket: a stream of run events (status, step, wait, log, warning)",
+        "operationId": "events_ws", "responses": {"101": {"description": "Switching protocols"}}}}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "durable_nb API", "version": __version__,
+                 "description": "Requests are validated against these schemas; a 400 names "
+                                "the field and the rule."},
+        "servers": [{"url": "/" + PREFIX}],
+        "components": {"securitySchemes": {"token": {
+            "type": "apiKey", "in": "header", "name": "Authorization",
+            "description": "`token <token>`: the engine's token, or the Jupyter server's"}}},
+        "security": [{"token": []}],
+        "paths": paths,
+    }

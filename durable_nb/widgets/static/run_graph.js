@@ -1,0 +1,705 @@
+// durable_nb run graph: a standalone ES module (no imports, no anywidget, no build step).
+//
+// Used by the anywidget run widget (durable_nb/widgets/views.py) and by the JupyterLab panel's
+// detail view. Pair it with run_graph.css (all classes are prefixed `dng-`; colors use
+// JupyterLab's --jp-* theme variables with light fallbacks).
+//
+// Public API (stable):
+//
+//   renderRunGraph(el, run, options?)  -> void
+//       Render `run` into `el` (its contents are replaced). Call it again with new data to
+//       update: what the user opened (tracebacks, logs, child runs), typed (approval
+//       comments) and focused survives re-renders. Durations of running items tick by
+//       themselves.
+//       run: the JSON of GET <base>/durable/api/runs/<id> (summary + attempt_list, steps,
+//            waits, children), optionally with
+//              checkpoints: [{statement, total, size, at}]   (cells; spans of kind checkpoint)
+//              logs: [{at, stream, line}]                     (a tail of the output)
+//              steps_omitted: number                          (older step rows left out)
+//            loadRun() builds exactly this from the REST API.
+//       options (all optional):
+//         onApprove(wait, comment) -> Promise   resolve an approval; reject the promise with
+//         onReject(wait, comment)  -> Promise   an Error whose message is shown in the graph
+//                                               (e.g. "already approved by alice").
+//                                               `wait` is the wait row ({wait_key, name, ...}).
+//                                               Without these, pending approvals show no buttons.
+//         loadChild(runId) -> Promise<run>      lets child runs expand inline (nested graph).
+//         onOpenChild(runId) -> false | any     makes child (and parent) run ids links, e.g. to
+//                                               open a panel; returning false expands a child
+//                                               inline instead.
+//         childRuns: {[runId]: run}             child data the caller already has (wins over
+//                                               loadChild).
+//         notice: {kind: "info"|"warning"|"error", text: string, code?: string} | null
+//                                               a banner above the graph (e.g. "kernel
+//                                               restarted; re-attach with ...").
+//         now: () => seconds                    clock for live durations (default: Date.now).
+//
+//   loadRun(getJson, runId, {logs = 200}?) -> Promise<run>
+//       Fetch everything renderRunGraph shows. getJson(path) must return the parsed JSON of
+//       GET <base>/durable/api<path> (path like "/runs/run_1/logs?limit=200"), so the caller
+//       decides how to authenticate (ServerConnection, fetch with XSRF, a kernel ...).
+//
+//   STATUS_COLORS: {status: css color}, TERMINAL: Set of final statuses,
+//   statusKind(status) -> "ok" | "bad" | "run" | "wait" | "idle" | "off"  (css suffix)
+//
+// The statuses and their groups copy durable_nb/core/status.py (TERMINAL, VIEW_KIND);
+// tests/test_status.py checks that they agree.
+//   formatDuration(seconds) -> string
+
+export const TERMINAL = new Set([
+  "COMPLETED", "FAILED", "CANCELED", "CRASHED", "TIMED_OUT", "EXPIRED",
+]);
+
+export const STATUS_COLORS = {
+  COMPLETED: "#1a7f37", FAILED: "#cf222e", CRASHED: "#cf222e", TIMED_OUT: "#cf222e",
+  ERRORED: "#cf222e", EXECUTING: "#0969da", RUNNING: "#0969da", WAITING: "#bf8700",
+  PENDING: "#bf8700", DELAYED: "#8250df", QUEUED: "#6e7781", CANCELED: "#57606a",
+  EXPIRED: "#57606a", SUSPENDED: "#6e7781", INTERRUPTED: "#6e7781",
+};
+
+const KIND_OF = {
+  COMPLETED: "ok", APPROVED: "ok", EVENT: "ok", ELAPSED: "ok",
+  FAILED: "bad", ERRORED: "bad", CRASHED: "bad", TIMED_OUT: "bad", REJECTED: "bad",
+  EXECUTING: "run", RUNNING: "run",
+  WAITING: "wait", PENDING: "wait", DELAYED: "wait",
+  QUEUED: "idle", SUSPENDED: "idle", INTERRUPTED: "idle",
+  CANCELED: "off", EXPIRED: "off", ABANDONED: "off",
+};
+
+/** The css suffix (dng-k-<kind>) of a run, step, attempt or wait status. */
+export function statusKind(status) {
+  return KIND_OF[String(status || "").toUpperCase()] || "idle";
+}
+
+/** "850 ms", "3.2 s", "4 min 05 s", "2 h 10 min". */
+export function formatDuration(s) {
+  if (s == null || !isFinite(s)) return "";
+  if (s < 0) s = 0;
+  if (s < 1) return `${Math.round(s * 1000)} ms`;
+  if (s < 60) return `${s < 10 ? s.toFixed(2) : s.toFixed(1)} s`;
+  if (s < 3600) {
+    const m = Math.floor(s / 60);
+    return `${m} min ${String(Math.floor(s % 60)).padStart(2, "0")} s`;
+  }
+  const h = Math.floor(s / 3600);
+  return `${h} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+}
+
+function formatTime(t) {
+  if (!t) return "";
+  const d = new Date(t * 1000);
+  const today = new Date();
+  const time = d.toLocaleTimeString([], { hour12: false });
+  return d.toDateString() === today.toDateString()
+    ? time : `${d.toLocaleDateString()} ${time}`;
+}
+
+function formatSize(n) {
+  if (n == null) return "";
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+function shortId(id) {
+  return id && id.length > 14 ? `${id.slice(0, 12)}…` : id || "";
+}
+
+/** Build an element: h("div", {class: "x", onclick: f}, child, "text", [more]). */
+function h(tag, attrs, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v == null || v === false) continue;
+    if (k.startsWith("on")) el.addEventListener(k.slice(2), v);
+    else if (k === "class") el.className = v;
+    else if (k === "dataset") Object.assign(el.dataset, v);
+    else if (k === "value") el.value = v;
+    else el.setAttribute(k, v === true ? "" : v);
+  }
+  const add = (c) => {
+    if (c == null || c === false) return;
+    if (Array.isArray(c)) c.forEach(add);
+    else el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  };
+  children.forEach(add);
+  return el;
+}
+
+function badge(status, label) {
+  return h("span", { class: `dng-badge dng-k-${statusKind(status)}` }, label || status);
+}
+
+function preview(value) {
+  if (value == null) return "";
+  if (typeof value === "string") return value;
+  try {
+    return JSON.stringify(value, null, 2);
+  } catch (e) {
+    return String(value);
+  }
+}
+
+// ---------------------------------------------------------------------------- state
+
+// Per-element UI state that survives re-renders.
+const STATES = new WeakMap();
+
+function stateOf(el) {
+  let s = STATES.get(el);
+  if (!s) {
+    s = {
+      open: new Map(),       // details key -> open?
+      comments: new Map(),   // wait key -> typed comment
+      busy: new Set(),       // wait keys being resolved
+      messages: new Map(),   // wait key -> {kind, text}
+      expanded: new Set(),   // child run ids shown inline
+      children: new Map(),   // child run id -> {run, loading, error, at}
+      timer: null,
+      run: null,
+      options: {},
+      logsPinned: true,
+    };
+    STATES.set(el, s);
+  }
+  return s;
+}
+
+function details(state, key, summary, body, openByDefault, extraClass) {
+  const open = state.open.has(key) ? state.open.get(key) : !!openByDefault;
+  const d = h("details", { class: `dng-details ${extraClass || ""}`, open },
+    h("summary", {}, summary), body);
+  d.addEventListener("toggle", () => state.open.set(key, d.open));
+  return d;
+}
+
+// ---------------------------------------------------------------------------- loading
+
+/** Fetch a run with its checkpoints and a tail of its logs (see the header). */
+export async function loadRun(getJson, runId, { logs = 200 } = {}) {
+  const id = encodeURIComponent(runId);
+  const [run, spans, tail] = await Promise.all([
+    getJson(`/runs/${id}`),
+    getJson(`/runs/${id}/spans`).catch(() => ({ spans: [] })),
+    logs ? getJson(`/runs/${id}/logs?limit=${logs}`).catch(() => ({ logs: [] }))
+      : Promise.resolve({ logs: [] }),
+  ]);
+  run.checkpoints = (spans.spans || [])
+    .filter((s) => s.kind === "checkpoint")
+    .map((s) => ({
+      statement: (s.attributes || {}).statement, total: (s.attributes || {}).total,
+      size: (s.attributes || {}).size, at: s.start_at,
+    }));
+  run.logs = tail.logs || [];
+  return run;
+}
+
+// ---------------------------------------------------------------------------- model
+
+// Turn the run's rows into graph items in time order.
+function buildItems(run) {
+  const items = [];
+  const retryWaits = new Map(); // step key -> [wait]
+  const childTargets = new Set();
+  for (const w of run.waits || []) {
+    if (w.kind === "retry") {
+      const key = String(w.name || "").replace(/ retry \d+$/, "");
+      if (!retryWaits.has(key)) retryWaits.set(key, []);
+      retryWaits.get(key).push(w);
+    } else if (w.kind === "child") {
+      (w.target || []).forEach((t) => childTargets.add(t));
+    }
+  }
+  const childWaitTasks = new Set(
+    (run.waits || []).filter((w) => w.kind === "child").map((w) => w.name));
+  const groups = new Map();
+  for (const s of run.steps || []) {
+    if (!groups.has(s.step_key)) groups.set(s.step_key, []);
+    groups.get(s.step_key).push(s);
+  }
+  const children = run.children || [];
+  for (const [key, tries] of groups) {
+    tries.sort((a, b) => (a.started_at || 0) - (b.started_at || 0));
+    if (key.startsWith("trigger:")) {
+      const task = key.slice(8).replace(/#\d+$/, "");
+      if (childWaitTasks.has(task)) continue; // shown by its child wait
+      const ids = children.filter((c) => c.task_id === task && !childTargets.has(c.id))
+        .map((c) => c.id);
+      ids.forEach((i) => childTargets.add(i));
+      items.push({ type: "trigger", at: tries[0].started_at, key, task, ids });
+      continue;
+    }
+    items.push({ type: "step", at: tries[0].started_at, key, tries,
+      retries: retryWaits.get(key) || [] });
+  }
+  for (const w of run.waits || []) {
+    if (w.kind === "retry") continue;
+    items.push({ type: "wait", at: w.created_at, wait: w });
+  }
+  for (const c of run.checkpoints || []) {
+    items.push({ type: "checkpoint", at: c.at, cp: c });
+  }
+  const attempts = run.attempt_list || [];
+  if (attempts.length > 1) {
+    for (const a of attempts) items.push({ type: "attempt", at: a.started_at, attempt: a });
+  }
+  const orphans = children.filter((c) => !childTargets.has(c.id));
+  if (orphans.length) {
+    items.push({ type: "trigger", at: Infinity, key: "children", task: null,
+      ids: orphans.map((c) => c.id) });
+  }
+  // attempts sort before what they contain when times tie
+  const rank = { attempt: 0, step: 1, trigger: 1, wait: 1, checkpoint: 2 };
+  const at = (x) => (x.at == null || !isFinite(x.at) ? Number.MAX_VALUE : x.at);
+  items.sort((a, b) => at(a) - at(b) || rank[a.type] - rank[b.type]);
+  return foldRepeats(items);
+}
+
+// Consecutive one-try completed calls of the same step (a loop) fold into one node.
+const FOLD_AT = 4;
+
+function plainStep(item) {
+  return item.type === "step" && item.tries.length === 1 && item.tries[0].status === "COMPLETED";
+}
+
+function foldRepeats(items) {
+  const out = [];
+  for (let i = 0; i < items.length;) {
+    let j = i;
+    while (j < items.length && plainStep(items[j]) && plainStep(items[i])
+      && items[j].tries[0].name === items[i].tries[0].name) j++;
+    if (j - i >= FOLD_AT) {
+      out.push({ type: "repeat", at: items[i].at, steps: items.slice(i, j) });
+      i = j;
+    } else {
+      out.push(items[i]);
+      i += 1;
+    }
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------- render
+
+/** Render (or re-render) `run` into `el`; see the module header for `options`. */
+export function renderRunGraph(el, run, options = {}) {
+  const state = stateOf(el);
+  state.run = run;
+  state.options = options || {};
+  const active = document.activeElement;
+  const focus = active && el.contains(active) && active.dataset.focusKey
+    ? { key: active.dataset.focusKey, start: active.selectionStart, end: active.selectionEnd }
+    : null;
+  const logScroll = el.querySelector(".dng-logs pre");
+  if (logScroll) {
+    state.logsPinned = logScroll.scrollTop + logScroll.clientHeight >= logScroll.scrollHeight - 4;
+  }
+
+  el.classList.add("dng-root");
+  el.replaceChildren(renderRun(el, state, run, options, 0));
+
+  if (focus) {
+    const again = el.querySelector(`[data-focus-key="${CSS.escape(focus.key)}"]`);
+    if (again) {
+      again.focus();
+      try {
+        again.setSelectionRange(focus.start, focus.end);
+      } catch (e) { /* not a text input */ }
+    }
+  }
+  const pre = el.querySelector(".dng-logs pre");
+  if (pre && state.logsPinned) pre.scrollTop = pre.scrollHeight;
+  tick(el, state);
+}
+
+function now(options) {
+  return options.now ? options.now() : Date.now() / 1000;
+}
+
+// Update running durations once a second while `el` is in the document.
+function tick(el, state) {
+  const update = () => {
+    const t = now(state.options);
+    for (const n of el.querySelectorAll("[data-since]")) {
+      n.textContent = formatDuration(t - Number(n.dataset.since));
+    }
+  };
+  update();
+  if (state.timer) return;
+  state.timer = setInterval(() => {
+    if (!el.isConnected || !el.querySelector("[data-since]")) {
+      clearInterval(state.timer);
+      state.timer = null;
+      return;
+    }
+    update();
+  }, 1000);
+}
+
+function liveDuration(start, end) {
+  if (start == null) return null;
+  if (end != null) return h("span", { class: "dng-dur" }, formatDuration(end - start));
+  return h("span", { class: "dng-dur", dataset: { since: String(start) } });
+}
+
+function renderRun(el, state, run, options, depth) {
+  const status = run.status || "QUEUED";
+  const finished = TERMINAL.has(status);
+  const root = h("div", {
+    class: `dng-run dng-k-${statusKind(status)} ${depth ? "dng-nested" : ""}`,
+    dataset: { runId: run.id || "", status },
+  });
+
+  const n = run.attempts || (run.attempt_list || []).length || 0;
+  const meta = [
+    run.kind === "cell" ? "cell" : null,
+    n ? `${n} attempt${n === 1 ? "" : "s"}` : null,
+    run.queue && !String(run.queue).startsWith("task:") ? `queue ${run.queue}` : null,
+    run.created_at ? `created ${formatTime(run.created_at)}` : null,
+  ].filter(Boolean);
+  const start = run.started_at;
+  root.append(h("div", { class: "dng-head" },
+    h("span", { class: `dng-dot dng-k-${statusKind(status)}` }),
+    h("span", { class: "dng-title" }, run.task_id || "run"),
+    badge(status),
+    start ? liveDuration(start, finished ? run.finished_at || start : null) : null,
+    run.duration_warning
+      ? h("span", { class: "dng-badge dng-warn", title: "the run exceeded its max_duration" },
+        "⚠ over max_duration") : null,
+    h("span", { class: "dng-spacer" }),
+    h("code", { class: "dng-id", title: run.id }, run.id),
+  ));
+  const sub = [h("span", {}, meta.join(" · "))];
+  if (run.parent_run_id && depth === 0) {
+    sub.push(h("span", {}, " · child of "), runLink(run.parent_run_id, options));
+  }
+  if (run.replay_of) sub.push(h("span", {}, ` · replay of ${shortId(run.replay_of)}`));
+  if (run.tags && run.tags.length) sub.push(h("span", {}, ` · tags ${run.tags.join(", ")}`));
+  root.append(h("div", { class: "dng-sub" }, sub));
+
+  if (options.notice && depth === 0) {
+    root.append(h("div", { class: `dng-notice dng-notice-${options.notice.kind || "info"}` },
+      options.notice.text, options.notice.code ? h("code", {}, options.notice.code) : null));
+  }
+
+  const items = buildItems(run);
+  const list = h("ol", { class: "dng-graph" });
+  if (run.steps_omitted) {
+    list.append(h("li", { class: "dng-node dng-k-off dng-more" },
+      h("span", { class: "dng-dot dng-k-off" }),
+      h("div", { class: "dng-row" }, `${run.steps_omitted} earlier step records not shown`)));
+  }
+  for (const item of items) list.append(renderItem(el, state, run, item, options, depth));
+  if (!items.length && !finished) {
+    list.append(node("idle", h("span", { class: "dng-muted" },
+      status === "QUEUED" ? "waiting for a worker…" : status === "DELAYED"
+        ? `starts ${run.delay_until ? formatTime(run.delay_until) : "later"}` : "starting…")));
+  }
+  list.append(renderEnd(state, run, depth));
+  root.append(list);
+
+  if (depth === 0 && run.logs && run.logs.length) root.append(renderLogs(state, run));
+  return root;
+}
+
+function node(kind, ...content) {
+  return h("li", { class: `dng-node dng-k-${kind}` },
+    h("span", { class: `dng-dot dng-k-${kind}` }), h("div", { class: "dng-body" }, content));
+}
+
+function runLink(id, options, el, state) {
+  if (options.onOpenChild) {
+    return h("a", {
+      class: "dng-link", href: "#", title: `open ${id}`,
+      onclick: (e) => {
+        e.preventDefault();
+        // false: nobody could open it elsewhere, so show it here (children only)
+        if (options.onOpenChild(id) === false && el && state && state.run
+          && (state.run.children || []).some((c) => c.id === id)) {
+          state.expanded.add(id);
+          rerender(el, state);
+        }
+      },
+    }, shortId(id));
+  }
+  return h("code", { class: "dng-id", title: id }, shortId(id));
+}
+
+function errorBlock(state, key, type, message, traceback, open) {
+  return h("div", { class: "dng-error" },
+    h("div", { class: "dng-error-msg" }, h("b", {}, type || "Error"), message ? `: ${message}` : ""),
+    traceback ? details(state, key, "traceback", h("pre", { class: "dng-tb" }, traceback), open)
+      : null);
+}
+
+function renderItem(el, state, run, item, options, depth) {
+  switch (item.type) {
+    case "step": return renderStep(state, run, item);
+    case "repeat": return renderRepeat(state, run, item);
+    case "wait": return renderWait(el, state, run, item.wait, options, depth);
+    case "checkpoint": return renderCheckpoint(item.cp);
+    case "trigger": return renderChildren(el, state, run, item.ids, options, depth,
+      item.task ? `triggered ${item.task}` : "child runs", null);
+    case "attempt": return renderAttempt(state, run, item.attempt);
+    default: return h("li");
+  }
+}
+
+function renderStep(state, run, { key, tries, retries }) {
+  const last = tries[tries.length - 1];
+  const status = last.status;
+  const dur = last.ended_at != null ? formatDuration(last.ended_at - last.started_at) : "";
+  const waitingRetry = retries.find((w) => w.resolved_at == null);
+  const kind = waitingRetry ? "wait" : statusKind(status);
+  const title = h("div", { class: "dng-row" },
+    h("span", { class: "dng-name" }, last.name || key),
+    key !== `${last.name}#1` ? h("span", { class: "dng-key" }, key) : null,
+    badge(waitingRetry ? "WAITING" : status, waitingRetry ? "retrying" : status.toLowerCase()),
+    tries.length > 1 ? h("span", { class: "dng-meta" }, `${tries.length} tries`) : null,
+    dur ? h("span", { class: "dng-meta" }, dur) : null);
+  const body = [title];
+  tries.forEach((t, i) => {
+    if (t.status === "COMPLETED") return;
+    const final = t.status === "ERRORED" || (i === tries.length - 1 && !waitingRetry);
+    const retry = retries.find((w) => w.name === `${key} retry ${t.attempt}`);
+    const after = retry
+      ? ` · retried after ${formatDuration((retry.deadline || retry.resolved_at) - retry.created_at)}`
+      : "";
+    body.push(h("div", { class: "dng-try" },
+      tries.length > 1 || !final ? h("span", { class: `dng-try-label dng-k-${statusKind(t.status)}` },
+        `${final ? "✕" : "↻"} try ${t.attempt}${after}`) : null,
+      errorBlock(state, `${run.id}/step/${key}/${t.attempt}`, t.error_type, t.error_message,
+        t.traceback, final && run.status !== "COMPLETED")));
+  });
+  if (waitingRetry) {
+    body.push(h("div", { class: "dng-muted" },
+      `next try ${waitingRetry.deadline ? `at ${formatTime(waitingRetry.deadline)}` : "soon"}`));
+  }
+  return node(kind, body);
+}
+
+function renderRepeat(state, run, { steps }) {
+  const rows = steps.map((x) => x.tries[0]);
+  const total = rows.reduce((acc, t) => acc + (t.ended_at - t.started_at), 0);
+  const name = rows[0].name;
+  const list = h("ol", { class: "dng-repeat" }, rows.map((t) => h("li", {},
+    h("span", { class: "dng-key" }, t.step_key), " ",
+    h("span", { class: "dng-meta" }, formatDuration(t.ended_at - t.started_at)))));
+  return node("ok", h("div", { class: "dng-row" },
+    h("span", { class: "dng-name" }, name),
+    h("span", { class: "dng-count" }, `× ${rows.length}`),
+    badge("COMPLETED", "completed"),
+    h("span", { class: "dng-meta" },
+      `${formatDuration(total)} in all · ${formatDuration(total / rows.length)} each`)),
+  details(state, `${run.id}/repeat/${rows[0].step_key}`, "calls", list, false));
+}
+
+function renderCheckpoint(cp) {
+  const of = cp.total ? ` of ${cp.total}` : "";
+  return h("li", { class: "dng-node dng-k-ok dng-cp" },
+    h("span", { class: "dng-dot dng-diamond dng-k-ok" }),
+    h("div", { class: "dng-body" }, h("div", { class: "dng-row" },
+      h("span", { class: "dng-name" }, `statement ${cp.statement}${of}`),
+      h("span", { class: "dng-meta" }, `checkpoint${cp.size != null ? ` · ${formatSize(cp.size)}` : ""}`),
+      cp.at ? h("span", { class: "dng-meta" }, formatTime(cp.at)) : null)));
+}
+
+function renderAttempt(state, run, a) {
+  const outcome = a.outcome || (TERMINAL.has(run.status) ? "" : "RUNNING");
+  const label = outcome === "SUSPENDED" ? "suspended (worker freed while waiting)" : outcome.toLowerCase();
+  return h("li", { class: `dng-attempt dng-k-${statusKind(outcome)}` },
+    h("div", { class: "dng-row" },
+      h("span", { class: "dng-attempt-title" }, `Attempt ${a.number}`),
+      h("span", { class: "dng-meta" }, label),
+      liveDuration(a.started_at, a.ended_at ?? (outcome === "RUNNING" ? null : a.started_at)),
+      a.worker_pid ? h("span", { class: "dng-meta" }, `worker ${a.worker_pid}`) : null),
+    a.error_type ? errorBlock(state, `${run.id}/attempt/${a.number}`, a.error_type,
+      a.error_message, a.traceback, false) : null);
+}
+
+function waitTitle(w) {
+  switch (w.kind) {
+    case "approval": return ["approval", w.name];
+    case "event": return ["event", w.name];
+    case "sleep": return ["sleep", w.name];
+    case "child": return ["child runs", w.name];
+    default: return [w.kind, w.name];
+  }
+}
+
+function renderWait(el, state, run, w, options, depth) {
+  const pending = w.resolved_at == null;
+  const runDone = TERMINAL.has(run.status);
+  const outcome = pending ? (runDone ? "CANCELED" : "PENDING") : String(w.outcome || "").toUpperCase();
+  const [kindLabel, name] = waitTitle(w);
+  const kind = statusKind(outcome === "TIMED_OUT" ? "TIMED_OUT" : outcome);
+  const row = h("div", { class: "dng-row" },
+    h("span", { class: "dng-tag" }, kindLabel),
+    h("span", { class: "dng-name" }, name),
+    badge(outcome, pending ? (runDone ? "never resolved" : "waiting") : String(w.outcome).replace("_", " ")),
+    pending && !runDone ? liveDuration(w.created_at, null)
+      : liveDuration(w.created_at, w.resolved_at ?? w.created_at));
+  const body = [row];
+  if (w.kind === "child") {
+    return renderChildren(el, state, run, w.target || [], options, depth, null, { row, pending, outcome });
+  }
+  if (w.kind === "approval") {
+    if (w.preview != null) {
+      body.push(h("pre", { class: "dng-data" }, preview(w.preview)));
+    }
+    if (!pending) {
+      const who = [w.resolved_by ? `by ${w.resolved_by}` : null,
+        w.resolved_at ? formatTime(w.resolved_at) : null].filter(Boolean).join(" · ");
+      body.push(h("div", { class: "dng-resolution" },
+        `${String(w.outcome).replace("_", " ")}${who ? ` ${who}` : ""}`,
+        w.comment ? h("q", {}, w.comment) : null));
+    } else if (!runDone) {
+      if (w.deadline) body.push(h("div", { class: "dng-muted" }, `times out ${formatTime(w.deadline)}`));
+      body.push(renderApprovalForm(el, state, run, w, options));
+    }
+    const msg = state.messages.get(w.wait_key);
+    if (msg) body.push(h("div", { class: `dng-notice dng-notice-${msg.kind}`, role: "status" }, msg.text));
+  } else if (w.kind === "event" && pending && !runDone) {
+    body.push(h("div", { class: "dng-muted" },
+      "resume it with ", h("code", {}, `dn.send_event(${JSON.stringify(w.name)}, data)`),
+      w.deadline ? ` · times out ${formatTime(w.deadline)}` : ""));
+  } else if (w.kind === "sleep" && pending && w.deadline && !runDone) {
+    body.push(h("div", { class: "dng-muted" }, `wakes at ${formatTime(w.deadline)}`));
+  }
+  return node(pending && !runDone ? "wait" : kind, body);
+}
+
+function renderApprovalForm(el, state, run, w, options) {
+  const key = w.wait_key;
+  if (!options.onApprove && !options.onReject) {
+    return h("div", { class: "dng-muted" }, "approve with ",
+      h("code", {}, `%durable approve ${run.id}`));
+  }
+  const busy = state.busy.has(key);
+  const input = h("input", {
+    class: "dng-comment", type: "text", placeholder: "comment (optional)",
+    value: state.comments.get(key) || "", disabled: busy, "aria-label": "comment",
+    dataset: { focusKey: `comment:${key}` },
+  });
+  input.addEventListener("input", () => state.comments.set(key, input.value));
+  const act = (approved) => async () => {
+    if (state.busy.has(key)) return;
+    const fn = approved ? options.onApprove : options.onReject;
+    state.busy.add(key);
+    state.messages.delete(key);
+    rerender(el, state);
+    try {
+      await fn(w, state.comments.get(key) || "");
+      state.comments.delete(key);
+    } catch (err) {
+      state.messages.set(key, { kind: "error", text: (err && err.message) || String(err) });
+    } finally {
+      state.busy.delete(key);
+      rerender(el, state);
+    }
+  };
+  input.addEventListener("keydown", (e) => {
+    if (e.key === "Enter") act(true)();
+  });
+  return h("div", { class: "dng-approve" }, input,
+    h("button", { class: "dng-btn dng-btn-ok", disabled: busy, onclick: act(true) },
+      busy ? "…" : "Approve"),
+    h("button", { class: "dng-btn dng-btn-no", disabled: busy, onclick: act(false) }, "Reject"));
+}
+
+function rerender(el, state) {
+  if (state.run) renderRunGraph(el, state.run, state.options);
+}
+
+function childStatus(run, id) {
+  const c = (run.children || []).find((x) => x.id === id);
+  return c ? c : { id, status: "QUEUED", task_id: "" };
+}
+
+async function loadChild(el, state, id, options) {
+  const entry = state.children.get(id) || {};
+  if (entry.loading || !options.loadChild) return;
+  state.children.set(id, { ...entry, loading: true });
+  try {
+    const child = await options.loadChild(id);
+    state.children.set(id, { run: child, at: Date.now() });
+  } catch (err) {
+    state.children.set(id, { error: (err && err.message) || String(err), at: Date.now() });
+  }
+  rerender(el, state);
+}
+
+function renderChildren(el, state, run, ids, options, depth, label, waitInfo) {
+  const statuses = ids.map((id) => childStatus(run, id));
+  let kind;
+  if (waitInfo) {
+    kind = waitInfo.pending ? (TERMINAL.has(run.status) ? "off" : "wait") : "ok";
+    if (!waitInfo.pending && statuses.some((c) => statusKind(c.status) === "bad")) kind = "bad";
+  } else {
+    kind = statuses.every((c) => TERMINAL.has(c.status))
+      ? (statuses.some((c) => statusKind(c.status) === "bad") ? "bad" : "ok") : "run";
+  }
+  const body = [waitInfo ? waitInfo.row : h("div", { class: "dng-row" },
+    h("span", { class: "dng-tag" }, "children"), h("span", { class: "dng-name" }, label))];
+  const canExpand = !!(options.loadChild || options.childRuns) && depth < 3;
+  const list = h("ul", { class: "dng-children" });
+  for (const c of statuses) {
+    const open = state.expanded.has(c.id);
+    const toggle = canExpand ? h("button", {
+      class: "dng-toggle", "aria-expanded": open ? "true" : "false",
+      title: open ? "collapse" : "show this child run here",
+      onclick: () => {
+        if (state.expanded.has(c.id)) state.expanded.delete(c.id);
+        else state.expanded.add(c.id);
+        rerender(el, state);
+      },
+    }, open ? "▾" : "▸") : null;
+    const li = h("li", { class: "dng-child" }, h("div", { class: "dng-row" }, toggle,
+      h("span", { class: `dng-dot dng-small dng-k-${statusKind(c.status)}` }),
+      h("span", { class: "dng-name" }, c.task_id || "child"), badge(c.status),
+      runLink(c.id, options, el, state)));
+    if (open) {
+      const given = options.childRuns && options.childRuns[c.id];
+      const entry = state.children.get(c.id) || {};
+      let child = given || entry.run;
+      const stale = !given && (!entry.run || (entry.run.status !== c.status)
+        || (!TERMINAL.has(c.status) && Date.now() - (entry.at || 0) > 1000));
+      if (stale && !entry.loading && !entry.error) loadChild(el, state, c.id, options);
+      if (entry.error && !child) {
+        li.append(h("div", { class: "dng-notice dng-notice-error" }, entry.error));
+      } else if (child) {
+        li.append(renderRun(el, state, child, options, depth + 1));
+      } else {
+        li.append(h("div", { class: "dng-muted" }, "loading…"));
+      }
+    }
+    list.append(li);
+  }
+  body.push(list);
+  return node(kind, body);
+}
+
+function renderEnd(state, run, depth) {
+  const status = run.status;
+  if (!TERMINAL.has(status)) return h("li", { class: "dng-end dng-k-run" });
+  const kind = statusKind(status);
+  const err = run.error;
+  const same = (run.steps || []).some((s) => s.status === "ERRORED" && err
+    && s.error_type === err.type && s.error_message === err.message);
+  const dur = run.duration != null ? ` in ${formatDuration(run.duration)}` : "";
+  return h("li", { class: `dng-node dng-end dng-k-${kind}` },
+    h("span", { class: `dng-dot dng-k-${kind}` }),
+    h("div", { class: "dng-body" },
+      h("div", { class: "dng-row" }, h("span", { class: "dng-name" },
+        `${status.toLowerCase().replace("_", " ")}${dur}`)),
+      err && !same ? errorBlock(state, `${run.id}/run-error`, err.type, err.message,
+        err.traceback, depth === 0) : null,
+      err && same ? h("div", { class: "dng-muted" }, "raised by the step above") : null));
+}
+
+function renderLogs(state, run) {
+  const lines = run.logs;
+  const pre = h("pre", { class: "dng-log" }, lines.map((l) =>
+    h("span", { class: l.stream === "stderr" ? "dng-stderr" : "" }, `${l.line}\n`)));
+  return details(state, `${run.id}/logs`, `Output · last ${lines.length} line${lines.length === 1 ? "" : "s"}`,
+    pre, true, "dng-logs");
+}

@@ -1,0 +1,236 @@
+"""Gantt charts (plotly) of runs: attempts, steps with their failed tries and retry delays,
+waits and child runs, on one time axis."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..client.tasks import RunHandle, get_run
+from ..core.status import (
+    CANCELED_OR_EXPIRED,
+    FAILURES,
+    TERMINAL,
+    AttemptOutcome,
+    RunStatus,
+    ShownState,
+    StepStatus,
+    WaitOutcome,
+)
+
+# bars are colored by what happened to them; one legend entry (trace) per category
+_R, _A, _S, _W = RunStatus, AttemptOutcome, StepStatus, WaitOutcome
+CATEGORIES: dict[str, tuple[str, set[str]]] = {  # name: (color, statuses)
+    "completed": ("#2da44e", {_R.COMPLETED, _W.APPROVED, _W.COMPLETED, _W.EVENT, _W.ELAPSED}),
+    "failed": ("#cf222e", {*FAILURES, _S.ERRORED, _W.TIMED_OUT}),
+    "rejected": ("#e16f24", {_W.REJECTED}),
+    "running": ("#0969da", {_R.EXECUTING, ShownState.RUNNING}),
+    "waiting": ("#d4a72c", {_R.WAITING, ShownState.PENDING}),
+    "retry delay": ("#c297ff", {_R.DELAYED}),
+    "queued": ("#d0d7de", {_R.QUEUED}),
+    # canceled and expired (never started before its ttl) go together, as in every view
+    "suspended / canceled": ("#8c959f", {_A.SUSPENDED, _A.INTERRUPTED, *CANCELED_OR_EXPIRED,
+                                         _W.CANCELED, _W.ABANDONED}),
+    "checkpoint": ("#57606a", set()),
+}
+
+
+def category(status: str) -> str:
+    """The legend category of a run, attempt, step or wait status."""
+    for name, (_, statuses) in CATEGORIES.items():
+        if status in statuses:
+            return name
+    return "suspended / canceled"
+
+
+@dataclass
+class Bar:
+    """One horizontal bar: a row label, start/end (epoch s), legend group, hover text."""
+
+    row: str
+    start: float
+    end: float
+    group: str  # run, queued, attempt, step, retry_delay, wait, child, checkpoint
+    status: str
+    text: str
+
+
+@dataclass
+class _Chart:
+    bars: list[Bar] = field(default_factory=list)
+    marks: list[Bar] = field(default_factory=list)  # instants (checkpoints)
+    rows: list[str] = field(default_factory=list)
+
+    def row(self, label: str) -> str:
+        if label not in self.rows:
+            self.rows.append(label)
+        return label
+
+    def add(self, row: str, start: float | None, end: float | None, group: str, status: str,
+            text: str) -> None:
+        if start is None:
+            return
+        end = start if end is None else end
+        self.bars.append(Bar(self.row(row), start, max(end, start), group, status or "", text))
+
+
+def _fmt(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def _handles(runs: Any) -> list[RunHandle]:
+    if isinstance(runs, (RunHandle, str)):
+        runs = [runs]
+    out = []
+    for r in runs:
+        out.append(r if isinstance(r, RunHandle) else get_run(str(r)))
+    return out
+
+
+def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
+    info = handle.info()
+
+    def end_of(x: float | None) -> float:
+        return x if x is not None else now
+
+    finished = info["status"] in TERMINAL
+    label = f"{prefix}run {info['task_id']}"
+    started = info.get("started_at")
+    run_end = info.get("finished_at") if finished else now
+    chart.add(label, info["created_at"], started or run_end, "queued", RunStatus.QUEUED,
+              f"{info['id']} queued")
+    if started:
+        chart.add(label, started, run_end, "run", info["status"],
+                  f"{info['id']} {info['status']}")
+
+    attempts = info.get("attempt_list") or []
+    arow = f"{prefix}attempts"
+    for i, a in enumerate(attempts):
+        outcome = a.get("outcome") or (ShownState.RUNNING if not finished else "")
+        err = f"<br>{a['error_type']}: {a['error_message']}" if a.get("error_type") else ""
+        chart.add(arow, a["started_at"], end_of(a.get("ended_at")), "attempt", outcome,
+                  f"attempt {a['number']} {outcome}{err}")
+        nxt = attempts[i + 1]["started_at"] if i + 1 < len(attempts) else None
+        if outcome in (AttemptOutcome.FAILED, AttemptOutcome.CRASHED) and a.get("ended_at"):
+            chart.add(arow, a["ended_at"], nxt if nxt else (a["ended_at"] if finished else now),
+                      "retry_delay", RunStatus.DELAYED, f"retry delay after attempt {a['number']}")
+
+    retry_waits = {}
+    for w in info.get("waits") or []:
+        if w["kind"] == "retry":
+            retry_waits.setdefault(w["name"].rsplit(" retry ", 1)[0], []).append(w)
+    for s in info.get("steps") or []:
+        key = s["step_key"]
+        if key.startswith("trigger:"):
+            continue
+        row = f"{prefix}step {key}"
+        err = f"<br>{s['error_type']}: {s['error_message']}" if s.get("error_type") else ""
+        chart.add(row, s["started_at"], end_of(s.get("ended_at")), "step", s["status"],
+                  f"{key} try {s['attempt']} {s['status']}{err}")
+    for key, waits in retry_waits.items():
+        for w in waits:
+            chart.add(f"{prefix}step {key}", w["created_at"],
+                      w.get("resolved_at") or (w.get("deadline") if finished else now),
+                      "retry_delay", RunStatus.DELAYED, f"{key}: retry delay")
+
+    for w in info.get("waits") or []:
+        if w["kind"] == "retry":
+            continue
+        outcome = w.get("outcome") or (ShownState.PENDING if not finished else WaitOutcome.CANCELED)
+        by = f" by {w['resolved_by']}" if w.get("resolved_by") else ""
+        end = w.get("resolved_at") or (now if not finished else info.get("finished_at"))
+        what = "children" if w["kind"] == "child" else w["kind"]
+        chart.add(f"{prefix}wait: {what} {w['name']}", w["created_at"], end, "wait", outcome,
+                  f"{w['kind']} '{w['name']}' {outcome}{by}")
+
+    for c in info.get("children") or []:
+        try:
+            ci = RunHandle(c["id"], handle.client).info()
+        except Exception:
+            continue
+        cend = ci.get("finished_at") or now
+        chart.add(f"{prefix}child run {c['task_id']} · {c['id'][-6:]}", ci["created_at"], cend,
+                  "child", ci["status"], f"child run {c['id']} ({c['task_id']}) {ci['status']}")
+
+    if info.get("kind") == "cell":
+        for s in handle.spans:
+            if s["kind"] == "checkpoint":
+                a = s.get("attributes") or {}
+                chart.marks.append(Bar(chart.row(f"{prefix}checkpoints"), s["start_at"],
+                                       s["start_at"], "checkpoint", StepStatus.COMPLETED,
+                                       f"statement {a.get('statement')} of {a.get('total')}"))
+
+
+def timeline(runs: Any, title: str | None = None):
+    """A plotly Gantt chart of one or several runs (RunHandles or run ids).
+
+    Rows: the run (queued, then executing), its attempts (with the retry delay after a failed
+    one), each step (every try; failed tries in red, retry delays hatched violet), each wait,
+    each child run, and a cell's checkpoints. Colors say what happened (one legend entry per
+    outcome); hover a bar for its status, duration and error.
+    """
+    import plotly.graph_objects as go
+
+    handles = _handles(runs)
+    now = time.time()
+    chart = _Chart()
+    many = len(handles) > 1
+    for h in handles:
+        prefix = f"{h.id[-6:]} · " if many else ""
+        _add_run(chart, h, prefix, now)
+
+    fig = go.Figure()
+    times = [b.start for b in chart.bars] + [b.end for b in chart.bars]
+    span = (max(times) - min(times)) if times else 1.0
+    least = max(span * 1000 * 0.004, 1.0)  # ms: keep instant bars (fast steps) visible
+    for name, (color, _) in CATEGORIES.items():
+        bars = [b for b in chart.bars if category(b.status) == name]
+        if bars:
+            fig.add_trace(go.Bar(
+                name=name, orientation="h", y=[b.row for b in bars],
+                base=[datetime.fromtimestamp(b.start) for b in bars],
+                x=[max((b.end - b.start) * 1000, least) for b in bars],
+                marker={"color": color, "line": {"width": 0},
+                        "pattern": {"shape": "/" if name == "retry delay" else ""}},
+                opacity=0.75 if name in ("queued", "retry delay") else 1.0,
+                customdata=[[b.text, _fmt(b.end - b.start), b.status, b.group] for b in bars],
+                hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+                width=0.6,
+            ))
+    marks = chart.marks
+    if marks:
+        fig.add_trace(go.Scatter(
+            name="checkpoint", mode="markers", y=[m.row for m in marks],
+            x=[datetime.fromtimestamp(m.start) for m in marks],
+            marker={"symbol": "diamond", "size": 9, "color": CATEGORIES["checkpoint"][0]},
+            customdata=[[m.text] for m in marks],
+            hovertemplate="%{customdata[0]}<extra></extra>",
+        ))
+    if title is None:
+        if many:
+            title = f"Timeline of {len(handles)} runs"
+        else:
+            title = f"Run {handles[0].id}" if handles else "No runs"
+    fig.update_layout(
+        title={"text": title, "x": 0.01, "xanchor": "left"}, barmode="overlay",
+        height=150 + 26 * max(len(chart.rows), 1),
+        margin={"l": 10, "r": 10, "t": 80, "b": 40},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
+        xaxis={"type": "date", "title": None},
+        yaxis={"categoryorder": "array", "categoryarray": chart.rows, "autorange": "reversed",
+               "title": None},
+        template="plotly_white",
+    )
+    return fig
+
+
+def timeline_bars(runs: Any) -> list[Bar]:
+    """The bars `timeline` draws (for tests and custom plots)."""
+    chart = _Chart()
+    handles = _handles(runs)
+    now = time.time()
+    for h in handles:
+        _add_run(chart, h, f"{h.id[-6:]} · " if len(handles) > 1 else "", now)
+    return chart.bars + chart.marks

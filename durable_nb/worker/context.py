@@ -1,0 +1,326 @@
+"""The run context inside a worker: how steps, waits and child runs talk to the engine.
+
+User code calls ``step``-decorated functions, ``approval``, ``wait_for_event``, ``sleep``
+and ``Task.trigger*``; each looks up the current context. Outside a run there is none,
+and steps are plain calls.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from ..core import serial as _serial
+from ..core.errors import AbortRun, DurableError, NotPicklable, PayloadTooLarge
+from ..core.serial import clean_text
+
+_current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
+    "durable_nb_run", default=None
+)
+_ABORT_TYPES = (AbortRun, NotPicklable, PayloadTooLarge)
+
+
+class Suspend(BaseException):
+    """Unwinds user code when the engine suspends the run to free the worker."""
+
+
+def current() -> RunContext | None:
+    """The context of the run executing in this worker, or None outside a run."""
+    return _current.get()
+
+
+def _clean(msg: dict) -> dict:
+    """A message with its text fields storable (payloads are bytes and stay as they are)."""
+    out = {}
+    for k, v in msg.items():
+        if isinstance(v, str):
+            v = clean_text(v)
+        elif isinstance(v, list) and v and isinstance(v[0], str):
+            v = [clean_text(x) if isinstance(x, str) else x for x in v]
+        elif isinstance(v, dict) and k == "error":
+            v = {ek: clean_text(ev) if isinstance(ev, str) else ev for ek, ev in v.items()}
+        out[k] = v
+    return out
+
+
+def error_info(exc: BaseException) -> dict:
+    t = type(exc)
+    name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    return {
+        "type": clean_text(name),
+        "message": clean_text(str(exc)),
+        "traceback": clean_text("".join(traceback.format_exception(t, exc, exc.__traceback__))),
+        "abort": isinstance(exc, _ABORT_TYPES),
+    }
+
+
+def pickled_exception(exc: BaseException) -> bytes | None:
+    try:
+        return _serial.dumps(exc, "exception")
+    except Exception:
+        return None
+
+
+@dataclass
+class StepFailed(DurableError):
+    """A step's recorded failure, re-raised when its original exception cannot be restored."""
+
+    step: str
+    type: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"step {self.step} failed: {self.type}: {self.message}"
+
+
+class RunContext:
+    """State of one attempt: recorded steps and waits, occurrence counters, the channel."""
+
+    def __init__(self, channel, msg: dict):
+        self.channel = channel
+        self.run_id: str = msg["run_id"]
+        self.attempt: int = msg["attempt"]
+        self.max_payload: int = msg["max_payload"]
+        self.steps: dict[str, tuple[str, bytes | None]] = msg["steps"]
+        self.step_failures: dict[str, int] = msg["step_failures"]
+        self.waits: dict[str, dict] = msg["waits"]
+        self._counts: dict[str, int] = {}
+        self._lock = threading.RLock()
+        self.step_key: str | None = None
+        self.max_checkpoint: int = msg.get("max_checkpoint", self.max_payload)
+        self._checkpoint: dict | None = msg.get("checkpoint")
+        self._sent_blobs: set[str] = set()
+        # every message names its attempt, and every reply its request: a message meant for
+        # an earlier attempt, or a late reply, is dropped instead of being taken for ours
+        self.aid: str = msg.get("aid") or f"{self.run_id}/{self.attempt}"
+        self.generation: int = msg.get("generation", 0)  # task-level retries so far
+        self._req = 0
+
+    def next_key(self, name: str) -> str:
+        name = clean_text(name)  # keys are stored: the same text in memory and on disk
+        with self._lock:
+            n = self._counts.get(name, 0) + 1
+            self._counts[name] = n
+            return f"{name}#{n}"
+
+    def request(self, msg: dict) -> dict:
+        """Send ``msg`` and return the engine's reply to it."""
+        with self._lock:
+            self._req += 1
+            n = self._req
+            self.channel.send(_clean({**msg, "aid": self.aid, "req": n}))
+            return self._recv(lambda m: m.get("re") == n)
+
+    def _recv(self, wanted) -> dict:
+        """The next message of this attempt that ``wanted`` accepts (caller holds the lock)."""
+        while True:
+            msg = self.channel.recv()
+            if msg.get("aid") == self.aid and wanted(msg):
+                return msg
+
+    def send(self, msg: dict) -> None:
+        with self._lock:
+            self.channel.send(_clean({**msg, "aid": self.aid}))
+
+    # -- steps ----------------------------------------------------------------------
+
+    def step_begin(self, name: str) -> tuple[str, int, tuple | None]:
+        """(key, attempt number, recorded outcome or None) for the next call of step ``name``."""
+        key = self.next_key(name)
+        return key, self.step_failures.get(key, 0) + 1, self.steps.get(key)
+
+    def step_replay(self, key: str, recorded: tuple) -> Any:
+        kind, data = recorded
+        if kind == "ok":
+            return _serial.loads(data)
+        raise self._restore_error(key, data)
+
+    def step_ok(self, key: str, name: str, attempt: int, start: float, result: Any) -> None:
+        data = _serial.dumps(result, f"output of step '{key}'", self.max_payload)
+        self.request({"op": "step", "key": key, "name": name, "attempt": attempt,
+                      "start": start, "end": time.time(), "output": data})
+        self.steps[key] = ("ok", data)
+
+    def step_failed(self, key: str, name: str, attempt: int, start: float,
+                    exc: BaseException, retry) -> float | None:
+        """Record a failed try; returns the delay before the next try, or None if final."""
+        info = error_info(exc)
+        delay = None if info["abort"] or retry is None else retry.delay(attempt)
+        final = delay is None
+        self.request({
+            "op": "step_failed", "key": key, "name": name, "attempt": attempt,
+            "start": start, "end": time.time(), "error": info, "final": final,
+            "exc": pickled_exception(exc) if final else None, "delay": delay,
+        })
+        if final:
+            self.steps[key] = ("err", None)
+        return delay
+
+    def _retry_wait(self, key: str, attempt: int, delay: float | None) -> None:
+        """Sit out the delay after failed try ``attempt`` of step ``key`` (a durable wait:
+        one per try and task retry, met again if the attempt is resumed)."""
+        gen = f" g{self.generation}" if self.generation else ""
+        self.wait("retry", f"{key} retry {attempt}{gen}", timeout=delay)
+
+    def _resume_retry(self, key: str, attempt: int, retry) -> None:
+        """A step resumed after a failed try: its retry delay (recorded as a wait, maybe
+        already elapsed) still comes before the next try."""
+        if attempt > 1 and retry is not None:
+            self._retry_wait(key, attempt - 1, retry.delay(attempt - 1) or 0.0)
+
+    def call_step(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
+        key, attempt, recorded = self.step_begin(name)
+        if recorded is not None:
+            return self.step_replay(key, recorded)
+        self._resume_retry(key, attempt, retry)
+        while True:
+            start = time.time()
+            outer, self.step_key = self.step_key, key
+            try:
+                result = fn(*args, **kwargs)
+                self.step_ok(key, name, attempt, start, result)
+                return result
+            except Exception as exc:
+                delay = self.step_failed(key, name, attempt, start, exc, retry)
+                if delay is None:
+                    raise
+            finally:
+                self.step_key = outer
+            self._retry_wait(key, attempt, delay)
+            attempt += 1
+
+    async def call_step_async(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
+        key, attempt, recorded = self.step_begin(name)
+        if recorded is not None:
+            return self.step_replay(key, recorded)
+        self._resume_retry(key, attempt, retry)
+        while True:
+            start = time.time()
+            outer, self.step_key = self.step_key, key
+            try:
+                result = await fn(*args, **kwargs)
+                self.step_ok(key, name, attempt, start, result)
+                return result
+            except Exception as exc:
+                delay = self.step_failed(key, name, attempt, start, exc, retry)
+                if delay is None:
+                    raise
+            finally:
+                self.step_key = outer
+            self._retry_wait(key, attempt, delay)
+            attempt += 1
+
+    def _restore_error(self, key: str, data: bytes | None) -> BaseException:
+        if data is not None:
+            try:
+                exc = _serial.loads(data)
+                if isinstance(exc, BaseException):
+                    return exc
+            except Exception:
+                pass
+        return StepFailed(key, "Exception", "recorded failure (see the run's steps)")
+
+    # -- checkpoints (cells) ------------------------------------------------------------
+
+    def restore_checkpoint(self) -> tuple[int, dict] | None:
+        """(statements done, variables) of the last checkpoint, with step counters restored."""
+        cp = self._checkpoint
+        if not cp:
+            return None
+        blobs = cp["blobs"]
+        values = {name: _serial.loads(blobs[h]) for name, h in cp["manifest"].items()}
+        self._counts = dict(cp["counts"])
+        self._sent_blobs = set(cp["manifest"].values())
+        return cp["statement"], values
+
+    def checkpoint(self, statement: int, variables: dict, total: int) -> None:
+        """Make the namespace after ``statement`` durable; unchanged values are not resent."""
+        manifest, new, sizes = {}, {}, {}
+        for name, value in variables.items():
+            data = _checkpoint_bytes(name, value, statement)
+            h = _serial.digest(data)
+            manifest[name], sizes[name] = h, len(data)
+            if h not in self._sent_blobs:
+                new[h] = data
+        size = sum(sizes.values())
+        if size > self.max_checkpoint:
+            largest = sorted(sizes.items(), key=lambda p: -p[1])[:3]
+            listing = ", ".join(f"'{n}' {_serial.fmt_size(b)}" for n, b in largest)
+            raise PayloadTooLarge(
+                f"the checkpoint after statement {statement} is {_serial.fmt_size(size)}, over "
+                f"the limit of {_serial.fmt_size(self.max_checkpoint)}; largest variables: "
+                f"{listing}. Delete what you no longer need (del name), keep large data in "
+                "files, or raise the limit with `--max-checkpoint-mb`.")
+        reply = self.request({"op": "checkpoint", "statement": statement, "total": total,
+                              "manifest": manifest, "counts": dict(self._counts), "blobs": new,
+                              "size": size})
+        if "error" in reply:
+            raise DurableError(reply["error"])
+        self._sent_blobs.update(new)
+
+    # -- waits ----------------------------------------------------------------------
+
+    def wait(self, kind: str, name: str, data: Any = None, timeout: float | None = None,
+             target: list | None = None, preview: Any = None) -> dict:
+        """Suspend on a wait until the engine resolves it; returns the resolution."""
+        key = self.next_key(f"{kind}:{name}")
+        done = self.waits.get(key)
+        if done is not None:
+            return done
+        blob = None if data is None else _serial.dumps(data, f"data of {kind} '{name}'", self.max_payload)
+        with self._lock:
+            self._req += 1
+            n = self._req
+            self.channel.send({
+                "op": "wait", "key": key, "kind": kind, "name": clean_text(name), "data": blob,
+                "preview": preview, "timeout": timeout, "target": target,
+                "aid": self.aid, "req": n,
+            })
+            msg = self._recv(lambda m: m.get("re") == n or (
+                m.get("op") in ("resolved", "suspend") and m.get("key") == key))
+        if "error" in msg:
+            raise DurableError(msg["error"])
+        if msg.get("op") == "suspend":
+            raise Suspend()
+        self.waits[key] = msg["resolution"]
+        return msg["resolution"]
+
+    # -- child runs -----------------------------------------------------------------
+
+    def trigger(self, spec: dict, payloads: list[bytes], options: dict) -> list[str]:
+        """Trigger child runs once per occurrence; re-execution returns the same run ids."""
+        key = self.next_key(f"trigger:{spec['task_id']}")
+        recorded = self.steps.get(key)
+        if recorded is not None:
+            return _serial.loads(recorded[1])
+        reply = self.request({
+            "op": "trigger", "key": key, "task": spec, "payloads": payloads, "options": options,
+        })
+        if "error" in reply:
+            raise DurableError(reply["error"])
+        ids = reply["run_ids"]
+        self.steps[key] = ("ok", _serial.dumps(ids, "run ids"))
+        return ids
+
+    def send_event(self, key: str, data: bytes) -> int:
+        reply = self.request({"op": "send_event", "key": key, "data": data})
+        if "error" in reply:
+            from ..core.errors import WaitConflict
+
+            raise WaitConflict(reply["error"])
+        return reply["resumed"]
+
+
+def _checkpoint_bytes(name: str, value: Any, statement: int) -> bytes:
+    try:
+        return _serial.dumps(value, f"variable '{name}'")
+    except NotPicklable as exc:
+        raise NotPicklable(
+            f"cannot checkpoint after statement {statement}: {exc.args[0].split(' Return')[0]} "
+            f"To avoid this, re-create '{name}' inside the statement that uses it (and del it "
+            f"there), or mark it transient with --transient {name} (it is then missing after "
+            "a resume).") from None

@@ -1,0 +1,138 @@
+"""Worker process: executes attempts sent by the engine, one at a time.
+
+Started by the engine as ``python -m durable_nb.worker.main FD`` with one end of a socket
+pair. It dies with the engine (PR_SET_PDEATHSIG on Linux, and a parent watch), so an
+engine restart never races with stale workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import inspect
+import io
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+
+from ..core import serial as _serial
+from ..core.protocol import SyncChannel
+from . import context as _context
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    parent = os.getppid()
+
+    def watch() -> None:
+        while True:
+            time.sleep(0.5)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="parent-watch").start()
+
+
+class _LogStream(io.TextIOBase):
+    """Sends each line the user prints to the engine's log table."""
+
+    def __init__(self, channel_getter, stream: str):
+        self._get = channel_getter
+        self._stream = stream
+        self._buf = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        self._buf += s
+        if "\n" in self._buf:
+            *lines, self._buf = self._buf.split("\n")
+            self._emit(lines)
+        return len(s)
+
+    def flush(self) -> None:
+        if self._buf:
+            line, self._buf = self._buf, ""
+            self._emit([line])
+
+    def _emit(self, lines: list[str]) -> None:
+        ctx = self._get()
+        if ctx is not None:
+            ctx.send({"op": "log", "stream": self._stream, "lines": lines, "at": time.time()})
+
+
+class Worker:
+    def __init__(self, sock: socket.socket):
+        self.channel = SyncChannel(sock)
+        self.ctx: _context.RunContext | None = None
+        self._paths: set[str] = set()
+        self._functions: dict[str, object] = {}  # task hash -> function, loaded once
+        sys.stdout = _LogStream(lambda: self.ctx, "stdout")
+        sys.stderr = _LogStream(lambda: self.ctx, "stderr")
+
+    def serve(self) -> None:
+        self.channel.send({"op": "hello", "pid": os.getpid()})
+        while True:
+            try:
+                msg = self.channel.recv()
+            except EOFError:
+                return
+            if msg["op"] == "run":
+                self.run_attempt(msg)
+
+    def _extend_path(self, paths: list[str]) -> None:
+        for p in paths:
+            if p not in self._paths and p not in sys.path:
+                sys.path.append(p)
+            self._paths.add(p)
+
+    def run_attempt(self, msg: dict) -> None:
+        self._extend_path(msg.get("sys_path") or [])
+        ctx = self.ctx = _context.RunContext(self.channel, msg)
+        token = _context._current.set(ctx)
+        try:
+            func = self._functions.get(msg.get("task_hash"))
+            if func is None:
+                func = self._functions[msg.get("task_hash")] = _serial.loads(msg["code"])
+            args, kwargs = _serial.loads(msg["payload"])
+            fn = getattr(func, "__wrapped_task__", func)
+            if inspect.iscoroutinefunction(fn):
+                result = asyncio.run(fn(*args, **kwargs))
+            else:
+                result = fn(*args, **kwargs)
+            out = _serial.dumps(
+                result, f"return value of task '{msg['task_id']}'", ctx.max_payload
+            )
+            reply = {"op": "done", "output": out}
+        except _context.Suspend:
+            reply = {"op": "suspended"}
+        except BaseException as exc:  # the user's error, reported with its traceback
+            reply = {"op": "failed", "error": _context.error_info(exc)}
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            _context._current.reset(token)
+            self.ctx = None
+        self.channel.send({**reply, "aid": ctx.aid})
+
+
+def main() -> None:
+    _die_with_parent()
+    fd = int(sys.argv[1])
+    sock = socket.socket(fileno=fd)
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    Worker(sock).serve()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()
