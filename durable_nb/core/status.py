@@ -8,7 +8,7 @@ a stored resolution never refers to this module.
 The views keep copies: ``durable_nb/widgets/static/run_graph.js`` (``TERMINAL``, ``STATUS_COLORS``,
 ``KIND_OF``), ``durable_nb/widgets/static/widgets.js`` (``STATUS_FILTERS``) and the Lab extension
 (``labextension/src/api.ts``: ``RunStatus``, ``ACTIVE``, ``FAILED``, ``CANCELED``;
-``panel.ts``: ``FILTERS``). ``tests/test_status.py`` checks each copy against this module.
+``panel.ts``: ``FILTERS``). ``tests/core/test_status.py`` checks each copy against this module.
 """
 
 from __future__ import annotations

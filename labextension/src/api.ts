@@ -6,7 +6,7 @@
  */
 import { ServerConnection } from '@jupyterlab/services';
 
-// Statuses and groups copy durable_nb/core/status.py; tests/test_status.py checks them.
+// Statuses and groups copy durable_nb/core/status.py; tests/core/test_status.py checks them.
 export type RunStatus =
   | 'QUEUED'
   | 'DELAYED'

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.browser
 
-STATIC = Path(__file__).resolve().parents[2] / "durable_nb" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "durable_nb" / "widgets" / "static"
 T0 = time.time() - 30
 
 

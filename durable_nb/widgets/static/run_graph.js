@@ -43,7 +43,7 @@
 //   statusKind(status) -> "ok" | "bad" | "run" | "wait" | "idle" | "off"  (css suffix)
 //
 // The statuses and their groups copy durable_nb/core/status.py (TERMINAL, VIEW_KIND);
-// tests/test_status.py checks that they agree.
+// tests/core/test_status.py checks that they agree.
 //   formatDuration(seconds) -> string
 
 export const TERMINAL = new Set([

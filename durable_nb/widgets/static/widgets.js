@@ -293,7 +293,7 @@ function renderRunView({ model, el }) {
 
 // ---------------------------------------------------------------------------- runs widget
 
-// The groups copy durable_nb/core/status.py (FILTER_GROUPS); tests/test_status.py checks them.
+// The groups copy durable_nb/core/status.py (FILTER_GROUPS); tests/core/test_status.py checks them.
 // EXPIRED (never started before its ttl) is canceled, not failed: nothing ran.
 const STATUS_FILTERS = [
   ["", "all statuses"], ["QUEUED,DELAYED,EXECUTING,WAITING", "active"],

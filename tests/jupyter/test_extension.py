@@ -37,7 +37,7 @@ from durable_nb.client.client import find_engine
 from durable_nb.core.paths import default_db_path, runtime_file
 from durable_nb.server import api as _api
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 BASE_URL = "/jp%40x/"
 
 

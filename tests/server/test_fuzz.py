@@ -8,7 +8,7 @@ triggered with generated tags, keys and delays). Afterwards the engine must be h
 runs made before the fuzzing unchanged, and a new run must complete.
 
 CI size: about 20 s of fuzzing per host. A long run:
-``DURABLE_NB_FUZZ_SECONDS=600 DURABLE_NB_FUZZ_EXAMPLES=500 pytest tests/test_fuzz.py``
+``DURABLE_NB_FUZZ_SECONDS=600 DURABLE_NB_FUZZ_EXAMPLES=500 pytest tests/server/test_fuzz.py``
 (``DURABLE_NB_FUZZ_SEED`` replays a run; the seed is printed in the output).
 """
 

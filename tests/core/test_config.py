@@ -222,7 +222,7 @@ def test_a_malformed_variable_is_named_in_the_jupyter_server_log(tmp_path):
 
 
 def test_the_readme_lists_every_setting():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     rows = [line for line in readme.splitlines() if line.startswith("| ")]
     for s in SETTINGS:
         (row,) = [r for r in rows if f"`{s.env}`" in r]

@@ -18,7 +18,7 @@ import durable_nb as dn
 from durable_nb.widgets import views as _widgets
 from durable_nb.widgets.views import RunsWidget, RunWidget
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------------- tasks (run in workers)

@@ -10,8 +10,8 @@ from durable_nb.core.durations import parse_duration
 
 # The project carries its own copy of the shared conformance cases, so a fresh clone runs
 # them; SHARED is where the shared original lives when the repository sits beside it.
-CASES = Path(__file__).resolve().parent / "data" / "retry_delays.json"
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "retry_delays.json"
+CASES = Path(__file__).resolve().parents[1] / "data" / "retry_delays.json"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "conformance" / "retry_delays.json"
 
 
 def _cases():

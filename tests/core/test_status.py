@@ -34,7 +34,7 @@ from durable_nb.core.status import (
 from durable_nb.engine import engine as _engine
 from durable_nb.widgets import timeline as _timeline
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "durable_nb" / "widgets" / "static"
 LAB_SRC = ROOT / "labextension" / "src"
 LAB_BUILT = ROOT / "durable_nb" / "labextension" / "static"
