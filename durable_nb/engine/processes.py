@@ -8,10 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from typing import Any
 
 from ..core.protocol import encode, read_message
+from .pool import PoolEvents
 
 
 class WorkerProc:
@@ -30,6 +30,10 @@ class WorkerProc:
         if not self.writer.is_closing():
             self.writer.write(encode(msg))
 
+    @property
+    def exit_code(self) -> int | None:
+        return self.proc.returncode
+
     def kill(self) -> None:
         try:
             os.kill(self.pid, signal.SIGKILL)
@@ -37,21 +41,20 @@ class WorkerProc:
             pass
 
 
-class WorkerPool:
-    """Spawns workers on demand up to ``max_workers`` and keeps ``min_idle`` warm."""
+class ProcessPool:
+    """Spawns worker subprocesses on demand up to ``max_workers`` and keeps ``min_idle``
+    warm (a ``pool.WorkerPool``)."""
 
     def __init__(self, max_workers: int, min_idle: int, env: dict[str, str],
-                 on_message: Callable[[WorkerProc, dict], None],
-                 on_exit: Callable[[WorkerProc], None],
-                 on_ready: Callable[[WorkerProc], None]):
+                 events: PoolEvents):
         self.max_workers = max_workers
         self.min_idle = min_idle
         self.env = env
         self.workers: list[WorkerProc] = []
         self.spawning = 0
-        self._on_message = on_message
-        self._on_exit = on_exit
-        self._on_ready = on_ready
+        self._on_message = events.on_message
+        self._on_exit = events.on_exit
+        self._on_ready = events.on_ready
         self._tasks: set[asyncio.Task] = set()
         self.closed = False
 

@@ -96,6 +96,9 @@ def test_wait_deadlines_fire_after_the_engine_died_in_the_grace_period(make_engi
     assert count(marks, "before") == 2
 
 
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where _support is
+
+
 def _fake_engine_worker(tmp_path):
     """A real worker process on a socket pair whose other end this test drives."""
     ours, theirs = socket.socketpair()
@@ -119,7 +122,7 @@ def test_a_worker_drops_messages_of_another_attempt_or_wait(tmp_path):
         code = cloudpickle.dumps(_waits_for_approval)
         chan.send({"op": "run", "run_id": "run_a", "attempt": 2, "aid": "run_a/2",
                    "task_id": "t", "task_hash": "h", "code": code,
-                   "sys_path": [os.path.dirname(__file__)],
+                   "sys_path": [os.path.dirname(__file__), TESTS],
                    "payload": _serial.dumps(((), {}), "payload"), "steps": {},
                    "step_failures": {}, "waits": {}, "max_payload": 1 << 20})
         wait = chan.recv()

@@ -1,0 +1,164 @@
+"""How attempts and runs end: completed, failed (retried by the task's policy), suspended
+at a wait, crashed with their worker, killed for a timeout or a cancel, or expired.
+
+A failed or crashed attempt starts a new generation after the retry delay: steps that
+completed stay recorded, failed tries are forgotten. A run that ends resolves every wait
+it still has, wakes its parent's wait on it and cancels its children if it was canceled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.status import AttemptOutcome, RunStatus, WaitOutcome
+from .model import Run, error_json
+from .scheduler import Scheduler
+from .state import EngineState
+from .waits import Waits
+
+
+class Lifecycle:
+    """Ends attempts and runs."""
+
+    def __init__(self, state: EngineState, scheduler: Scheduler, waits: Waits):
+        self.s = state
+        self.scheduler = scheduler
+        self.waits = waits
+
+    def done(self, run: Run, worker: Any, output: bytes | None) -> None:
+        self.end_attempt(run, worker, AttemptOutcome.COMPLETED)
+        self.finish(run, RunStatus.COMPLETED, output=output)
+
+    def failed(self, run: Run, worker: Any, error: dict) -> None:
+        self.end_attempt(run, worker, AttemptOutcome.FAILED, error)
+        self.after_failure(run, AttemptOutcome.FAILED, error)
+
+    def suspended(self, run: Run, worker: Any) -> None:
+        """The worker gave the run up at a wait: it waits, or is queued if resolved."""
+        s = self.s
+        self.end_attempt(run, worker, AttemptOutcome.SUSPENDED)
+        wait = run.waits.get(run.current_wait) if run.current_wait else None
+        if wait is None or wait.resolution is not None:
+            run.current_wait = None
+            s.set_status(run, RunStatus.QUEUED, "resuming")
+            s.enqueue(run)
+        else:
+            s.set_status(run, RunStatus.WAITING, f"{wait.kind} '{wait.name}'")
+        self.scheduler.dispatch()
+
+    def worker_exited(self, worker: Any) -> None:
+        """A worker ended: if it was executing, the engine killed it or it crashed."""
+        run = worker.run
+        if run is not None and run.worker is worker:
+            why = run.stopping
+            if why == RunStatus.CANCELED:
+                self.end_attempt(run, worker, AttemptOutcome.CANCELED)
+                self.finish(run, RunStatus.CANCELED)
+            elif why == RunStatus.TIMED_OUT:
+                limit = run.task.options.get("kill_after")
+                err = {"type": "TimedOut", "message": f"the attempt ran longer than kill_after "
+                       f"({limit:g} s) and its worker was killed", "traceback": None}
+                self.end_attempt(run, worker, AttemptOutcome.TIMED_OUT, err)
+                self.finish(run, RunStatus.TIMED_OUT, error=err)
+            elif not self.s.stopped:
+                err = {"type": "WorkerCrashed", "message": f"the worker process (pid "
+                       f"{worker.pid}) died (exit code {worker.exit_code}) while executing "
+                       "the run", "traceback": None}
+                self.end_attempt(run, worker, AttemptOutcome.CRASHED, err)
+                self.after_failure(run, AttemptOutcome.CRASHED, err)
+        if not self.s.stopped:
+            self.scheduler.dispatch()
+
+    def end_attempt(self, run: Run, worker: Any, outcome: str,
+                    error: dict | None = None) -> None:
+        """Free the worker and record how the attempt ended."""
+        run.worker = None
+        run.stopping = None
+        run.suspending = False
+        worker.run = None
+        for t in run.attempt_timers:
+            t.cancel()
+        run.attempt_timers = []
+        self.s.executing[run.group] -= 1
+        err = error or {}
+        self.s.write([
+            ("upd", "attempts", {"run_id": run.id, "number": run.attempts}, {
+                "ended_at": self.s.now(), "outcome": outcome, "error_type": err.get("type"),
+                "error_message": err.get("message"), "traceback": err.get("traceback")}),
+        ])
+
+    def after_failure(self, run: Run, outcome: str, error: dict) -> None:
+        """Retry the run after the policy's delay in a new generation, or end it."""
+        s = self.s
+        run.failures += 1
+        delay = None if error.get("abort") else run.task.retry.delay(run.failures)
+        if delay is None:
+            final = RunStatus.CRASHED if outcome == AttemptOutcome.CRASHED else RunStatus.FAILED
+            self.finish(run, final, error=error)
+            return
+        run.current_wait = None
+        for w in list(run.waits.values()):  # step tries of this generation will not resume
+            if w.kind == "retry" and w.resolution is None:
+                self.waits.resolve(run, w, {"outcome": WaitOutcome.ABANDONED})
+        run.generation += 1
+        run.step_failures.clear()
+        run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
+        # pending waits stay: a wait key has one row and one resolution for ever, so the next
+        # attempt meets the same wait (and its deadline) again instead of a second one
+        run.current_wait = None
+        until = s.now() + delay
+        run.delay_until = until
+        run.error = error_json(error)
+        s.set_status(run, RunStatus.DELAYED, f"retry in {delay:g} s after {outcome.lower()} "
+                     f"attempt {run.attempts}", delay_until=until,
+                     error=run.error, generation=run.generation)
+        s.arm(run, until, lambda: self.scheduler.undelay(run))
+
+    def finish(self, run: Run, status: str, output: bytes | None = None,
+               error: dict | None = None) -> None:
+        """End ``run`` with the terminal ``status``."""
+        s = self.s
+        now = s.now()
+        for t in run.timers + run.attempt_timers:
+            t.cancel()
+        run.timers, run.attempt_timers = [], []
+        run.current_wait = None
+        outcome = WaitOutcome.CANCELED if status == RunStatus.CANCELED else WaitOutcome.ABANDONED
+        for w in list(run.waits.values()):  # every wait row gets its one resolution
+            if w.resolution is None:
+                self.waits.resolve(run, w, {"outcome": outcome})
+        s.runs.pop(run.id, None)
+        run.finished_at, run.output = now, output
+        if error:
+            run.error = error_json(error)
+        elif status == RunStatus.COMPLETED:
+            run.error = None
+        s.set_status(run, status, "finished", finished_at=now, output=output, error=run.error)
+        s.remember(run.row())
+        s.write([], lambda: s.notify_done(run.id))
+        for cid in s.children_of.pop(run.id, []):
+            s.child_results.pop(cid, None)
+        if status == RunStatus.CANCELED:
+            for child in [s.runs[c] for c in run.children if c in s.runs]:
+                self.cancel(child)
+        if run.parent_run_id and run.parent_run_id in s.runs:
+            self._tell_parent(run, status, output, error)
+
+    def _tell_parent(self, run: Run, status: str, output: bytes | None,
+                     error: dict | None) -> None:
+        s = self.s
+        parent = s.runs[run.parent_run_id or ""]
+        s.children_of[parent.id].append(run.id)
+        s.child_results[run.id] = (status, output, error)
+        for wait in parent.waits.values():
+            if (wait.kind == "child" and wait.resolution is None
+                    and run.id in (wait.target or [])):
+                self.waits.try_resolve_now(parent, wait)
+
+    def cancel(self, run: Run) -> None:
+        """Cancel ``run``: kill its attempt's worker (whose exit ends it) or end it now."""
+        if run.worker is not None:
+            self.scheduler.kill(run, run.worker, RunStatus.CANCELED)
+        else:
+            self.finish(run, RunStatus.CANCELED)
+            self.scheduler.dispatch()

@@ -1,0 +1,134 @@
+"""What the engine keeps in memory: the tasks it knows, and each unfinished run with its
+steps, waits, timers and current attempt. Finished runs live only in the store."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.retry import Retry
+from .clock import Timer
+
+DEFAULT_RETRY = Retry()
+MAX_INT32 = 2**31 - 1  # INTEGER columns (queue limits, attempt numbers)
+
+
+@dataclass
+class TaskInfo:
+    """A task's stored code and options, by content hash."""
+
+    hash: str
+    task_id: str
+    code: bytes
+    sys_path: list[str]
+    options: dict
+
+    @property
+    def retry(self) -> Retry:
+        return Retry.from_dict(self.options.get("retry")) or DEFAULT_RETRY
+
+
+@dataclass
+class Wait:
+    """A durable wait of a run (sleep, approval, event, child runs, a step's retry delay).
+    Its key has one row and one resolution for ever."""
+
+    key: str
+    kind: str
+    name: str
+    created_at: float
+    deadline: float | None = None
+    target: list | None = None
+    resolution: dict | None = None
+    timer: Timer | None = None
+
+
+@dataclass
+class Run:
+    """An unfinished run as the scheduler sees it."""
+
+    id: str
+    task: TaskInfo
+    status: str
+    queue: str
+    ckey: str | None
+    payload: bytes
+    created_at: float
+    seq: int
+    parent_run_id: str | None = None
+    attempts: int = 0
+    failures: int = 0
+    generation: int = 0
+    started_at: float | None = None
+    delay_until: float | None = None
+    steps: dict = field(default_factory=dict)
+    step_failures: dict = field(default_factory=dict)
+    waits: dict[str, Wait] = field(default_factory=dict)
+    worker: Any = None  # the pool's worker executing the current attempt
+    attempt_started: float = 0.0
+    current_wait: str | None = None
+    suspending: bool = False
+    stopping: str | None = None  # CANCELED / TIMED_OUT when the engine kills the worker
+    timers: list[Timer] = field(default_factory=list)  # delay, ttl and wait deadlines
+    attempt_timers: list[Timer] = field(default_factory=list)  # grace, max_duration, kill
+    duration_warning: bool = False
+    checkpoint: dict | None = None  # cells: statement, manifest, counts of the latest
+    tags: list = field(default_factory=list)
+    idempotency_key: str | None = None
+    replay_of: str | None = None
+    ttl: float | None = None
+    error: str | None = None
+    finished_at: float | None = None
+    output: bytes | None = None
+    children: list[str] = field(default_factory=list)  # child runs triggered by this one
+
+    @property
+    def group(self) -> tuple[str, str | None]:
+        """The scheduling group: its queue and concurrency key."""
+        return (self.queue, self.ckey)
+
+    def row(self) -> dict:
+        """The run as its row in the runs table would read (without the payload)."""
+        return {
+            "id": self.id, "kind": self.task.options.get("kind", "task"),
+            "task_id": self.task.task_id, "task_hash": self.task.hash, "status": self.status,
+            "queue": self.queue, "concurrency_key": self.ckey,
+            "idempotency_key": self.idempotency_key, "tags": self.tags,
+            "parent_run_id": self.parent_run_id, "replay_of": self.replay_of,
+            "created_at": self.created_at, "started_at": self.started_at,
+            "finished_at": self.finished_at, "delay_until": self.delay_until, "ttl": self.ttl,
+            "attempts": self.attempts, "output": self.output, "error": self.error,
+            "duration_warning": self.duration_warning, "generation": self.generation,
+        }
+
+
+def aid(run: Run) -> str:
+    """The id of the run's current attempt; every engine <-> worker message carries it."""
+    return f"{run.id}/{run.attempts}"
+
+
+def reply(worker: Any, msg: dict, body: dict) -> None:
+    """Answer the worker's request ``msg``; the reply names its attempt and request."""
+    worker.send({**body, "aid": msg.get("aid"), "re": msg.get("req")})
+
+
+def error_json(error: dict | None) -> str | None:
+    """An error dict as stored in runs.error."""
+    if not error:
+        return None
+    return json.dumps({k: error.get(k) for k in ("type", "message", "traceback")})
+
+
+def summarize(row: dict) -> dict:
+    """The JSON view of a run row (no payload or output bytes)."""
+    out = {k: v for k, v in row.items() if k not in ("payload", "output")}
+    out["error"] = json.loads(row["error"]) if row.get("error") else None
+    out["tags"] = list(row.get("tags") or [])
+    if "has_output" not in out:
+        out["has_output"] = row.get("output") is not None
+    created, finished = row.get("created_at"), row.get("finished_at")
+    started = row.get("started_at")
+    out["duration"] = (finished - started) if finished and started else None
+    out["queued_for"] = (started - created) if started and created else None
+    return out

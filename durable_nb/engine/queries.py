@@ -1,0 +1,141 @@
+"""Reads for the API: a run and its parts, lists of runs, checkpoints, spans, logs and
+read-only SQL. Unfinished runs are answered from memory, recent final ones from the
+engine's cache, the rest from DuckDB (in a thread, never on the loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from ..core.errors import RunNotFound
+from ..core.status import STATUSES
+from .model import summarize
+from .state import EngineState
+
+
+class Queries:
+    """Answers the API's reads."""
+
+    def __init__(self, state: EngineState):
+        self.s = state
+
+    async def query(self, sql: str, params: list | tuple = ()) -> list[dict]:
+        return await self._in_thread(self.s.store.query, sql, params)
+
+    async def _in_thread(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+
+    async def row(self, run_id: str) -> dict:
+        """The run's row; RunNotFound when there is no such run."""
+        run = self.s.runs.get(run_id)
+        if run is not None:
+            return run.row()
+        if run_id in self.s.finished:
+            return self.s.finished[run_id]
+        rows = await self.query("SELECT * FROM runs WHERE id = ?", [run_id])
+        if not rows:
+            raise RunNotFound(f"no run with id '{run_id}' in {self.s.config.db_path}; "
+                              "list runs with `durable-nb runs` or dn.runs()")
+        return rows[0]
+
+    async def wait_result(self, run_id: str, timeout: float) -> dict:
+        """Wait up to ``timeout`` seconds for the run to finish; returns its row."""
+        if run_id in self.s.runs:
+            fut = asyncio.get_running_loop().create_future()
+            waiters = self.s.result_waiters[run_id]
+            waiters.append(fut)
+            try:
+                await asyncio.wait_for(asyncio.shield(fut), timeout)
+            except asyncio.TimeoutError:
+                pass
+            finally:
+                if fut in self.s.result_waiters.get(run_id, []):
+                    self.s.result_waiters[run_id].remove(fut)
+        return await self.row(run_id)
+
+    async def run_detail(self, run_id: str) -> dict:
+        """The run with its attempts, steps, waits and children."""
+        row = await self.row(run_id)
+        attempts = await self.query(
+            "SELECT number, worker_pid, started_at, ended_at, outcome, error_type, "
+            "error_message, traceback FROM attempts WHERE run_id = ? ORDER BY number", [run_id])
+        steps = await self.query(
+            "SELECT step_key, name, attempt, status, started_at, ended_at, error_type, "
+            "error_message, traceback FROM steps WHERE run_id = ? ORDER BY started_at, attempt",
+            [run_id])
+        waits = await self.query(
+            "SELECT wait_key, kind, name, preview, target, created_at, deadline, resolved_at, "
+            "outcome, comment, resolved_by FROM waits WHERE run_id = ? ORDER BY created_at",
+            [run_id])
+        children = await self.query(
+            "SELECT id, task_id, status FROM runs WHERE parent_run_id = ? ORDER BY created_at",
+            [run_id])
+        for w in waits:
+            w["preview"] = json.loads(w["preview"]) if w["preview"] else None
+            w["target"] = json.loads(w["target"]) if w["target"] else None
+        return {**summarize(row), "attempt_list": attempts, "steps": steps, "waits": waits,
+                "children": children}
+
+    async def list_runs(self, status: str | None = None, task: str | None = None,
+                        limit: int = 100, offset: int = 0) -> list[dict]:
+        """Runs, newest first, filtered by statuses (comma separated) and task id."""
+        where, params = [], []
+        if status:
+            statuses = [x.strip().upper() for x in status.split(",")]
+            bad = [x for x in statuses if x not in STATUSES]
+            if bad:
+                raise ValueError(f"unknown status {bad[0]!r}; one of {', '.join(STATUSES)}")
+            where.append(f"status IN ({','.join('?' * len(statuses))})")
+            params.extend(statuses)
+        if task:
+            where.append("task_id = ?")
+            params.append(task)
+        sql = ("SELECT * EXCLUDE (payload, output) , output IS NOT NULL AS has_output FROM runs"
+               + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY created_at DESC LIMIT ? OFFSET ?")
+        rows = await self.query(sql, [*params, int(limit), int(offset)])
+        return [summarize(r) for r in rows]
+
+    async def checkpoint(self, run_id: str, names: list[str] | None = None,
+                         values: bool = False) -> dict:
+        """The latest checkpoint of a cell run: variables with sizes, values if asked."""
+        await self.row(run_id)
+        rows = await self.query(
+            "SELECT seq, statement, created_at, manifest, size FROM checkpoints "
+            "WHERE run_id = ? ORDER BY seq DESC LIMIT 1", [run_id])
+        if not rows:
+            return {"run_id": run_id, "statement": 0, "variables": {}, "values": {}}
+        row = rows[0]
+        manifest = json.loads(row["manifest"])
+        wanted = {n: h for n, h in manifest["vars"].items() if names is None or n in names}
+        missing = sorted(set(names or ()) - set(wanted))
+        if missing:
+            raise ValueError(f"no variable {', '.join(map(repr, missing))} in the checkpoint "
+                             f"of run {run_id}; it has {', '.join(sorted(manifest['vars']))}")
+        hashes = sorted(set(wanted.values()))
+        blobs = await self._in_thread(self.s.store.blobs, hashes, values)
+        return {
+            "run_id": run_id, "seq": row["seq"], "statement": row["statement"],
+            "total": manifest.get("total"), "created_at": row["created_at"], "size": row["size"],
+            "variables": {n: {"size": blobs[h]["size"], "hash": h} for n, h in wanted.items()},
+            "values": {n: blobs[h]["data"] for n, h in wanted.items()} if values else {},
+        }
+
+    async def spans(self, run_id: str) -> list[dict]:
+        await self.row(run_id)
+        rows = await self.query("SELECT * FROM spans WHERE run_id = ? ORDER BY start_at",
+                                [run_id])
+        for r in rows:
+            r["attributes"] = json.loads(r["attributes"]) if r["attributes"] else {}
+        return rows
+
+    async def logs(self, run_id: str, limit: int = 1000) -> list[dict]:
+        await self.row(run_id)
+        return await self.query(
+            "SELECT created_at AS at, stream, line FROM logs WHERE run_id = ? "
+            "ORDER BY seq DESC LIMIT ?", [run_id, int(limit)])
+
+    async def sql(self, query: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
+        """A read-only SQL query (``store.readonly_sql``)."""
+        return await self._in_thread(self.s.store.read_only, query, limit)

@@ -1,0 +1,151 @@
+"""Recovery at start: the engine's memory is rebuilt from the store, and every unfinished
+run continues from where the store says it was.
+
+``load`` reads (in a thread, before the loop schedules anything); ``resume`` acts on the
+loop: EXECUTING runs were interrupted (their attempt is recorded INTERRUPTED, not counted
+against retries) and are queued again; every pending wait's deadline, delay and ttl is
+armed again whatever the run's status.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from ..core import serial as _serial
+from ..core.status import TERMINAL, AttemptOutcome, RunStatus, StepStatus, sql_list
+from .model import Run, TaskInfo, Wait
+from .scheduler import Scheduler
+from .state import EngineState
+from .waits import Waits
+
+
+def load(s: EngineState) -> None:
+    """Load tasks, queues, idempotency keys, events and the unfinished runs."""
+    q = s.store.query
+    for row in q("SELECT * FROM tasks", sync=False):
+        s.tasks[row["hash"]] = TaskInfo(row["hash"], row["task_id"], row["code"],
+                                        json.loads(row["sys_path"]), json.loads(row["options"]))
+    for row in q("SELECT name, concurrency_limit FROM queues", sync=False):
+        s.queues[row["name"]] = row["concurrency_limit"]
+    for row in q("SELECT task_id, idempotency_key, id FROM runs "
+                 "WHERE idempotency_key IS NOT NULL", sync=False):
+        s.idem[(row["task_id"], row["idempotency_key"])] = row["id"]
+    for row in q("SELECT key, data FROM events", sync=False):
+        s.events[row["key"]] = row["data"]
+    for row in q(f"SELECT * FROM runs WHERE status NOT IN ({sql_list(TERMINAL)}) "
+                 "ORDER BY created_at", sync=False):
+        task = s.tasks.get(row["task_hash"])
+        if task is not None:
+            s.runs[row["id"]] = _run_of(s, row, task)
+    if not s.runs:
+        return
+    for run in s.runs.values():
+        if run.parent_run_id in s.runs:
+            s.runs[run.parent_run_id].children.append(run.id)
+    ids = list(s.runs)
+    _load_steps(s, ids)
+    _load_waits(s, ids)
+    _load_checkpoints_and_children(s, ids)
+
+
+def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
+    return Run(
+        id=row["id"], task=task, status=row["status"], queue=row["queue"],
+        ckey=row["concurrency_key"], payload=row["payload"], created_at=row["created_at"],
+        seq=next(s.seq), parent_run_id=row["parent_run_id"], attempts=row["attempts"] or 0,
+        started_at=row["started_at"], delay_until=row["delay_until"],
+        generation=row["generation"] or 0, tags=list(row["tags"] or []),
+        idempotency_key=row["idempotency_key"], replay_of=row["replay_of"], ttl=row["ttl"],
+        error=row["error"], duration_warning=bool(row["duration_warning"]))
+
+
+def _marks(ids: list[str]) -> str:
+    return ",".join("?" * len(ids))
+
+
+def _load_steps(s: EngineState, ids: list[str]) -> None:
+    """Completed steps of any generation; failed tries and errors of the current one; and
+    how many attempts failed or crashed (the retry policy counts them)."""
+    q = s.store.query
+    for row in q(f"SELECT run_id, step_key, status, output, attempt, generation FROM steps "
+                 f"WHERE run_id IN ({_marks(ids)}) ORDER BY started_at", ids, sync=False):
+        run = s.runs[row["run_id"]]
+        if row["status"] == StepStatus.COMPLETED:
+            run.steps[row["step_key"]] = ("ok", row["output"])
+        elif row["generation"] == run.generation:
+            if row["status"] == StepStatus.ERRORED:
+                run.steps[row["step_key"]] = ("err", row["output"])
+            else:
+                run.step_failures[row["step_key"]] = max(
+                    run.step_failures.get(row["step_key"], 0), row["attempt"])
+    for row in q(f"SELECT run_id, outcome, count(*) AS n FROM attempts "
+                 f"WHERE run_id IN ({_marks(ids)}) GROUP BY ALL", ids, sync=False):
+        if row["outcome"] in (AttemptOutcome.FAILED, AttemptOutcome.CRASHED):
+            s.runs[row["run_id"]].failures += row["n"]
+
+
+def _load_waits(s: EngineState, ids: list[str]) -> None:
+    for row in s.store.query(f"SELECT * FROM waits WHERE run_id IN ({_marks(ids)}) "
+                             "ORDER BY resolved_at NULLS LAST, created_at", ids, sync=False):
+        run = s.runs[row["run_id"]]
+        if row["wait_key"] in run.waits:
+            continue  # an earlier release could leave a second row of the same key
+        w = Wait(row["wait_key"], row["kind"], row["name"], row["created_at"],
+                 row["deadline"], json.loads(row["target"]) if row["target"] else None)
+        if row["resolved_at"] is not None:
+            w.resolution = _serial.loads(row["result"])
+        run.waits[w.key] = w
+
+
+def _load_checkpoints_and_children(s: EngineState, ids: list[str]) -> None:
+    q = s.store.query
+    for row in q(f"SELECT run_id, statement, manifest FROM checkpoints "
+                 f"WHERE run_id IN ({_marks(ids)}) "
+                 "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1",
+                 ids, sync=False):
+        m = json.loads(row["manifest"])
+        s.runs[row["run_id"]].checkpoint = {
+            "statement": row["statement"], "manifest": m["vars"], "counts": m["counts"],
+            "seq": m["seq"]}
+    for row in q(f"SELECT id, parent_run_id, status, output, error FROM runs "
+                 f"WHERE parent_run_id IN ({_marks(ids)}) "
+                 f"AND status IN ({sql_list(TERMINAL)})", ids, sync=False):
+        s.children_of[row["parent_run_id"]].append(row["id"])
+        s.child_results[row["id"]] = (
+            row["status"], row["output"], json.loads(row["error"]) if row["error"] else None)
+
+
+def _bind(fn: Callable[[Run], None], run: Run) -> Callable[[], None]:
+    return lambda: fn(run)
+
+
+def resume(s: EngineState, scheduler: Scheduler, waits: Waits) -> None:
+    """Continue every loaded run from its status (on the loop, once ``load`` is done)."""
+    now = s.now()
+    for run in list(s.runs.values()):
+        # deadlines of pending waits run whatever the run's status: a run killed in a
+        # wait's grace period was EXECUTING, and its sleep or timeout must still fire
+        for w in run.waits.values():
+            waits.arm(run, w)
+        if run.ttl and run.attempts == 0 and run.status in (RunStatus.QUEUED,
+                                                             RunStatus.DELAYED):
+            s.arm(run, run.created_at + run.ttl, _bind(scheduler.expire, run))
+        if run.status == RunStatus.EXECUTING:
+            s.write([("upd", "attempts", {"run_id": run.id, "number": run.attempts},
+                      {"ended_at": now, "outcome": AttemptOutcome.INTERRUPTED,
+                       "error_message": "the engine stopped during this attempt"})])
+            s.set_status(run, RunStatus.QUEUED, "engine restarted; resuming")
+            s.enqueue(run)
+        elif run.status == RunStatus.QUEUED:
+            s.enqueue(run)
+        elif run.status == RunStatus.DELAYED:
+            s.arm(run, run.delay_until or now, _bind(scheduler.undelay, run))
+        elif run.status == RunStatus.WAITING:
+            pending = [w for w in run.waits.values() if w.resolution is None]
+            if not pending:
+                s.set_status(run, RunStatus.QUEUED, "wait resolved")
+                s.enqueue(run)
+            for w in pending:
+                run.current_wait = w.key
+                waits.try_resolve_now(run, w)

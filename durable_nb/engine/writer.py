@@ -1,0 +1,166 @@
+"""Group commit: every state change of the engine is a journal record, durable before the
+engine acts on it or acknowledges it.
+
+Pipelined: at the end of a loop turn the buffered records go out in one write + fdatasync;
+whatever arrives meanwhile is buffered and goes in the next sync, started as soon as this
+one completes. When the disk refuses (full), nothing in the refused batch is acknowledged:
+it is held, written first when the disk takes it again, and write requests are refused
+with ``StoreUnavailable`` meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ..core.errors import StoreUnavailable
+from ..store.store import Store
+from .clock import Clock
+
+# Journal batches up to this size are written and synced on the event loop itself;
+# larger ones (checkpoint blobs, big outputs) go to the syncing thread.
+INLINE_SYNC_BYTES = 256 * 1024
+# Seconds between tries to write a batch the journal refused (a full disk).
+WRITE_RETRY = 0.5
+
+
+def settle(fut: asyncio.Future) -> None:
+    """Complete ``fut`` with None unless it already completed (or failed)."""
+    if not fut.done():
+        fut.set_result(None)
+
+
+class JournalWriter:
+    """Writes the engine's records to the store's journal, batched per loop turn."""
+
+    def __init__(self, store: Store, clock: Clock):
+        self.store = store
+        self.clock = clock
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.stopped = False
+        self._commit_scheduled = False
+        self._syncing = False
+        self._retry_armed = False
+        self._durable_waiters: set[asyncio.Future] = set()
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="durable-journal")
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        if self.store.write_problem is not None:  # e.g. started on a nearly full disk
+            self._arm_retry()
+
+    def write(self, records: list, then: Callable[[], None] | None = None) -> None:
+        """Journal ``records``; ``then`` runs on the loop once they are durable."""
+        self.store.write(records, then)
+        if not self._commit_scheduled and not self._syncing:
+            self._commit_scheduled = True
+            self._loop().call_soon(self._commit)
+
+    async def write_durable(self, records: list) -> None:
+        """Journal ``records`` and return once they (and all before them) are durable."""
+        fut = self._loop().create_future()
+        self._durable_waiters.add(fut)
+        try:
+            self.write(records, lambda: settle(fut))
+            await fut
+        finally:
+            self._durable_waiters.discard(fut)
+
+    def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
+        """Run ``fn`` on the syncing thread (after the syncs queued before it)."""
+        return self._loop().run_in_executor(self._thread, fn, *args)
+
+    def check_writable(self) -> None:
+        """Refuse a write request at once while the journal cannot write."""
+        if self.store.write_problem is not None:
+            raise StoreUnavailable(
+                f"the engine refuses writes for now: {self.store.write_problem}. Nothing "
+                "acknowledged is lost and reads still work. Free space on that disk; the "
+                "engine resumes writing by itself within a second of it.")
+
+    async def close(self) -> None:
+        """Flush what is buffered (once the sync in flight is done) and stop the thread."""
+        self.stopped = True
+        while self._syncing:
+            await asyncio.sleep(0.005)
+        try:
+            self.store.commit()
+        except OSError as exc:  # nothing in it was acknowledged
+            self.store.hold([], [], exc)
+        self._thread.shutdown()
+
+    def _loop(self) -> asyncio.AbstractEventLoop:
+        if self.loop is None:
+            raise RuntimeError("the journal writer is used before the engine started")
+        return self.loop
+
+    def _commit(self) -> None:
+        self._commit_scheduled = False
+        if self._syncing or not self.store.pending:
+            return
+        batch, done = self.store.take()
+        data = self.store.encode_batch(batch)
+        if len(data) <= INLINE_SYNC_BYTES:
+            # A small batch syncs right here: handing it to a thread and back costs two
+            # wake-ups, more than the fdatasync itself. What arrives meanwhile waits in the
+            # sockets and goes into the next batch.
+            try:
+                self.store.write_batch(batch, data)
+            except OSError as exc:
+                self._write_failed(batch, done, exc)
+                return
+            self.store.committed(batch, done)
+            return
+        self._syncing = True
+        fut = self.run_in_thread(self.store.write_batch, batch, data)
+        fut.add_done_callback(lambda f: self._synced(f, batch, done))
+
+    def _synced(self, fut: asyncio.Future, batch: list, done: list) -> None:
+        self._syncing = False
+        exc = fut.exception()
+        if exc is not None:
+            self._write_failed(batch, done, exc)
+            return
+        self.store.committed(batch, done)
+        if self.store.pending:
+            self._commit()
+
+    def _write_failed(self, batch: list, done: list, exc: BaseException) -> None:
+        """The journal could not write (a full disk): nothing in ``batch`` is acknowledged.
+        It is held and written first when the disk takes it again, tried every
+        ``WRITE_RETRY`` s; callers waiting on a write hear why at once."""
+        if self.store.hold(batch, done, exc):  # the reserve was released: try again now
+            self._loop().call_soon(self._retry_write)
+            return
+        err = self._unavailable()
+        for fut in list(self._durable_waiters):
+            if not fut.done():
+                fut.set_exception(err)
+        self._arm_retry()
+
+    def _arm_retry(self) -> None:
+        if not self.stopped and not self._retry_armed:
+            self._retry_armed = True
+            self.clock.call_at(self.clock.now() + WRITE_RETRY, self._retry_tick)
+
+    def _retry_tick(self) -> None:
+        self._retry_armed = False
+        self._retry_write()
+
+    def _retry_write(self) -> None:
+        """Write what is held; once that works and the disk has room, accept writes."""
+        if self.stopped:
+            return
+        if not self._syncing and self.store.pending:
+            self._commit()
+        if self.store.write_problem is not None and not self.store.try_restore():
+            self._arm_retry()
+
+    def _unavailable(self) -> StoreUnavailable:
+        return StoreUnavailable(
+            f"{self.store.problem}. This request is not durable: if it changed something, "
+            "the change is kept in memory and written when the disk takes it again (lost if "
+            "the engine stops first). Nothing acknowledged earlier is lost and reads still "
+            "work. Free space there; the engine resumes writing by itself.")
