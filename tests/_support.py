@@ -7,6 +7,7 @@ browser tests' own conftest.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import signal
@@ -219,3 +220,52 @@ class Jupyter:
     def stop(self) -> int | None:
         stop_process(self.proc, 30)
         return self.proc.returncode if self.proc else None
+
+
+class FakeEngineWorker:
+    """A real worker process (`python -m durable_nb.worker.main`) on a socket pair whose
+    other end the test drives as the engine would; ``chan`` is that end."""
+
+    def __init__(self) -> None:
+        from durable_nb.core.protocol import SyncChannel
+
+        ours, theirs = socket.socketpair()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "durable_nb.worker.main", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
+        theirs.close()
+        ours.settimeout(60)
+        self.sock = ours
+        self.chan = SyncChannel(ours)
+        hello = self.chan.recv()
+        assert hello == {"op": "hello", "pid": self.proc.pid}, hello
+
+    def run(self, fn, *args, run_id: str = "run_a", attempt: int = 1, **msg) -> None:
+        """Send one attempt of ``fn(*args)`` (``fn``'s folder and tests/ on the worker's path,
+        where it is imported from); ``msg`` adds or overrides fields of the message."""
+        from durable_nb.core import serial
+
+        self.chan.send({"op": "run", "run_id": run_id, "attempt": attempt,
+                        "aid": f"{run_id}/{attempt}", "task_id": "t",
+                        "task_hash": f"h-{fn.__module__}.{fn.__qualname__}",
+                        "code": serial.dumps(fn, "code"),
+                        "sys_path": [str(Path(inspect.getfile(fn)).parent), str(REPO / "tests")],
+                        "payload": serial.dumps((args, {}), "payload"), "steps": {},
+                        "step_failures": {}, "waits": {}, "max_payload": 1 << 20, **msg})
+
+    def until(self, *ops: str) -> tuple[list[dict], dict]:
+        """Messages received before the first one whose op is in ``ops``, and that one."""
+        seen = []
+        while True:
+            msg = self.chan.recv()
+            if msg.get("op") in ops:
+                return seen, msg
+            seen.append(msg)
+
+    def close(self) -> None:
+        self.sock.close()  # the worker exits at EOF
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)

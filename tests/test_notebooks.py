@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from _support import free_port, jupyter_env, start_server, stop_process
+from _support import Jupyter
 from test_magics import Kernel, run_id
 
 from durable_nb.core.auth import server_owner
@@ -23,28 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 
 
-class JupyterServer:
-    """`jupyter server` on 127.0.0.1 with the durable_nb extension enabled by the
-    repository's jupyter-config data file, on its own DuckDB file."""
+class NotebookServer(Jupyter):
+    """The shared `jupyter server` of the tests (`_support.Jupyter`), with the calls these
+    tests make: the REST API with the login token, and kernels of notebook sessions."""
 
     def __init__(self, tmp: Path, db: Path):
-        self.dir, self.db = tmp, db
-        self.token = secrets.token_hex(16)
-        self.proc: subprocess.Popen | None = None
-        (tmp / "root").mkdir(parents=True, exist_ok=True)
-
-    def start(self, timeout: float = 60.0) -> JupyterServer:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        cmd = [sys.executable, "-m", "jupyter_server", "--allow-root", "--no-browser",
-               "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={self.port}",
-               "--ServerApp.port_retries=0", f"--ServerApp.token={self.token}",
-               f"--ServerApp.root_dir={self.dir / 'root'}",
-               f"--DurableApp.db_path={self.db}", "--DurableApp.wait_grace=0.3"]
-        self.proc = start_server(cmd, jupyter_env(self.dir / "cfg"), self.dir / "server.log",
-                                 ready=lambda: self.call("GET", "durable/api/health")["ok"],
-                                 timeout=timeout, what="the Jupyter server")
-        return self
+        # the engine's own default worker count: the example notebooks run batches
+        super().__init__(tmp, db, "--DurableApp.max_workers=8")
 
     def call(self, method: str, path: str, body: dict | None = None):
         req = urllib.request.Request(
@@ -66,11 +50,9 @@ class JupyterServer:
         return k
 
     def kill(self) -> None:
+        assert self.proc is not None
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
-
-    def stop(self) -> None:
-        stop_process(self.proc, 30)
 
 
 def _gone(pid: int, timeout: float = 10.0) -> bool:
@@ -96,7 +78,7 @@ def _kill(pid: int) -> None:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("jupyter")
-    srv = JupyterServer(tmp, tmp / "store.duckdb").start()
+    srv = NotebookServer(tmp, tmp / "store.duckdb").start()
     yield srv
     srv.stop()
 
@@ -148,7 +130,7 @@ def test_a_cell_goes_on_when_its_kernel_is_killed(server, tmp_path):
         assert _gone(k.pid)
     finally:
         k.kc.stop_channels()
-    time.sleep(0.5)
+    time.sleep(0.5)  # deliberate: time in which a run wrongly tied to its kernel would end
     assert server.call("GET", f"durable/api/runs/{rid}")["status"] == "EXECUTING"
     (tmp_path / "go").write_text("")
     fresh = server.notebook_kernel("later.ipynb")
@@ -190,7 +172,7 @@ def test_an_approval_in_a_notebook_is_granted_through_the_rest_api(server):
 def test_a_cell_resumes_after_the_jupyter_server_is_killed(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
-    srv = JupyterServer(tmp_path, tmp_path / "store.duckdb").start()
+    srv = NotebookServer(tmp_path, tmp_path / "store.duckdb").start()
     pids = []
     try:
         k = srv.notebook_kernel("phoenix.ipynb")

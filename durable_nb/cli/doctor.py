@@ -21,10 +21,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..core import paths as _paths
 from ..core import runtime as _runtime
 from ..store import journal as _journal
+
+if TYPE_CHECKING:
+    import duckdb
 
 MIN_FREE_BYTES = 1 << 30
 MIN_FREE_FRACTION = 0.05
@@ -265,9 +269,9 @@ def _read_database(lay: Layout, report: Report) -> tuple[int | None, int, int] |
                 "new one and replays the journal into it")
         return None
     try:
-        version = conn.execute("SELECT max(version) FROM schema_version").fetchone()[0]
+        version = _aggregate(conn, "SELECT max(version) FROM schema_version")
         row = conn.execute("SELECT value FROM meta WHERE key = 'journal_seq'").fetchone()
-        runs = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+        runs = _aggregate(conn, "SELECT count(*) FROM runs")
     except duckdb.Error as exc:
         report.problem(f"database: {lay.db} is not a durable_nb store ({exc})",
                        "check the path (--db, or DURABLE_NB_DB)")
@@ -275,6 +279,14 @@ def _read_database(lay: Layout, report: Report) -> tuple[int | None, int, int] |
     finally:
         conn.close()
     return version, int(row[0]) if row else 0, runs
+
+
+def _aggregate(conn: duckdb.DuckDBPyConnection, sql: str) -> Any:
+    """The value of an aggregate query, which always yields exactly one row."""
+    row = conn.execute(sql).fetchone()
+    if row is None:
+        raise RuntimeError(f"the aggregate query {sql!r} returned no row")
+    return row[0]
 
 
 # -- the journal --------------------------------------------------------------------

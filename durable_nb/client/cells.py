@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+from collections.abc import Collection
 
 from ..core import serial as _serial
 from ..core.errors import NotPicklable
@@ -28,7 +29,7 @@ def cell_inputs(source: str, namespace: dict) -> dict:
 def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retries: int = 0,
                  queue: str | None = None, concurrency: int | None = None,
                  timeout: float | None = None, idempotency_key: str | None = None,
-                 transient: list[str] = (), max_duration: float | None = None):
+                 transient: Collection[str] = (), max_duration: float | None = None):
     """Start a durable run of a cell (plain Python source) and return its RunHandle."""
     split_statements(source)  # a syntax error fails here, in the kernel
     inputs = {k: v for k, v in cell_inputs(source, namespace).items() if k not in transient}

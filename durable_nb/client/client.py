@@ -212,7 +212,7 @@ class Client:
             msg = (payload or {}).get("error") or f"HTTP {status}"
             code = (payload or {}).get("code")
             exc_type = {"run_not_found": RunNotFound, "conflict": WaitConflict,
-                        "too_large": PayloadTooLarge}.get(code)
+                        "too_large": PayloadTooLarge}.get(code) if isinstance(code, str) else None
             if exc_type is not None:
                 raise exc_type(msg)
             raise ApiError(status, msg)
@@ -418,6 +418,15 @@ def connect(url: str | None = None, token: str | None = None,
             client = find_engine(resolve_db(db), start=start)
         _default = client
         return client
+
+
+def use_client(client: Client | None) -> Client | None:
+    """Make ``client`` this process's default (None: connect again on next use); returns
+    the previous default. ``durable_nb.testing`` points the API at its engine this way."""
+    global _default
+    with _lock:
+        previous, _default = _default, client
+        return previous
 
 
 def get_client() -> Client:

@@ -181,9 +181,12 @@ class RunHandle:
         status = self.wait(timeout)
         if status not in TERMINAL:
             raise TimeoutError(f"run {self.id} is still {status} after {timeout} s")
+        summary = self._summary
+        if summary is None:  # wait() polled the run at least once
+            raise DurableError(f"run {self.id}: no result was fetched")
         if status != RunStatus.COMPLETED:
-            raise RunFailed(self.id, status, self._summary.get("error"))
-        out = self._summary.get("output_b64")
+            raise RunFailed(self.id, status, summary.get("error"))
+        out = summary.get("output_b64")
         return _serial.loads(base64.b64decode(out)) if out else None
 
     def cancel(self) -> None:
@@ -238,7 +241,7 @@ def step(fn: Callable | None = None, *, name: str | None = None, retry: Retry | 
                     return await f(*args, **kwargs)
                 return await ctx.call_step_async(sname, f, args, kwargs, retry)
 
-            async_wrapper.__durable_step__ = sname
+            async_wrapper.__dict__["__durable_step__"] = sname  # names the step's wrapper
             return async_wrapper
 
         @functools.wraps(f)
@@ -248,7 +251,7 @@ def step(fn: Callable | None = None, *, name: str | None = None, retry: Retry | 
                 return f(*args, **kwargs)
             return ctx.call_step(sname, f, args, kwargs, retry)
 
-        wrapper.__durable_step__ = sname
+        wrapper.__dict__["__durable_step__"] = sname
         return wrapper
 
     return deco(fn) if fn is not None else deco
@@ -385,7 +388,7 @@ class Task:
         ctx = _context.current()
         if ctx is None:
             return self.trigger(*args, **kwargs).result()
-        res = self._wait_children([self.trigger(*args, **kwargs).id])[0]
+        res = self._wait_children(ctx, [self.trigger(*args, **kwargs).id])[0]
         return res.unwrap()
 
     def _items(self, items: Iterable) -> list[tuple[tuple, dict]]:
@@ -407,7 +410,8 @@ class Task:
     def batch_trigger_and_wait(self, items: Iterable, **options) -> list[RunResult]:
         """Trigger one child per item and wait for all; one RunResult each, in order."""
         handles = self.batch_trigger(items, **options)
-        if _context.current() is None:
+        ctx = _context.current()
+        if ctx is None:
             out = []
             for h in handles:
                 try:
@@ -415,10 +419,9 @@ class Task:
                 except RunFailed as exc:
                     out.append(RunResult(h.id, exc.status, None, exc.error))
             return out
-        return self._wait_children([h.id for h in handles])
+        return self._wait_children(ctx, [h.id for h in handles])
 
-    def _wait_children(self, ids: list[str]) -> list[RunResult]:
-        ctx = _context.current()
+    def _wait_children(self, ctx: _context.RunContext, ids: list[str]) -> list[RunResult]:
         res = ctx.wait("child", self.id, target=ids)
         return [RunResult(cid, status, _serial.loads(output) if status == RunStatus.COMPLETED else None,
                           error) for cid, status, output, error in res["results"]]
@@ -493,6 +496,8 @@ def send_event(key: str, data: Any = None) -> int:
 def sleep(seconds: Any) -> None:
     """Pause the run durably; a long sleep frees the worker and survives restarts."""
     secs = parse_duration(seconds)
+    if secs is None:
+        raise TypeError("dn.sleep() needs a duration, not None")
     ctx = _context.current()
     if ctx is None:
         time.sleep(secs)

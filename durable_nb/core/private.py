@@ -20,13 +20,15 @@ import ctypes
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 CLONE_FS = 0x00000200
 PRIVATE_UMASK = 0o077
 
 _state = threading.local()
 _process_lock = threading.Lock()
+T = TypeVar("T")
 
 
 def _unshare_fs() -> bool:
@@ -72,10 +74,10 @@ def private_umask() -> Iterator[None]:
             os.umask(old)
 
 
-def call_private(fn, *args):
+def call_private(fn: Callable[..., T], *args: Any) -> T:
     """``fn(*args)`` in a short-lived thread of its own under `private_umask`, so that
     whatever it creates is private and no other thread is affected; returns its result."""
-    out: dict = {}
+    out: dict[str, Any] = {}
 
     def run() -> None:
         try:
@@ -89,4 +91,4 @@ def call_private(fn, *args):
     t.join()
     if "error" in out:
         raise out["error"]
-    return out.get("value")
+    return out["value"]  # run() sets it whenever it sets no error

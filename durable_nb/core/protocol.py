@@ -3,8 +3,9 @@
 Worker to engine: ``hello``, ``step``, ``step_failed``, ``wait``, ``trigger``,
 ``send_event``, ``log``, ``checkpoint`` and the attempt's end: ``done``, ``failed``,
 ``suspended``. Engine to worker: ``run``, replies ``{"ok": ...}``, and during a wait
-``resolved`` or ``suspend``. Values inside are already cloudpickled bytes, so the
-engine never unpickles user objects.
+``resolved`` or ``suspend``. ``core.messages`` has a TypedDict for each, with its
+fields. Values inside are already cloudpickled bytes, so the engine never unpickles
+user objects.
 """
 
 from __future__ import annotations
@@ -13,11 +14,17 @@ import asyncio
 import pickle
 import socket
 import struct
+from collections.abc import Mapping
+from typing import Any
+
+from .messages import EngineMessage, WorkerMessage
 
 _LEN = struct.Struct("<Q")
 
 
-def encode(msg: dict) -> bytes:
+def encode(msg: Mapping[str, Any]) -> bytes:
+    """One framed message (a TypedDict of ``core.messages`` is a plain dict: the bytes do
+    not depend on the type)."""
     body = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
     return _LEN.pack(len(body)) + body
 
@@ -28,7 +35,7 @@ class SyncChannel:
     def __init__(self, sock: socket.socket):
         self.sock = sock
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: WorkerMessage) -> None:
         self.sock.sendall(encode(msg))
 
     def _recv_exact(self, n: int) -> bytes:
@@ -40,13 +47,17 @@ class SyncChannel:
             buf += chunk
         return bytes(buf)
 
-    def recv(self) -> dict:
+    def recv(self) -> EngineMessage:
+        """The engine's next message (as the engine sent it: its op says which)."""
         (n,) = _LEN.unpack(self._recv_exact(_LEN.size))
-        return pickle.loads(self._recv_exact(n))
+        msg: EngineMessage = pickle.loads(self._recv_exact(n))
+        return msg
 
 
-async def read_message(reader: asyncio.StreamReader) -> dict:
-    """The engine's end: read one message; raises IncompleteReadError at EOF."""
+async def read_message(reader: asyncio.StreamReader) -> dict[str, Any]:
+    """The engine's end: read one message (a ``core.messages.WorkerMessage``, which the
+    engine checks as it handles it); raises IncompleteReadError at EOF."""
     head = await reader.readexactly(_LEN.size)
     (n,) = _LEN.unpack(head)
-    return pickle.loads(await reader.readexactly(n))
+    msg: dict[str, Any] = pickle.loads(await reader.readexactly(n))
+    return msg

@@ -232,6 +232,9 @@ class Engine:
                         limit: int = 100, offset: int = 0) -> list[dict]:
         return await self.queries.list_runs(status, task, limit, offset)
 
+    async def count_runs(self, status: str | None = None, task: str | None = None) -> int:
+        return await self.queries.count_runs(status, task)
+
     async def checkpoint(self, run_id: str, names: list[str] | None = None,
                          values: bool = False) -> dict:
         return await self.queries.checkpoint(run_id, names, values)

@@ -70,9 +70,13 @@ class ProcessPool:
         room = self.max_workers - len(self.workers) - self.spawning
         for _ in range(max(0, min(max(wanted_idle, self.min_idle) - have, room))):
             self.spawning += 1
-            t = asyncio.ensure_future(self._spawn())
-            self._tasks.add(t)
-            t.add_done_callback(self._tasks.discard)
+            self._track(self._spawn())
+
+    def _track(self, coro: Any) -> None:
+        """Run ``coro`` as a task the pool waits for when it closes."""
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
 
     async def _spawn(self) -> None:
         parent, child = socket.socketpair()
@@ -92,9 +96,7 @@ class ProcessPool:
         w = WorkerProc(proc, reader, writer)
         self.spawning -= 1
         self.workers.append(w)
-        t = asyncio.ensure_future(self._read_loop(w))
-        self._tasks.add(t)
-        t.add_done_callback(self._tasks.discard)
+        self._track(self._read_loop(w))
 
     async def _read_loop(self, w: WorkerProc) -> None:
         try:

@@ -79,23 +79,25 @@ class Queries:
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
                         limit: int = 100, offset: int = 0) -> list[dict]:
-        """Runs, newest first, filtered by statuses (comma separated) and task id."""
-        where, params = [], []
-        if status:
-            statuses = [x.strip().upper() for x in status.split(",")]
-            bad = [x for x in statuses if x not in STATUSES]
-            if bad:
-                raise ValueError(f"unknown status {bad[0]!r}; one of {', '.join(STATUSES)}")
-            where.append(f"status IN ({','.join('?' * len(statuses))})")
-            params.extend(statuses)
-        if task:
-            where.append("task_id = ?")
-            params.append(task)
+        """Runs, newest first, filtered by statuses (comma separated) and task id; an
+        unfinished run lists the names of its pending approvals."""
+        where, params = _filters(status, task)
         sql = ("SELECT * EXCLUDE (payload, output) , output IS NOT NULL AS has_output FROM runs"
-               + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY created_at DESC LIMIT ? OFFSET ?")
+               + where + " ORDER BY created_at DESC LIMIT ? OFFSET ?")
         rows = await self.query(sql, [*params, int(limit), int(offset)])
-        return [summarize(r) for r in rows]
+        out = [summarize(r) for r in rows]
+        for row in out:
+            run = self.s.runs.get(row["id"])
+            row["pending_approvals"] = [] if run is None else [
+                w.name for w in run.waits.values()
+                if w.kind == "approval" and w.resolution is None]
+        return out
+
+    async def count_runs(self, status: str | None = None, task: str | None = None) -> int:
+        """How many runs ``list_runs`` pages through with these filters."""
+        where, params = _filters(status, task)
+        rows = await self.query("SELECT count(*) AS n FROM runs" + where, params)
+        return int(rows[0]["n"])
 
     async def checkpoint(self, run_id: str, names: list[str] | None = None,
                          values: bool = False) -> dict:
@@ -139,3 +141,20 @@ class Queries:
     async def sql(self, query: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
         """A read-only SQL query (``store.readonly_sql``)."""
         return await self._in_thread(self.s.store.read_only, query, limit)
+
+
+def _filters(status: str | None, task: str | None) -> tuple[str, list]:
+    """The WHERE clause (with its leading space, or empty) and parameters of a run list."""
+    where: list[str] = []
+    params: list = []
+    if status:
+        statuses = [x.strip().upper() for x in status.split(",")]
+        bad = [x for x in statuses if x not in STATUSES]
+        if bad:
+            raise ValueError(f"unknown status {bad[0]!r}; one of {', '.join(STATUSES)}")
+        where.append(f"status IN ({','.join('?' * len(statuses))})")
+        params.extend(statuses)
+    if task:
+        where.append("task_id = ?")
+        params.append(task)
+    return (" WHERE " + " AND ".join(where) if where else ""), params

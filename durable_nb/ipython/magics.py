@@ -7,7 +7,8 @@ through this module; a failed run shows the user's frames only."""
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -24,11 +25,16 @@ from .args import HelpShown, cell_parser, line_parser
 from .follow import Follower, describe, end_line, error_lines, say
 from .shell import SHELL_NAME, rename_get_ipython, shell
 
+if TYPE_CHECKING:
+    from IPython.core.interactiveshell import InteractiveShell
 
-def _shown(exc: BaseException, lines: list[str] | None = None) -> BaseException:
+ExcT = TypeVar("ExcT", bound=BaseException)
+
+
+def _shown(exc: ExcT, lines: list[str] | None = None) -> ExcT:
     """``exc``, displayed by IPython as ``lines`` (default: one line) instead of a traceback."""
     text = lines or [f"{type(exc).__name__}: {exc}"]
-    exc._render_traceback_ = lambda: list(text)  # IPython's hook for custom tracebacks
+    exc.__dict__["_render_traceback_"] = lambda: list(text)  # IPython's custom-traceback hook
     return exc
 
 
@@ -105,6 +111,12 @@ class DurableMagics(Magics):
                 raise
             raise _shown(exc) from None
 
+    def _kernel(self) -> InteractiveShell:
+        """The IPython shell these magics are registered with."""
+        if self.shell is None:
+            raise UsageError("the durable_nb magics are not registered with an IPython shell")
+        return self.shell
+
     # ------------------------------------------------------------------ %%durable
 
     def _cell(self, line: str, cell: str) -> RunHandle | None:
@@ -122,7 +134,7 @@ class DurableMagics(Magics):
         if opts.out and not opts.wait:
             raise UsageError("--out names the variables --wait brings back; add --wait")
         source = rename_get_ipython(TransformerManager().transform_cell(cell))
-        ns = self.shell.user_ns
+        ns = self._kernel().user_ns
         try:
             if SHELL_NAME in names_read(source):
                 ns = {**ns, SHELL_NAME: shell}
@@ -164,11 +176,11 @@ class DurableMagics(Magics):
         return run._summary
 
     def _bring_back(self, run: RunHandle, summary: dict, names: list[str] | None,
-                    transient: list[str] = ()) -> None:
+                    transient: Collection[str] = ()) -> None:
         """Put a completed cell run's variables into the notebook's namespace."""
         values = fetch_variables(run, names)
         values.pop(SHELL_NAME, None)
-        self.shell.push(values)
+        self._kernel().push(values)
         listing = ", ".join(sorted(values)) or "none"
         skipped = f"; not brought back (transient): {', '.join(transient)}" if transient else ""
         say(f"{end_line(summary)}; variables in the namespace: {listing}{skipped}")
@@ -199,7 +211,7 @@ class DurableMagics(Magics):
 
     def _run(self, ref: str) -> RunHandle:
         """A run from an id, a variable holding a RunHandle, or 'last' (the newest run)."""
-        value = self.shell.user_ns.get(ref)
+        value = self._kernel().user_ns.get(ref)
         if isinstance(value, RunHandle):
             return value
         if ref == "last":
@@ -235,9 +247,10 @@ class DurableMagics(Magics):
         if running:
             if not args.wait:
                 return None
-            summary = self._wait(run, follower)
-            if summary is None:
+            waited = self._wait(run, follower)
+            if waited is None:
                 return None
+            summary = waited
         else:
             follower.join(10.0)  # prints the logs it had
         if summary["status"] != RunStatus.COMPLETED:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from jupyter_server.auth import User
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
@@ -31,11 +32,13 @@ from .host import EngineHost
 from .labext import warn_if_panel_missing
 from .web import HostEventsMixin, listen_private
 
+FuncT = TypeVar("FuncT", bound=Callable[..., Any])
+
 try:
     from jupyter_server.auth.decorator import ws_authenticated
 except ImportError:  # jupyter-server < 2.13
 
-    def ws_authenticated(method):  # type: ignore[no-redef]
+    def ws_authenticated(method: FuncT) -> FuncT:
         """Refuse a WebSocket upgrade without an authenticated user (403)."""
 
         async def wrapper(self, *args, **kwargs):
@@ -43,7 +46,14 @@ except ImportError:  # jupyter-server < 2.13
                 raise web.HTTPError(403)
             return await method(self, *args, **kwargs)
 
-        return wrapper
+        return cast(FuncT, wrapper)
+
+
+if TYPE_CHECKING:
+    # DurableHandlerMixin is only ever combined with jupyter-server's handlers
+    _JupyterBase = JupyterHandler
+else:
+    _JupyterBase = object
 
 
 AUTH_RESOURCE = "durable"
@@ -93,7 +103,7 @@ def is_single_user(provider: Any) -> bool:
     return any(type(provider) is getattr(identity, n, None) for n in DEFAULT_PROVIDERS)
 
 
-class DurableHandlerMixin(ScrubbedLogMixin):
+class DurableHandlerMixin(ScrubbedLogMixin, _JupyterBase):
     """Auth shared by the API and WebSocket handlers: Jupyter's, or the kernel token."""
 
     host: EngineHost
@@ -137,8 +147,8 @@ class DurableApiHandler(DurableHandlerMixin, AuthFirstBodyMixin, APIHandler):
     cookie session without its XSRF token); then the route's permission is checked, all
     before a byte of the body is read."""
 
-    async def prepare(self) -> None:
-        await super().prepare()
+    async def prepare(self, **kwargs: Any) -> None:
+        await super().prepare(**kwargs)
         if self._finished:
             return
         if self.current_user is None:  # servers that allow unauthenticated access
@@ -164,14 +174,19 @@ class DurableApiHandler(DurableHandlerMixin, AuthFirstBodyMixin, APIHandler):
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """Errors raised by jupyter-server (403, ...) in the API's shape: {"error", "code"}."""
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = getattr(exc, "log_message", None) or self._reason
-        if status_code == 403:
-            message = (f"{message}: send 'Authorization: token <token>' (the Jupyter server's "
-                       "token or $DURABLE_NB_TOKEN), or a login cookie with its XSRF token")
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"error": message, "code": f"http_{status_code}",
-                                "message": message}))
+        _write_json_error(self, status_code, **kwargs)
+
+
+def _write_json_error(handler: web.RequestHandler, status_code: int, **kwargs: Any) -> None:
+    """Answer an error (``write_error``'s arguments) as the API's JSON {"error", "code"}."""
+    exc = kwargs.get("exc_info", (None, None, None))[1]
+    message = getattr(exc, "log_message", None) or handler._reason
+    if status_code == 403:
+        message = (f"{message}: send 'Authorization: token <token>' (the Jupyter server's "
+                   "token or $DURABLE_NB_TOKEN), or a login cookie with its XSRF token")
+    handler.set_header("Content-Type", "application/json")
+    handler.finish(json.dumps({"error": message, "code": f"http_{status_code}",
+                               "message": message}))
 
 
 class DurableEventsHandler(DurableHandlerMixin, HostEventsMixin, WebSocketMixin,
@@ -180,7 +195,7 @@ class DurableEventsHandler(DurableHandlerMixin, HostEventsMixin, WebSocketMixin,
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         """JSON, not Jupyter's HTML error page (which asks for the user again and fails)."""
-        DurableApiHandler.write_error(self, status_code, **kwargs)
+        _write_json_error(self, status_code, **kwargs)
 
     def set_default_headers(self) -> None:
         """No page headers (CSP and such) on a WebSocket upgrade."""
@@ -241,6 +256,8 @@ class DurableApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         """Create the engine host (the engine starts with the server's event loop)."""
+        if self.serverapp is None:
+            raise RuntimeError("DurableApp needs the Jupyter server that loads it (serverapp)")
         settings = self.serverapp.web_app.settings
         config = engine_config({s.name: getattr(self, s.name) for s in SETTINGS if s.jupyter})
         self.host = EngineHost(config, self.log, settings.setdefault("last_activity_times", {}),

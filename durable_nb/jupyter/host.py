@@ -102,7 +102,7 @@ class EngineHost:
         self._lock = asyncio.Lock()
         self._last_try = 0.0
         self._watcher: asyncio.Task | None = None
-        self._unsubscribe = None
+        self._unsubscribe: Callable[[], None] | None = None
         self._saved_env: dict[str, str | None] = {}
         self._http: tornado.httpclient.AsyncHTTPClient | None = None
         # kernels reach an owned engine faster through this socket (absent when proxying)

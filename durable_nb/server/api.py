@@ -77,6 +77,11 @@ def unb64(body: dict, name: str) -> bytes | None:
     return None if value is None else base64.b64decode(value, validate=True)
 
 
+def _required_b64(body: dict, name: str) -> bytes:
+    """The bytes of a base64 field the schema requires (a string, never null)."""
+    return base64.b64decode(body[name], validate=True)
+
+
 def _int(value: Any) -> int | None:
     """A validated JSON integer (2.0 is one too) as a Python int."""
     return None if value is None else int(value)
@@ -108,7 +113,7 @@ async def post_run(r: Request):
     b = r.body
     try:
         run_id, created = await r.engine.trigger(
-            b["task_hash"], unb64(b, "payload_b64"),
+            b["task_hash"], _required_b64(b, "payload_b64"),
             idempotency_key=b.get("idempotency_key"), delay=_float(b.get("delay")),
             tags=list(b.get("tags") or []), concurrency_key=b.get("concurrency_key"),
             ttl=_float(b.get("ttl")),
@@ -122,7 +127,8 @@ async def list_runs(r: Request):
     p = r.params
     runs = await r.engine.list_runs(status=p.get("status"), task=p.get("task"),
                                     limit=p["limit"], offset=p["offset"])
-    return 200, {"runs": runs}
+    total = await r.engine.count_runs(status=p.get("status"), task=p.get("task"))
+    return 200, {"runs": runs, "total": total}
 
 
 async def get_run(r: Request):
@@ -206,7 +212,7 @@ async def list_workers(r: Request):
 
 
 async def post_sql(r: Request):
-    cols, rows = await r.engine.sql(r.body["query"], _int(r.body.get("limit", 10_000)))
+    cols, rows = await r.engine.sql(r.body["query"], int(r.body.get("limit", 10_000)))
     return 200, {"columns": cols, "rows": [list(map(_jsonable, row)) for row in rows]}
 
 
@@ -259,7 +265,8 @@ ROUTES: list[Route] = [
           query=(S.STATUS_FILTER, S.TASK_FILTER,
                  S.int_param("limit", 1, 10_000, 100, "at most this many runs"),
                  S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
-          response=_out({"runs": {"type": "array", "items": _RUN}}, ("runs",))),
+          response=_out({"runs": {"type": "array", "items": _RUN},
+                         "total": {"type": "integer", "minimum": 0}}, ("runs", "total"))),
     Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children", get_run,
           response=_out({**_RUN["properties"], "attempt_list": {"type": "array"},
                          "steps": {"type": "array"}, "waits": {"type": "array"},

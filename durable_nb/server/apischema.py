@@ -388,7 +388,7 @@ def _explain(e: Any, kind: str, prefix: tuple) -> BadRequest:
         path.append(extra[0])
         text = f"is not a known field (allowed: {', '.join(known) or 'none'})"
     elif rule == "type":
-        types = v if isinstance(v, list) else [v]
+        types: list[str] = v if isinstance(v, list) else [v]  # JSON Schema type names
         text = f"must be {' or '.join(_TYPES.get(t, t) for t in types)}, not {_show(inst)}"
     elif rule in _BOUNDS:
         text = _BOUNDS[rule].format(v=v, shown=_show(inst), n=_size(inst))

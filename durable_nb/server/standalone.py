@@ -10,6 +10,8 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import tornado.httputil
 import tornado.web
@@ -24,11 +26,19 @@ from .unix import LocalServer
 
 log = logging.getLogger("durable_nb")
 
+if TYPE_CHECKING:
+    # the mixins below are only ever combined with these tornado handlers
+    _RequestBase = tornado.web.RequestHandler
+    _SocketBase = tornado.websocket.WebSocketHandler
+else:
+    _RequestBase = _SocketBase = object
 
-class EventSocketMixin:
+
+class EventSocketMixin(_SocketBase):
     """Streams engine events as JSON text messages; ``?run_id=`` filters to one run."""
 
     engine: Engine
+    _unsubscribe: Callable[[], None] | None
 
     def open(self, *args) -> None:
         only = self.get_query_argument("run_id", None)
@@ -60,7 +70,7 @@ class EventSocketMixin:
 AUTH_MESSAGE_TIMEOUT = 10.0  # seconds a WebSocket may take to send its token message
 
 
-class AuthFirstBodyMixin:
+class AuthFirstBodyMixin(_RequestBase):
     """Authenticates in ``prepare``, before a byte of the body is read, then reads the body
     with the size limit (``@tornado.web.stream_request_body`` handlers). A refused request
     gets its answer at once; the rest of its body is read and dropped, never kept."""
@@ -79,6 +89,7 @@ class AuthFirstBodyMixin:
         if length > limit:
             self.refuse(413, f"request body is {length} bytes, over {limit}", "too_large")
             return False
+        # a request served by tornado's HTTPServer always has its HTTP/1 connection
         self.request.connection.set_max_body_size(limit)  # type: ignore[union-attr]
         self._chunks = bytearray()
         return True
@@ -93,9 +104,9 @@ class AuthFirstBodyMixin:
 
     def refuse(self, status: int, message: str, code: str) -> None:
         self._chunks = None
-        self.set_status(status)  # type: ignore[attr-defined]
-        self.set_header("Content-Type", "application/json")  # type: ignore[attr-defined]
-        self.finish(json.dumps({"error": message, "code": code}))  # type: ignore[attr-defined]
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message, "code": code}))
 
 
 NO_TOKEN = ("missing or wrong token: send 'Authorization: token <token>' (the token is in the "

@@ -105,6 +105,9 @@ class LocalServer:
             shutil.rmtree(self._folder, ignore_errors=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        engine = self.engine
+        if engine is None:  # start() sets it before the socket listens
+            raise RuntimeError("the local socket serves no engine: call start(engine) first")
         self._conns.add(writer)
         try:
             while True:
@@ -118,7 +121,7 @@ class LocalServer:
                     break
                 body = await reader.readexactly(blen) if blen else b""
                 await self._reply(writer, *await _api.dispatch(
-                    self.engine, req["method"], req["path"], req["query"], body, user=self.user))
+                    engine, req["method"], req["path"], req["query"], body, user=self.user))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

@@ -42,11 +42,16 @@ import pickle
 import struct
 import threading
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger("durable_nb")
+
+Entry = tuple[int, Any]
+"""A journaled ``(seq, record)``: the store's records are ``records.Record`` tuples, the
+quarantine's are its entries; the journal only needs them to pickle."""
 
 SEGMENT_BYTES = 8 * 1024 * 1024
 VERSION = 2
@@ -84,13 +89,13 @@ class SegmentScan:
     ``torn_tail`` is the offset of an incomplete last record (a write cut by a crash,
     never acknowledged), not damage."""
 
-    records: list[tuple[int, object]] = field(default_factory=list)
+    records: list[Entry] = field(default_factory=list)
     damage: list[Damage] = field(default_factory=list)
     torn_tail: int | None = None
     version: int = VERSION
 
 
-def read_segment(path: Path) -> Iterator[tuple[int, object]]:
+def read_segment(path: Path) -> Iterator[Entry]:
     """Yield every intact (seq, record) of a segment, in file order."""
     yield from scan_segment(path).records
 
@@ -128,11 +133,11 @@ def scan_bytes(data: bytes) -> SegmentScan:
         return _scan_v1(data)
     if len(data) < FILE_HEADER_BYTES and _is_header_prefix(data):
         return SegmentScan(torn_tail=0)
-    salt = _recover_salt(data)
-    if salt is not None:
+    recovered = _recover_salt(data)
+    if recovered is not None:
         scan = SegmentScan(damage=[Damage(0, FILE_HEADER_BYTES,
                                           "damaged file header (salt recovered from records)")])
-        _scan_frames(data, FILE_HEADER_BYTES, salt, scan)
+        _scan_frames(data, FILE_HEADER_BYTES, recovered, scan)
         return scan
     if _looks_like_header(data):
         return SegmentScan(damage=[Damage(
@@ -207,7 +212,7 @@ def _scan_frames(data: bytes, pos: int, salt: int, scan: SegmentScan) -> None:
 
 
 def _frame_at(data: bytes, view: memoryview, pos: int,
-              salt: int) -> tuple[tuple[int, object] | None, int, str]:
+              salt: int) -> tuple[Entry | None, int, str]:
     """(record, end, "") for an intact frame at ``pos``, else (None, 0, why not)."""
     if not data.startswith(SYNC, pos):
         return None, 0, "no record frame here (unexpected bytes)"
@@ -226,7 +231,7 @@ def _frame_at(data: bytes, view: memoryview, pos: int,
     return item, end, reason
 
 
-def _unpickle(body) -> tuple[tuple[int, object] | None, str]:
+def _unpickle(body) -> tuple[Entry | None, str]:
     try:
         item = pickle.loads(body)
     except Exception as e:  # checksums match, so this is not damage of the bytes
@@ -315,7 +320,7 @@ _salt_hint = _new_salt()
 
 def _frame(bodies: list[bytes], salt: int) -> Encoded:
     crc32, head, u32 = zlib.crc32, _FRAME_HEAD.pack, _U32.pack
-    chunks = []
+    chunks: list[bytes] = []
     for body in bodies:
         h = head(SYNC, len(body), crc32(body, salt))
         chunks += (h, u32(crc32(h, salt)), body)
@@ -324,7 +329,7 @@ def _frame(bodies: list[bytes], salt: int) -> Encoded:
     return out
 
 
-def encode(batch: list[tuple[int, object]], salt: int | None = None) -> bytes:
+def encode(batch: list[Entry], salt: int | None = None) -> bytes:
     """The bytes of a batch of (seq, record) as they go into a segment with ``salt``
     (by default the one this process's journal writes with next)."""
     dumps, proto = pickle.dumps, pickle.HIGHEST_PROTOCOL
@@ -365,7 +370,7 @@ class Journal:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.seq = first_seq
         self.durable_seq = first_seq  # the last seq written and synced
-        self._buffer: list[tuple[int, object]] = []
+        self._buffer: list[Entry] = []
         self._fd: int | None = None
         self._size = 0
         self._salt = 0
@@ -377,10 +382,16 @@ class Journal:
         self._write_lock = threading.Lock()  # one write at a time
         self._publish_salt()
 
-    def append(self, records: list) -> int:
-        """Buffer records (not durable until ``commit``); returns the last sequence number."""
+    def append(self, records: Iterable[Any]) -> int:
+        """Buffer records (not durable until ``commit``); returns the last sequence number.
+
+        A record that is a tuple subclass (``records.Insert`` ...) is buffered as a plain
+        tuple: pickled, a NamedTuple names its class, and the journal's bytes stay those of
+        plain tuples, whatever built them."""
         for rec in records:
             self.seq += 1
+            if type(rec) is not tuple and isinstance(rec, tuple):
+                rec = tuple(rec)
             self._buffer.append((self.seq, rec))
         return self.seq
 
@@ -388,29 +399,29 @@ class Journal:
     def pending(self) -> bool:
         return bool(self._buffer)
 
-    def take(self) -> list[tuple[int, object]]:
+    def take(self) -> list[Entry]:
         """The buffered records, for ``write`` (possibly in another thread)."""
         batch, self._buffer = self._buffer, []
         return batch
 
-    def requeue(self, batch: list[tuple[int, object]]) -> None:
+    def requeue(self, batch: list[Entry]) -> None:
         """Put back a batch whose write failed, before what was buffered since, so the
         next write holds it again (same seqs) and records stay in seq order."""
         self._buffer[:0] = batch
 
-    def commit(self) -> list[tuple[int, object]]:
+    def commit(self) -> list[Entry]:
         """Write and fdatasync everything buffered; returns the records made durable."""
         return self.write(self.take())
 
-    def encode(self, batch: list[tuple[int, object]]) -> bytes:
+    def encode(self, batch: list[Entry]) -> bytes:
         """``encode(batch)`` for the segment the next write goes to."""
         return encode(batch, self._target_salt())
 
-    def write(self, batch: list[tuple[int, object]]) -> list[tuple[int, object]]:
+    def write(self, batch: list[Entry]) -> list[Entry]:
         """Append ``batch`` and fdatasync it; returns it."""
         return self.write_encoded(batch, self.encode(batch))
 
-    def write_encoded(self, batch: list[tuple[int, object]], data: bytes) -> list[tuple[int, object]]:
+    def write_encoded(self, batch: list[Entry], data: bytes) -> list[Entry]:
         """Append ``data`` (``encode(batch)``) and fdatasync it; returns ``batch``.
 
         If the write or the sync fails, the segment is cut back to its size before this
@@ -419,23 +430,24 @@ class Journal:
         if not batch:
             return batch
         with self._write_lock:
-            if self._fd is None or self._size > SEGMENT_BYTES:
-                self._open_segment()
+            fd, path = self._fd, self._path
+            if fd is None or path is None or self._size > SEGMENT_BYTES:
+                fd, path = self._open_segment()
             if getattr(data, "salt", None) != self._salt:
                 bodies = getattr(data, "bodies", None)
                 data = _frame(bodies, self._salt) if bodies else encode(batch, self._salt)
             start = self._size
             try:
-                _write_all(self._fd, data)
-                os.fdatasync(self._fd)
+                _write_all(fd, data)
+                os.fdatasync(fd)
             except BaseException:
-                self._roll_back(start)
+                self._roll_back(fd, start)
                 raise
             self._size = start + len(data)
             last = batch[-1][0]
             self.durable_seq = max(self.durable_seq, last)
             with self._lock:
-                self._segment_max[self._path] = max(self._segment_max.get(self._path, 0), last)
+                self._segment_max[path] = max(self._segment_max.get(path, 0), last)
             self._publish_salt()
         return batch
 
@@ -449,11 +461,12 @@ class Journal:
         global _salt_hint
         _salt_hint = self._target_salt()
 
-    def _roll_back(self, size: int) -> None:
-        """Cut the segment back to ``size`` after a failed write, or abandon it."""
+    def _roll_back(self, fd: int, size: int) -> None:
+        """Cut the segment (open as ``fd``) back to ``size`` after a failed write, or
+        abandon it."""
         try:
-            os.ftruncate(self._fd, size)
-            os.fdatasync(self._fd)
+            os.ftruncate(fd, size)
+            os.fdatasync(fd)
         except OSError as e:
             log.warning("journal: could not cut %s back after a failed write (%s); it may end "
                         "with part of that batch, and the next write starts a new segment",
@@ -462,8 +475,9 @@ class Journal:
             self._path = None  # the abandoned segment is pruned like a finished one
             self._publish_salt()
 
-    def _open_segment(self) -> None:
-        """Start a new segment: its header is durable, and so is its directory entry."""
+    def _open_segment(self) -> tuple[int, Path]:
+        """Start a new segment: its header is durable, and so is its directory entry.
+        Returns its file descriptor and path."""
         self._close_fd()
         salt = self._next_salt
         while True:
@@ -490,6 +504,7 @@ class Journal:
         self._next_salt = _new_salt()
         with self._lock:
             self._segment_max[path] = self.durable_seq
+        return fd, path
 
     def _close_fd(self) -> None:
         if self._fd is not None:

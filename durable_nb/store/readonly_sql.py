@@ -31,7 +31,7 @@ MAX_ROWS = 100_000  # the most rows one query returns (the API's limit too)
 
 # How the store opens its DuckDB connection: no files or extensions outside the store, no
 # Python objects as tables, and settings locked once open (no statement can change them).
-CONNECT_CONFIG = {
+CONNECT_CONFIG: dict[str, str | bool | int | float | list[str]] = {
     "enable_external_access": False,
     "autoload_known_extensions": False,
     "autoinstall_known_extensions": False,
@@ -69,10 +69,10 @@ _table_only: frozenset[str] = frozenset()
 def _catalog() -> tuple[duckdb.DuckDBPyConnection, dict[str, str]]:
     """A private in-memory DuckDB (to parse and serialize) and the refused functions."""
     global _scratch, _refused, _table_only
-    if _scratch is not None:
+    if _scratch is not None and _refused is not None:
         return _scratch, _refused
     with _lock:
-        if _scratch is not None:
+        if _scratch is not None and _refused is not None:
             return _scratch, _refused
         conn = duckdb.connect(":memory:", config=CONNECT_CONFIG)
         rows = conn.execute(
@@ -126,11 +126,14 @@ def _check_select(sql: str) -> None:
     with _lock:
         cur = conn.cursor()
         try:
-            text = cur.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+            row = cur.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()
         except duckdb.Error as exc:
             raise ValueError(f"cannot read the query: {exc}") from None
         finally:
             cur.close()
+    if row is None:  # DuckDB answers every SELECT of a value with one row
+        raise ValueError("cannot read the query")
+    text = row[0]
     try:
         tree = json.loads(text)
     except RecursionError:

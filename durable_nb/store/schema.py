@@ -1,4 +1,8 @@
-"""The DuckDB schema, spelled out as tables, with numbered migrations.
+"""The DuckDB schema as it is now: every table and view, spelled out, and its version.
+
+A new database is created from ``DDL``; one written by an earlier release is brought here
+by the numbered steps in ``migrations`` (``MIGRATIONS``, ``migrate``, also importable from
+this module). A change of the schema is made in both places and raises ``SCHEMA_VERSION``.
 
 Times are epoch seconds (DOUBLE) so that durations are plain subtraction in SQL;
 ``to_timestamp(created_at)`` gives a timestamp. JSON is stored as VARCHAR.
@@ -6,134 +10,110 @@ Times are epoch seconds (DOUBLE) so that durations are plain subtraction in SQL;
 
 from __future__ import annotations
 
-import time
+from typing import TYPE_CHECKING, Any
 
-import duckdb
+if TYPE_CHECKING:
+    from .migrations import MIGRATIONS, migrate
 
-MIGRATIONS: list[str] = [
-    # 1: the initial schema
-    """
-    CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
+__all__ = ["DDL", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
 
-    -- task code by content hash: cloudpickled function and the options it was declared with
-    CREATE TABLE tasks (
-        hash VARCHAR PRIMARY KEY, task_id VARCHAR, code BLOB, sys_path VARCHAR,
-        options VARCHAR, created_at DOUBLE);
+SCHEMA_VERSION = 3
 
-    CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, updated_at DOUBLE);
+DDL = """
+CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
-    -- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell')
-    CREATE TABLE runs (
-        id VARCHAR PRIMARY KEY, kind VARCHAR, task_id VARCHAR, task_hash VARCHAR,
-        status VARCHAR, queue VARCHAR, concurrency_key VARCHAR, idempotency_key VARCHAR,
-        tags VARCHAR[], payload BLOB, parent_run_id VARCHAR, parent_wait_key VARCHAR,
-        replay_of VARCHAR, created_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
-        delay_until DOUBLE, ttl DOUBLE, attempts INTEGER, output BLOB, error VARCHAR,
-        duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE);
+-- task code by content hash: cloudpickled function and the options it was declared with
+CREATE TABLE tasks (
+    hash VARCHAR PRIMARY KEY, task_id VARCHAR, code BLOB, sys_path VARCHAR,
+    options VARCHAR, created_at DOUBLE);
 
-    -- every status change of a run
-    CREATE TABLE transitions (
-        run_id VARCHAR, created_at DOUBLE, from_status VARCHAR, to_status VARCHAR, reason VARCHAR);
+CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, updated_at DOUBLE);
 
-    -- one try of a run: outcome COMPLETED, FAILED, CRASHED, SUSPENDED, INTERRUPTED,
-    -- CANCELED or TIMED_OUT
-    CREATE TABLE attempts (
-        run_id VARCHAR, number INTEGER, worker_pid INTEGER, started_at DOUBLE,
-        ended_at DOUBLE, outcome VARCHAR, error_type VARCHAR, error_message VARCHAR,
-        traceback VARCHAR);
+-- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell')
+CREATE TABLE runs (
+    id VARCHAR PRIMARY KEY, kind VARCHAR, task_id VARCHAR, task_hash VARCHAR,
+    status VARCHAR, queue VARCHAR, concurrency_key VARCHAR, idempotency_key VARCHAR,
+    tags VARCHAR[], payload BLOB, parent_run_id VARCHAR, parent_wait_key VARCHAR,
+    replay_of VARCHAR, created_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
+    delay_until DOUBLE, ttl DOUBLE, attempts INTEGER, output BLOB, error VARCHAR,
+    duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE);
 
-    -- journaled step calls, keyed by run and step key (name#occurrence); one row per
-    -- try of the step; the COMPLETED row holds the output that is never recomputed;
-    -- FAILED = a try that will be retried, ERRORED = the failure raised into the task;
-    -- generation counts task-level retries (failed tries of an older generation are reset)
-    CREATE TABLE steps (
-        run_id VARCHAR, step_key VARCHAR, name VARCHAR, attempt INTEGER, generation INTEGER,
-        status VARCHAR, started_at DOUBLE, ended_at DOUBLE, output BLOB, error_type VARCHAR,
-        error_message VARCHAR, traceback VARCHAR);
+-- every status change of a run
+CREATE TABLE transitions (
+    run_id VARCHAR, created_at DOUBLE, from_status VARCHAR, to_status VARCHAR, reason VARCHAR);
 
-    -- approvals, events, sleeps, retry delays and child runs a run suspends on
-    CREATE TABLE waits (
-        run_id VARCHAR, wait_key VARCHAR, kind VARCHAR, name VARCHAR, data BLOB,
-        preview VARCHAR, target VARCHAR, created_at DOUBLE, deadline DOUBLE,
-        resolved_at DOUBLE, outcome VARCHAR, result BLOB, comment VARCHAR,
-        resolved_by VARCHAR);
+-- one try of a run: outcome COMPLETED, FAILED, CRASHED, SUSPENDED, INTERRUPTED,
+-- CANCELED or TIMED_OUT
+CREATE TABLE attempts (
+    run_id VARCHAR, number INTEGER, worker_pid INTEGER, started_at DOUBLE,
+    ended_at DOUBLE, outcome VARCHAR, error_type VARCHAR, error_message VARCHAR,
+    traceback VARCHAR);
 
-    -- events sent with send_event, each key resolves once
-    CREATE TABLE events (key VARCHAR PRIMARY KEY, data BLOB, sent_at DOUBLE);
+-- journaled step calls, keyed by run and step key (name#occurrence); one row per
+-- try of the step; the COMPLETED row holds the output that is never recomputed;
+-- FAILED = a try that will be retried, ERRORED = the failure raised into the task;
+-- generation counts task-level retries (failed tries of an older generation are reset);
+-- run_attempt is the run's attempt the try ran in, retry_delay the wait before the next try
+CREATE TABLE steps (
+    run_id VARCHAR, step_key VARCHAR, name VARCHAR, attempt INTEGER, generation INTEGER,
+    status VARCHAR, started_at DOUBLE, ended_at DOUBLE, output BLOB, error_type VARCHAR,
+    error_message VARCHAR, traceback VARCHAR, run_attempt INTEGER, retry_delay DOUBLE);
 
-    -- %%durable cells: the namespace after each statement, as a manifest of blobs
-    CREATE TABLE checkpoints (
-        run_id VARCHAR, seq INTEGER, statement INTEGER, created_at DOUBLE,
-        manifest VARCHAR, size BIGINT);
-    CREATE TABLE blobs (hash VARCHAR PRIMARY KEY, data BLOB, size BIGINT, created_at DOUBLE);
+-- approvals, events, sleeps, retry delays and child runs a run suspends on
+CREATE TABLE waits (
+    run_id VARCHAR, wait_key VARCHAR, kind VARCHAR, name VARCHAR, data BLOB,
+    preview VARCHAR, target VARCHAR, created_at DOUBLE, deadline DOUBLE,
+    resolved_at DOUBLE, outcome VARCHAR, result BLOB, comment VARCHAR,
+    resolved_by VARCHAR);
 
-    -- trace spans: run, attempt, step, wait, retry_delay
-    CREATE TABLE spans (
-        span_id VARCHAR, run_id VARCHAR, parent_id VARCHAR, kind VARCHAR, name VARCHAR,
-        start_at DOUBLE, end_at DOUBLE, status VARCHAR, attributes VARCHAR);
+-- events sent with send_event, each key resolves once
+CREATE TABLE events (key VARCHAR PRIMARY KEY, data BLOB, sent_at DOUBLE);
 
-    CREATE TABLE logs (run_id VARCHAR, seq BIGINT, created_at DOUBLE, stream VARCHAR, line VARCHAR);
-    """,
-    # 2: spans of runs, attempts and steps are read from those tables instead of being
-    # written twice (one journal record less per step); span_records keeps the others
-    # (waits, retry delays, checkpoints, warnings); the view spans shows them all
-    """
-    ALTER TABLE steps ADD COLUMN run_attempt INTEGER;
-    ALTER TABLE steps ADD COLUMN retry_delay DOUBLE;
-    ALTER TABLE spans RENAME TO span_records;
-    UPDATE steps SET
-        run_attempt = TRY_CAST(regexp_extract(s.parent_id, '/a([0-9]+)$', 1) AS INTEGER),
-        retry_delay = TRY_CAST(json_extract_string(s.attributes, '$.retry_delay') AS DOUBLE)
-    FROM span_records AS s
-    WHERE s.kind = 'step'
-      AND s.span_id = steps.run_id || '/s/' || steps.step_key || '/' || steps.attempt;
-    DELETE FROM span_records WHERE kind IN ('run', 'attempt', 'step');
-    CREATE VIEW spans AS
-    SELECT span_id, run_id, parent_id, kind, name, start_at, end_at, status, attributes
-    FROM span_records
-    UNION ALL
-    SELECT id, id, parent_run_id, 'run', task_id, created_at, finished_at, status,
-           json_object('attempts', attempts, 'queue', queue)::VARCHAR
-    FROM runs WHERE finished_at IS NOT NULL
-    UNION ALL
-    SELECT run_id || '/a' || number, run_id, run_id, 'attempt', 'attempt ' || number,
-           started_at, ended_at, outcome, json_object('worker_pid', worker_pid)::VARCHAR
-    FROM attempts WHERE ended_at IS NOT NULL
-    UNION ALL
-    SELECT run_id || '/s/' || step_key || '/' || attempt, run_id, run_id || '/a' || run_attempt,
-           'step', name, started_at, ended_at, status,
-           CASE WHEN status = 'COMPLETED'
-                THEN json_object('key', step_key, 'attempt', attempt)
-                ELSE json_object('key', step_key, 'attempt', attempt, 'error', error_type,
-                                 'retry_delay', retry_delay) END::VARCHAR
-    FROM steps;
-    """,
-    # 3: checkpoint values of 1 MB or more live in files named by their hash beside the
-    # database (DuckDB rewrites a row group whenever rows are appended to it, so a large
-    # value in a table of small appends would be copied again at every DuckDB checkpoint)
-    """
-    ALTER TABLE blobs ADD COLUMN external BOOLEAN DEFAULT false;
-    """,
-]
+-- %%durable cells: the namespace after each statement, as a manifest of blobs; a value of
+-- 1 MB or more is a file named by its hash beside the database (external), since DuckDB
+-- would copy a large value in a table of small appends again at each of its checkpoints
+CREATE TABLE checkpoints (
+    run_id VARCHAR, seq INTEGER, statement INTEGER, created_at DOUBLE,
+    manifest VARCHAR, size BIGINT);
+CREATE TABLE blobs (
+    hash VARCHAR PRIMARY KEY, data BLOB, size BIGINT, created_at DOUBLE,
+    external BOOLEAN DEFAULT false);
 
-SCHEMA_VERSION = len(MIGRATIONS)
+-- trace spans that have no table of their own: waits, retry delays, checkpoints, warnings
+CREATE TABLE span_records (
+    span_id VARCHAR, run_id VARCHAR, parent_id VARCHAR, kind VARCHAR, name VARCHAR,
+    start_at DOUBLE, end_at DOUBLE, status VARCHAR, attributes VARCHAR);
+
+CREATE TABLE logs (run_id VARCHAR, seq BIGINT, created_at DOUBLE, stream VARCHAR, line VARCHAR);
+
+-- all spans: those of runs, attempts and steps come from their own tables
+CREATE VIEW spans AS
+SELECT span_id, run_id, parent_id, kind, name, start_at, end_at, status, attributes
+FROM span_records
+UNION ALL
+SELECT id, id, parent_run_id, 'run', task_id, created_at, finished_at, status,
+       json_object('attempts', attempts, 'queue', queue)::VARCHAR
+FROM runs WHERE finished_at IS NOT NULL
+UNION ALL
+SELECT run_id || '/a' || number, run_id, run_id, 'attempt', 'attempt ' || number,
+       started_at, ended_at, outcome, json_object('worker_pid', worker_pid)::VARCHAR
+FROM attempts WHERE ended_at IS NOT NULL
+UNION ALL
+SELECT run_id || '/s/' || step_key || '/' || attempt, run_id, run_id || '/a' || run_attempt,
+       'step', name, started_at, ended_at, status,
+       CASE WHEN status = 'COMPLETED'
+            THEN json_object('key', step_key, 'attempt', attempt)
+            ELSE json_object('key', step_key, 'attempt', attempt, 'error', error_type,
+                             'retry_delay', retry_delay) END::VARCHAR
+FROM steps;
+"""
 
 
-def migrate(conn: duckdb.DuckDBPyConnection) -> int:
-    """Bring the database to ``SCHEMA_VERSION``; returns the version it was at."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER, applied_at DOUBLE)"
-    )
-    row = conn.execute("SELECT max(version) FROM schema_version").fetchone()
-    current = row[0] or 0
-    if current > SCHEMA_VERSION:
-        raise RuntimeError(
-            f"the database has schema version {current}, newer than this durable_nb "
-            f"({SCHEMA_VERSION}); upgrade durable_nb to open it"
-        )
-    for version in range(current + 1, SCHEMA_VERSION + 1):
-        conn.execute("BEGIN")
-        conn.execute(MIGRATIONS[version - 1])
-        conn.execute("INSERT INTO schema_version VALUES (?, ?)", [version, time.time()])
-        conn.execute("COMMIT")
-    return current
+def __getattr__(name: str) -> Any:
+    """``MIGRATIONS`` and ``migrate`` live in ``migrations``, which imports this module;
+    they are looked up there on first use so that either module can be imported first."""
+    if name in ("MIGRATIONS", "migrate"):
+        from . import migrations
+
+        return getattr(migrations, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

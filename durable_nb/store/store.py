@@ -13,12 +13,17 @@ written is held (not acknowledged) and written again, first, once space returns;
 then ``problem`` says why, writes are refused by the engine, and reads serve what is
 ingested.
 
-Record shapes, the storage interface in one place:
+Record shapes, the storage interface in one place (built by ``records``, which says
+which tables use each; plain tuples of the same layout are taken too, as older journals
+hold them):
 
-- ``("ins", table, row)``: insert a row (dict of column -> value)
-- ``("ins_ignore", table, row)``: insert unless the primary key exists (blobs, tasks)
-- ``("upsert", table, row)``: insert or replace by primary key (queues)
-- ``("upd", table, where, changes)``: update the rows matching ``where`` (dict equality)
+- ``Insert(table, row)``, ``("ins", table, row)``: insert a row (dict of column -> value)
+- ``InsertIgnore(table, row)``, ``("ins_ignore", table, row)``: insert unless the primary
+  key exists (blobs, tasks)
+- ``Upsert(table, row)``, ``("upsert", table, row)``: insert or replace by primary key
+  (queues)
+- ``Update(table, key, changes)``, ``("upd", table, key, changes)``: update the rows
+  matching ``key`` (dict equality)
 """
 
 from __future__ import annotations
@@ -28,9 +33,8 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -47,7 +51,9 @@ from .faults import (
     is_transient,
     set_aside,
 )
-from .schema import migrate
+from .journal import Entry
+from .migrations import migrate
+from .records import Record, group
 
 log = logging.getLogger("durable_nb")
 
@@ -85,13 +91,13 @@ class Store:
         self._conn: duckdb.DuckDBPyConnection | None = None
         self._journal: _journal.Journal | None = None
         self._ingest_cond = threading.Condition()
-        self._to_ingest: list = []
+        self._to_ingest: list[Entry] = []
         self._ingested_seq = 0
         self._closing = False
         self._readers = 0
         self._thread: threading.Thread | None = None
-        self._held: list = []  # a batch the journal could not write, with its callbacks
-        self._held_done: list = []
+        self._held: list[Entry] = []  # a batch the journal could not write, with its callbacks
+        self._held_done: list[Callable[[], None]] = []
         self.write_problem: str | None = None  # why the journal cannot write, if it cannot
         self.ingest_problem: str | None = None  # why ingestion is stuck, if it is
         self.quarantine: Quarantine | None = None
@@ -149,7 +155,7 @@ class Store:
         may go and the highest sequence number seen. Damaged segments are reported and
         set aside once their intact records are in DuckDB."""
         segs = _journal.segments(self.journal_dir) if self.journal_dir.exists() else []
-        pending: dict[int, object] = {}
+        pending: dict[int, Record] = {}
         damaged = []
         last = 0
         for seg in segs:
@@ -216,9 +222,21 @@ class Store:
             self._conn.close()
             self._conn = None
 
+    def _db(self) -> duckdb.DuckDBPyConnection:
+        """The DuckDB connection of the open store."""
+        if self._conn is None:
+            raise RuntimeError("the store is not open")
+        return self._conn
+
+    def _open_journal(self) -> _journal.Journal:
+        """The journal of the open store."""
+        if self._journal is None:
+            raise RuntimeError("the store is not open")
+        return self._journal
+
     # -- writing --------------------------------------------------------------------
 
-    def write(self, records: list, done: Callable[[], None] | None = None) -> int:
+    def write(self, records: Iterable[Record], done: Callable[[], None] | None = None) -> int:
         """Buffer records for the next commit; ``done()`` runs once they are durable."""
         assert self._journal is not None, "store is not open"
         if done is not None:
@@ -235,15 +253,16 @@ class Store:
         """Why the store cannot write (or ingest) right now; None when it can."""
         return self.write_problem or self.ingest_problem
 
-    def take(self) -> tuple[list, list]:
+    def take(self) -> tuple[list[Entry], list[Callable[[], None]]]:
         """Buffered records and their callbacks, for ``write_batch`` then ``committed``;
         a held batch comes first, so records stay in journal order."""
-        batch = self._held + self._journal.take()
+        batch = self._held + self._open_journal().take()
         done = self._held_done + self._done
         self._held, self._held_done, self._done = [], [], []
         return batch, done
 
-    def hold(self, batch: list, done: list, exc: BaseException) -> bool:
+    def hold(self, batch: list[Entry], done: list[Callable[[], None]],
+             exc: BaseException) -> bool:
         """The journal could not write ``batch``: keep it (and its callbacks, which must not
         run: nothing in it is acknowledged) to be written first by the next commit.
         Returns True when a full disk released the reserve (so try again at once)."""
@@ -281,13 +300,14 @@ class Store:
         self.write_problem = None
         return True
 
-    def write_batch(self, batch: list, data: bytes | None = None) -> None:
+    def write_batch(self, batch: list[Entry], data: bytes | None = None) -> None:
         """Write and fdatasync a batch from ``take`` (may run in another thread);
         ``data`` is ``encode_batch(batch)`` if the caller has it already."""
-        self._journal.write_encoded(batch, self._journal.encode(batch) if data is None else data)
+        journal = self._open_journal()
+        journal.write_encoded(batch, journal.encode(batch) if data is None else data)
 
-    def encode_batch(self, batch: list) -> bytes:
-        return self._journal.encode(batch)
+    def encode_batch(self, batch: list[Entry]) -> bytes:
+        return self._open_journal().encode(batch)
 
     def commit(self) -> None:
         """Make everything written so far durable (one fdatasync), then run the callbacks."""
@@ -295,7 +315,7 @@ class Store:
         self.write_batch(batch)
         self.committed(batch, done)
 
-    def committed(self, batch: list, done: list) -> None:
+    def committed(self, batch: list[Entry], done: list[Callable[[], None]]) -> None:
         """After ``write_batch``: hand the batch to ingestion, run the callbacks."""
         if self.write_problem is not None and self.reserve.present:  # not a full disk
             log.warning("durable_nb: the journal of %s writes again", self.db_path)
@@ -358,7 +378,7 @@ class Store:
             with self._ingest_cond:
                 self._ingest_cond.notify_all()
 
-    def _ingest(self, batch: list[tuple[int, Any]]) -> None:
+    def _ingest(self, batch: list[Entry]) -> None:
         """Apply a batch; if DuckDB refuses it, apply its records one by one and quarantine
         those it refuses. Raises ``_Transient`` on a fault of the disk (nothing is lost:
         the records stay in the journal and the caller tries again)."""
@@ -379,8 +399,10 @@ class Store:
                     raise _Transient(describe(exc)) from None
                 self._quarantine(item, exc)
 
-    def _quarantine(self, item: tuple[int, Any], exc: BaseException) -> None:
+    def _quarantine(self, item: tuple[int, Record], exc: BaseException) -> None:
         seq, rec = item
+        if self.quarantine is None:
+            raise RuntimeError("the store is not open")
         try:
             self.quarantine.add(seq, rec, describe(exc))
         except OSError as err:
@@ -389,7 +411,7 @@ class Store:
                   "quarantined (%s); the other records go on. `durable-nb doctor` lists it.",
                   seq, rec[0], rec[1], self.db_path, describe(exc))
         try:  # the next batch records it otherwise (a replay would quarantine it again)
-            self._conn.execute("INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)",
+            self._db().execute("INSERT OR REPLACE INTO meta VALUES ('journal_seq', ?)",
                                [str(seq)])
         except duckdb.Error:
             pass
@@ -399,45 +421,16 @@ class Store:
         """A parameter holding one column's values as a list, typed like the column."""
         return f"unnest(?::{self._types[(table, column)]}[])"
 
-    def _apply(self, batch: list[tuple[int, Any]]) -> None:
-        """Apply records in one transaction, as few statements as possible.
-
-        Inserts go first, grouped by table and columns; then updates, merged per row and
-        grouped by the columns they set (an update of a row inserted in the same batch is
-        folded into the insert, so a short run costs no UPDATE at all). Each group is one statement whose parameters are
-        whole columns (lists, unnested by DuckDB), which costs a fraction of binding every
-        value on its own. Every update refers to a row inserted before it, so this order is
-        the journal's order.
-        """
-        conn = self._conn
-        added: list[tuple[str, str, dict]] = []
-        updates: dict[tuple, dict] = {}
-        for _seq, rec in batch:
-            if rec[0] == "upd":
-                _, table, where, changes = rec
-                updates.setdefault((table, tuple(where), tuple(where.values())), {}).update(changes)
-            else:
-                added.append((rec[0], rec[1], dict(rec[2])))
-        if updates:  # a row inserted in this batch takes its updates before it is inserted
-            keys = {(t, wcols) for t, wcols, _ in updates}
-            for op, table, row in added:
-                for t, wcols in keys:
-                    if op == "ins" and t == table:
-                        changes = updates.pop((t, wcols, tuple(row.get(c) for c in wcols)), None)
-                        if changes:
-                            row.update(changes)
-        inserts: dict[tuple, list] = {}
-        for op, table, row in added:
-            inserts.setdefault((op, table, tuple(row)), []).append(tuple(row.values()))
-        grouped: dict[tuple, list] = {}
-        for (table, wcols, wvals), changes in updates.items():
-            grouped.setdefault((table, wcols, tuple(changes)), []).append(
-                (*wvals, *changes.values()))
+    def _apply(self, batch: list[tuple[int, Record]]) -> None:
+        """Apply records in one transaction, as few statements as possible: one per group
+        of ``records.group`` (inserts, then updates, which keeps the journal's meaning).
+        Each statement's parameters are whole columns (lists, unnested by DuckDB), which
+        costs a fraction of binding every value on its own."""
+        conn = self._db()
+        inserts, grouped = group(rec for _seq, rec in batch)
         conn.execute("BEGIN")
         try:
             for (op, table, cols), rows in inserts.items():
-                if op != "ins":  # keyed by the first column: keep one row per key
-                    rows = list({r[0]: r for r in (rows if op == "upsert" else rows[::-1])}.values())
                 conn.execute(
                     f"{_INSERT_VERB[op]} {table} ({', '.join(cols)}) SELECT "
                     + ", ".join(self._unnest(table, c) for c in cols),
@@ -563,7 +556,7 @@ class Store:
         """Rows as dicts, reading everything written before the call."""
         if sync:
             self.sync()
-        cur = self._conn.cursor()
+        cur = self._db().cursor()
         try:
             res = cur.execute(sql, list(params))
             cols = [d[0] for d in res.description]
@@ -575,4 +568,4 @@ class Store:
         """Run a user's read-only query; returns columns and rows (see ``_readonly_sql``)."""
         _readonly_sql.check(sql)
         self.sync()
-        return _readonly_sql.run(self._conn, sql, limit)
+        return _readonly_sql.run(self._db(), sql, limit)

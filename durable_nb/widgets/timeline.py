@@ -90,12 +90,21 @@ def _handles(runs: Any) -> list[RunHandle]:
 
 
 def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
+    """Add one run's bars: the run, its attempts, steps, waits, child runs and checkpoints
+    (rows appear in that order)."""
     info = handle.info()
-
-    def end_of(x: float | None) -> float:
-        return x if x is not None else now
-
     finished = info["status"] in TERMINAL
+    _add_queued_and_running(chart, info, prefix, finished, now)
+    _add_attempts(chart, info, prefix, finished, now)
+    _add_steps(chart, info, prefix, finished, now)
+    _add_waits(chart, info, prefix, finished, now)
+    _add_children(chart, handle, info, prefix, now)
+    if info.get("kind") == "cell":
+        _add_checkpoints(chart, handle, prefix)
+
+
+def _add_queued_and_running(chart: _Chart, info: dict, prefix: str, finished: bool,
+                            now: float) -> None:
     label = f"{prefix}run {info['task_id']}"
     started = info.get("started_at")
     run_end = info.get("finished_at") if finished else now
@@ -105,19 +114,26 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
         chart.add(label, started, run_end, "run", info["status"],
                   f"{info['id']} {info['status']}")
 
+
+def _add_attempts(chart: _Chart, info: dict, prefix: str, finished: bool, now: float) -> None:
+    """Each attempt, and the retry delay after a failed or crashed one."""
     attempts = info.get("attempt_list") or []
     arow = f"{prefix}attempts"
     for i, a in enumerate(attempts):
         outcome = a.get("outcome") or (ShownState.RUNNING if not finished else "")
         err = f"<br>{a['error_type']}: {a['error_message']}" if a.get("error_type") else ""
-        chart.add(arow, a["started_at"], end_of(a.get("ended_at")), "attempt", outcome,
+        chart.add(arow, a["started_at"], _or_now(a.get("ended_at"), now), "attempt", outcome,
                   f"attempt {a['number']} {outcome}{err}")
         nxt = attempts[i + 1]["started_at"] if i + 1 < len(attempts) else None
         if outcome in (AttemptOutcome.FAILED, AttemptOutcome.CRASHED) and a.get("ended_at"):
             chart.add(arow, a["ended_at"], nxt if nxt else (a["ended_at"] if finished else now),
                       "retry_delay", RunStatus.DELAYED, f"retry delay after attempt {a['number']}")
 
-    retry_waits = {}
+
+def _add_steps(chart: _Chart, info: dict, prefix: str, finished: bool, now: float) -> None:
+    """Each try of each step (not the triggers of child runs), then the steps' retry delays
+    (``retry`` waits named after their step) on the step's row."""
+    retry_waits: dict[str, list[dict]] = {}
     for w in info.get("waits") or []:
         if w["kind"] == "retry":
             retry_waits.setdefault(w["name"].rsplit(" retry ", 1)[0], []).append(w)
@@ -127,7 +143,7 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
             continue
         row = f"{prefix}step {key}"
         err = f"<br>{s['error_type']}: {s['error_message']}" if s.get("error_type") else ""
-        chart.add(row, s["started_at"], end_of(s.get("ended_at")), "step", s["status"],
+        chart.add(row, s["started_at"], _or_now(s.get("ended_at"), now), "step", s["status"],
                   f"{key} try {s['attempt']} {s['status']}{err}")
     for key, waits in retry_waits.items():
         for w in waits:
@@ -135,6 +151,9 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
                       w.get("resolved_at") or (w.get("deadline") if finished else now),
                       "retry_delay", RunStatus.DELAYED, f"{key}: retry delay")
 
+
+def _add_waits(chart: _Chart, info: dict, prefix: str, finished: bool, now: float) -> None:
+    """Each approval, event, sleep and children wait (retry delays go on their step)."""
     for w in info.get("waits") or []:
         if w["kind"] == "retry":
             continue
@@ -145,6 +164,10 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
         chart.add(f"{prefix}wait: {what} {w['name']}", w["created_at"], end, "wait", outcome,
                   f"{w['kind']} '{w['name']}' {outcome}{by}")
 
+
+def _add_children(chart: _Chart, handle: RunHandle, info: dict, prefix: str,
+                  now: float) -> None:
+    """One bar per child run, from its creation to its end (children gone are left out)."""
     for c in info.get("children") or []:
         try:
             ci = RunHandle(c["id"], handle.client).info()
@@ -154,13 +177,28 @@ def _add_run(chart: _Chart, handle: RunHandle, prefix: str, now: float) -> None:
         chart.add(f"{prefix}child run {c['task_id']} · {c['id'][-6:]}", ci["created_at"], cend,
                   "child", ci["status"], f"child run {c['id']} ({c['task_id']}) {ci['status']}")
 
-    if info.get("kind") == "cell":
-        for s in handle.spans:
-            if s["kind"] == "checkpoint":
-                a = s.get("attributes") or {}
-                chart.marks.append(Bar(chart.row(f"{prefix}checkpoints"), s["start_at"],
-                                       s["start_at"], "checkpoint", StepStatus.COMPLETED,
-                                       f"statement {a.get('statement')} of {a.get('total')}"))
+
+def _add_checkpoints(chart: _Chart, handle: RunHandle, prefix: str) -> None:
+    """A cell run's checkpoints, as instants on one row."""
+    for s in handle.spans:
+        if s["kind"] == "checkpoint":
+            a = s.get("attributes") or {}
+            chart.marks.append(Bar(chart.row(f"{prefix}checkpoints"), s["start_at"],
+                                   s["start_at"], "checkpoint", StepStatus.COMPLETED,
+                                   f"statement {a.get('statement')} of {a.get('total')}"))
+
+
+def _or_now(t: float | None, now: float) -> float:
+    return t if t is not None else now
+
+
+def _chart(handles: list[RunHandle]) -> _Chart:
+    """The bars of these runs (each row label prefixed with its run id when several)."""
+    chart = _Chart()
+    now = time.time()
+    for h in handles:
+        _add_run(chart, h, f"{h.id[-6:]} · " if len(handles) > 1 else "", now)
+    return chart
 
 
 def timeline(runs: Any, title: str | None = None):
@@ -174,14 +212,35 @@ def timeline(runs: Any, title: str | None = None):
     import plotly.graph_objects as go
 
     handles = _handles(runs)
-    now = time.time()
-    chart = _Chart()
-    many = len(handles) > 1
-    for h in handles:
-        prefix = f"{h.id[-6:]} · " if many else ""
-        _add_run(chart, h, prefix, now)
-
+    chart = _chart(handles)
     fig = go.Figure()
+    _add_bar_traces(fig, chart)
+    _add_checkpoint_trace(fig, chart)
+    fig.update_layout(
+        title={"text": _title(handles) if title is None else title, "x": 0.01,
+               "xanchor": "left"},
+        barmode="overlay",
+        height=150 + 26 * max(len(chart.rows), 1),
+        margin={"l": 10, "r": 10, "t": 80, "b": 40},
+        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
+        xaxis={"type": "date", "title": None},
+        yaxis={"categoryorder": "array", "categoryarray": chart.rows, "autorange": "reversed",
+               "title": None},
+        template="plotly_white",
+    )
+    return fig
+
+
+def _title(handles: list[RunHandle]) -> str:
+    if len(handles) > 1:
+        return f"Timeline of {len(handles)} runs"
+    return f"Run {handles[0].id}" if handles else "No runs"
+
+
+def _add_bar_traces(fig: Any, chart: _Chart) -> None:
+    """One horizontal bar trace per legend category that has bars."""
+    import plotly.graph_objects as go
+
     times = [b.start for b in chart.bars] + [b.end for b in chart.bars]
     span = (max(times) - min(times)) if times else 1.0
     least = max(span * 1000 * 0.004, 1.0)  # ms: keep instant bars (fast steps) visible
@@ -199,6 +258,12 @@ def timeline(runs: Any, title: str | None = None):
                 hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
                 width=0.6,
             ))
+
+
+def _add_checkpoint_trace(fig: Any, chart: _Chart) -> None:
+    """The checkpoints (instants) as diamonds."""
+    import plotly.graph_objects as go
+
     marks = chart.marks
     if marks:
         fig.add_trace(go.Scatter(
@@ -208,29 +273,9 @@ def timeline(runs: Any, title: str | None = None):
             customdata=[[m.text] for m in marks],
             hovertemplate="%{customdata[0]}<extra></extra>",
         ))
-    if title is None:
-        if many:
-            title = f"Timeline of {len(handles)} runs"
-        else:
-            title = f"Run {handles[0].id}" if handles else "No runs"
-    fig.update_layout(
-        title={"text": title, "x": 0.01, "xanchor": "left"}, barmode="overlay",
-        height=150 + 26 * max(len(chart.rows), 1),
-        margin={"l": 10, "r": 10, "t": 80, "b": 40},
-        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
-        xaxis={"type": "date", "title": None},
-        yaxis={"categoryorder": "array", "categoryarray": chart.rows, "autorange": "reversed",
-               "title": None},
-        template="plotly_white",
-    )
-    return fig
 
 
 def timeline_bars(runs: Any) -> list[Bar]:
     """The bars `timeline` draws (for tests and custom plots)."""
-    chart = _Chart()
-    handles = _handles(runs)
-    now = time.time()
-    for h in handles:
-        _add_run(chart, h, f"{h.id[-6:]} · " if len(handles) > 1 else "", now)
+    chart = _chart(_handles(runs))
     return chart.bars + chart.marks

@@ -7,6 +7,7 @@ import ast
 import asyncio
 import builtins
 import inspect
+from collections.abc import Sequence
 
 from ..core.source import split_statements
 from . import context as _context
@@ -18,7 +19,7 @@ def checkpointable(ns: dict, transient: set[str]) -> dict:
     return {k: v for k, v in ns.items() if k not in _SKIP and k not in transient}
 
 
-def run_cell(source: str, inputs: dict, transient: list[str] = ()) -> dict:
+def run_cell(source: str, inputs: dict, transient: Sequence[str] = ()) -> dict:
     """Execute ``source`` (plain Python, IPython syntax already transformed) durably."""
     ctx = _context.current()
     if ctx is None:

@@ -11,17 +11,37 @@ import contextvars
 import threading
 import time
 import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from ..core import serial as _serial
 from ..core.errors import AbortRun, DurableError, NotPicklable, PayloadTooLarge
+from ..core.messages import (
+    AttemptEnd,
+    CheckpointState,
+    EngineMessage,
+    ErrorInfo,
+    Log,
+    Recorded,
+    Reply,
+    Request,
+    Resolution,
+    RunAttempt,
+    TaskSpec,
+    TriggerOptions,
+    WaitFor,
+    WorkerMessage,
+)
+from ..core.protocol import SyncChannel
+from ..core.retry import Retry
 from ..core.serial import clean_text
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "durable_nb_run", default=None
 )
 _ABORT_TYPES = (AbortRun, NotPicklable, PayloadTooLarge)
+_Msg = TypeVar("_Msg", bound=WorkerMessage)
 
 
 class Suspend(BaseException):
@@ -33,9 +53,9 @@ def current() -> RunContext | None:
     return _current.get()
 
 
-def _clean(msg: dict) -> dict:
+def _clean(msg: _Msg) -> _Msg:
     """A message with its text fields storable (payloads are bytes and stay as they are)."""
-    out = {}
+    out: dict[str, Any] = {}
     for k, v in msg.items():
         if isinstance(v, str):
             v = clean_text(v)
@@ -44,10 +64,10 @@ def _clean(msg: dict) -> dict:
         elif isinstance(v, dict) and k == "error":
             v = {ek: clean_text(ev) if isinstance(ev, str) else ev for ek, ev in v.items()}
         out[k] = v
-    return out
+    return cast(_Msg, out)  # the same keys, with values of the same types
 
 
-def error_info(exc: BaseException) -> dict:
+def error_info(exc: BaseException) -> ErrorInfo:
     t = type(exc)
     name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
     return {
@@ -80,19 +100,19 @@ class StepFailed(DurableError):
 class RunContext:
     """State of one attempt: recorded steps and waits, occurrence counters, the channel."""
 
-    def __init__(self, channel, msg: dict):
+    def __init__(self, channel: SyncChannel, msg: RunAttempt):
         self.channel = channel
         self.run_id: str = msg["run_id"]
         self.attempt: int = msg["attempt"]
         self.max_payload: int = msg["max_payload"]
-        self.steps: dict[str, tuple[str, bytes | None]] = msg["steps"]
+        self.steps: dict[str, Recorded] = msg["steps"]
         self.step_failures: dict[str, int] = msg["step_failures"]
-        self.waits: dict[str, dict] = msg["waits"]
+        self.waits: dict[str, Resolution] = msg["waits"]
         self._counts: dict[str, int] = {}
         self._lock = threading.RLock()
         self.step_key: str | None = None
         self.max_checkpoint: int = msg.get("max_checkpoint", self.max_payload)
-        self._checkpoint: dict | None = msg.get("checkpoint")
+        self._checkpoint: CheckpointState | None = msg.get("checkpoint")
         self._sent_blobs: set[str] = set()
         # every message names its attempt, and every reply its request: a message meant for
         # an earlier attempt, or a late reply, is dropped instead of being taken for ours
@@ -107,33 +127,41 @@ class RunContext:
             self._counts[name] = n
             return f"{name}#{n}"
 
-    def request(self, msg: dict) -> dict:
+    def request(self, msg: Request) -> Reply:
         """Send ``msg`` and return the engine's reply to it."""
         with self._lock:
             self._req += 1
             n = self._req
-            self.channel.send(_clean({**msg, "aid": self.aid, "req": n}))
-            return self._recv(lambda m: m.get("re") == n)
+            out = _clean(msg)
+            out["aid"], out["req"] = self.aid, n
+            self.channel.send(out)
+            while True:  # the reply names this attempt and this request
+                got = self.channel.recv()
+                if got.get("aid") == self.aid and "re" in got and got["re"] == n:
+                    return got
 
-    def _recv(self, wanted) -> dict:
+    def _recv(self, wanted: Callable[[EngineMessage], bool]) -> EngineMessage:
         """The next message of this attempt that ``wanted`` accepts (caller holds the lock)."""
         while True:
             msg = self.channel.recv()
             if msg.get("aid") == self.aid and wanted(msg):
                 return msg
 
-    def send(self, msg: dict) -> None:
+    def send(self, msg: Log | AttemptEnd) -> None:
+        """Send ``msg`` (a message that takes no reply) for this attempt."""
         with self._lock:
-            self.channel.send(_clean({**msg, "aid": self.aid}))
+            out = _clean(msg)
+            out["aid"] = self.aid
+            self.channel.send(out)
 
     # -- steps ----------------------------------------------------------------------
 
-    def step_begin(self, name: str) -> tuple[str, int, tuple | None]:
+    def step_begin(self, name: str) -> tuple[str, int, Recorded | None]:
         """(key, attempt number, recorded outcome or None) for the next call of step ``name``."""
         key = self.next_key(name)
         return key, self.step_failures.get(key, 0) + 1, self.steps.get(key)
 
-    def step_replay(self, key: str, recorded: tuple) -> Any:
+    def step_replay(self, key: str, recorded: Recorded) -> Any:
         kind, data = recorded
         if kind == "ok":
             return _serial.loads(data)
@@ -146,7 +174,7 @@ class RunContext:
         self.steps[key] = ("ok", data)
 
     def step_failed(self, key: str, name: str, attempt: int, start: float,
-                    exc: BaseException, retry) -> float | None:
+                    exc: BaseException, retry: Retry | None) -> float | None:
         """Record a failed try; returns the delay before the next try, or None if final."""
         info = error_info(exc)
         delay = None if info["abort"] or retry is None else retry.delay(attempt)
@@ -166,13 +194,14 @@ class RunContext:
         gen = f" g{self.generation}" if self.generation else ""
         self.wait("retry", f"{key} retry {attempt}{gen}", timeout=delay)
 
-    def _resume_retry(self, key: str, attempt: int, retry) -> None:
+    def _resume_retry(self, key: str, attempt: int, retry: Retry | None) -> None:
         """A step resumed after a failed try: its retry delay (recorded as a wait, maybe
         already elapsed) still comes before the next try."""
         if attempt > 1 and retry is not None:
             self._retry_wait(key, attempt - 1, retry.delay(attempt - 1) or 0.0)
 
-    def call_step(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
+    def call_step(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict,
+                  retry: Retry | None) -> Any:
         key, attempt, recorded = self.step_begin(name)
         if recorded is not None:
             return self.step_replay(key, recorded)
@@ -193,7 +222,8 @@ class RunContext:
             self._retry_wait(key, attempt, delay)
             attempt += 1
 
-    async def call_step_async(self, name: str, fn, args: tuple, kwargs: dict, retry) -> Any:
+    async def call_step_async(self, name: str, fn: Callable[..., Any], args: tuple,
+                              kwargs: dict, retry: Retry | None) -> Any:
         key, attempt, recorded = self.step_begin(name)
         if recorded is not None:
             return self.step_replay(key, recorded)
@@ -265,7 +295,7 @@ class RunContext:
     # -- waits ----------------------------------------------------------------------
 
     def wait(self, kind: str, name: str, data: Any = None, timeout: float | None = None,
-             target: list | None = None, preview: Any = None) -> dict:
+             target: list[str] | None = None, preview: Any = None) -> Resolution:
         """Suspend on a wait until the engine resolves it; returns the resolution."""
         key = self.next_key(f"{kind}:{name}")
         done = self.waits.get(key)
@@ -275,33 +305,40 @@ class RunContext:
         with self._lock:
             self._req += 1
             n = self._req
-            self.channel.send({
+            request: WaitFor = {
                 "op": "wait", "key": key, "kind": kind, "name": clean_text(name), "data": blob,
                 "preview": preview, "timeout": timeout, "target": target,
                 "aid": self.aid, "req": n,
-            })
+            }
+            self.channel.send(request)
             msg = self._recv(lambda m: m.get("re") == n or (
                 m.get("op") in ("resolved", "suspend") and m.get("key") == key))
         if "error" in msg:
             raise DurableError(msg["error"])
         if msg.get("op") == "suspend":
             raise Suspend()
+        if "resolution" not in msg:
+            raise DurableError(f"the engine answered wait '{key}' with {msg!r:.200}")
         self.waits[key] = msg["resolution"]
         return msg["resolution"]
 
     # -- child runs -----------------------------------------------------------------
 
-    def trigger(self, spec: dict, payloads: list[bytes], options: dict) -> list[str]:
+    def trigger(self, spec: Mapping[str, Any], payloads: list[bytes],
+                options: Mapping[str, Any]) -> list[str]:
         """Trigger child runs once per occurrence; re-execution returns the same run ids."""
         key = self.next_key(f"trigger:{spec['task_id']}")
         recorded = self.steps.get(key)
         if recorded is not None:
             return _serial.loads(recorded[1])
         reply = self.request({
-            "op": "trigger", "key": key, "task": spec, "payloads": payloads, "options": options,
+            "op": "trigger", "key": key, "task": cast(TaskSpec, spec), "payloads": payloads,
+            "options": cast(TriggerOptions, options),
         })
         if "error" in reply:
             raise DurableError(reply["error"])
+        if "run_ids" not in reply:
+            raise DurableError(f"the engine answered trigger '{key}' with {reply!r:.200}")
         ids = reply["run_ids"]
         self.steps[key] = ("ok", _serial.dumps(ids, "run ids"))
         return ids
@@ -312,6 +349,8 @@ class RunContext:
             from ..core.errors import WaitConflict
 
             raise WaitConflict(reply["error"])
+        if "resumed" not in reply:
+            raise DurableError(f"the engine answered send_event '{key}' with {reply!r:.200}")
         return reply["resumed"]
 
 

@@ -17,8 +17,11 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 from ..core import serial as _serial
+from ..core.messages import AttemptEnd, RunAttempt
 from ..core.protocol import SyncChannel
 from . import context as _context
 
@@ -43,7 +46,7 @@ def _die_with_parent() -> None:
 class _LogStream(io.TextIOBase):
     """Sends each line the user prints to the engine's log table."""
 
-    def __init__(self, channel_getter, stream: str):
+    def __init__(self, channel_getter: Callable[[], _context.RunContext | None], stream: str):
         self._get = channel_getter
         self._stream = stream
         self._buf = ""
@@ -70,13 +73,16 @@ class _LogStream(io.TextIOBase):
 
 
 class Worker:
-    def __init__(self, sock: socket.socket):
+    def __init__(self, sock: socket.socket, capture_output: bool = True):
+        """``capture_output``: send what the task prints to the run's logs (a worker
+        process); in-process test workers (``durable_nb.testing``) leave stdout alone."""
         self.channel = SyncChannel(sock)
         self.ctx: _context.RunContext | None = None
         self._paths: set[str] = set()
-        self._functions: dict[str, object] = {}  # task hash -> function, loaded once
-        sys.stdout = _LogStream(lambda: self.ctx, "stdout")
-        sys.stderr = _LogStream(lambda: self.ctx, "stderr")
+        self._functions: dict[str, Callable[..., Any]] = {}  # task hash -> function, loaded once
+        if capture_output:
+            sys.stdout = _LogStream(lambda: self.ctx, "stdout")
+            sys.stderr = _LogStream(lambda: self.ctx, "stderr")
 
     def serve(self) -> None:
         self.channel.send({"op": "hello", "pid": os.getpid()})
@@ -85,7 +91,7 @@ class Worker:
                 msg = self.channel.recv()
             except EOFError:
                 return
-            if msg["op"] == "run":
+            if "op" in msg and msg["op"] == "run":
                 self.run_attempt(msg)
 
     def _extend_path(self, paths: list[str]) -> None:
@@ -94,14 +100,15 @@ class Worker:
                 sys.path.append(p)
             self._paths.add(p)
 
-    def run_attempt(self, msg: dict) -> None:
+    def run_attempt(self, msg: RunAttempt) -> None:
         self._extend_path(msg.get("sys_path") or [])
         ctx = self.ctx = _context.RunContext(self.channel, msg)
         token = _context._current.set(ctx)
+        reply: AttemptEnd
         try:
-            func = self._functions.get(msg.get("task_hash"))
+            func = self._functions.get(msg["task_hash"])
             if func is None:
-                func = self._functions[msg.get("task_hash")] = _serial.loads(msg["code"])
+                func = self._functions[msg["task_hash"]] = _serial.loads(msg["code"])
             args, kwargs = _serial.loads(msg["payload"])
             fn = getattr(func, "__wrapped_task__", func)
             if inspect.iscoroutinefunction(fn):
@@ -121,7 +128,8 @@ class Worker:
             sys.stderr.flush()
             _context._current.reset(token)
             self.ctx = None
-        self.channel.send({**reply, "aid": ctx.aid})
+        reply["aid"] = ctx.aid
+        self.channel.send(reply)
 
 
 def main() -> None:

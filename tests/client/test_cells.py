@@ -7,7 +7,6 @@ from _support import count
 
 import durable_nb as dn
 from durable_nb.client.cells import fetch_variables, trigger_cell
-from durable_nb.core.source import split_statements
 
 CELL = '''
 import os, signal
@@ -25,12 +24,6 @@ result = helper(100)
 
 def decorate(f):
     return f
-
-
-def test_split_statements_keeps_decorators():
-    parts = split_statements(CELL)
-    assert len(parts) == 7
-    assert parts[5][1].startswith("@decorate\ndef helper")
 
 
 def test_cell_resumes_after_the_last_checkpoint(engine, marks):

@@ -1,4 +1,4 @@
-"""Retry backoff against the shared conformance cases, and duration parsing."""
+"""Retry backoff against the shared conformance cases."""
 
 import json
 from pathlib import Path
@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 import durable_nb as dn
-from durable_nb.core.durations import parse_duration
 
 # The project carries its own copy of the shared conformance cases, so a fresh clone runs
 # them; SHARED is where the shared original lives when the repository sits beside it.
@@ -50,17 +49,3 @@ def test_randomized_delay_is_within_one_to_two_times():
 def test_retry_rejects_bad_options():
     with pytest.raises(ValueError, match="max_attempts"):
         dn.Retry(max_attempts=0)
-
-
-@pytest.mark.parametrize("text,seconds", [
-    ("10m", 600), ("1d", 86400), ("1h30m", 5400), ("45", 45), (2.5, 2.5), ("250ms", 0.25),
-    (None, None),
-])
-def test_parse_duration(text, seconds):
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("bad", ["ten minutes", "5 parsecs", "-3", "", "1m x"])
-def test_parse_duration_rejects_malformed(bad):
-    with pytest.raises(ValueError, match="duration"):
-        parse_duration(bad)

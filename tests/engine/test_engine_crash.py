@@ -4,7 +4,7 @@ import os
 import signal
 import time
 
-from _support import bump, count
+from _support import bump, count, wait_for
 
 import durable_nb as dn
 
@@ -54,7 +54,9 @@ def slow_five(marks: str, tag: str) -> list:
 
 def test_killed_engine_recovers_every_run(engine, marks):
     runs = [slow_five.trigger(str(marks), f"r{n}") for n in range(20)]
-    time.sleep(1.2)  # some runs mid-way, some done, the rest queued
+    # some steps done (some runs mid-way or done, the rest queued), then the kill
+    wait_for(lambda: sum(count(marks, f"r{n}-{i}") for n in range(20) for i in range(5)) >= 10,
+             30, "ten steps done")
     engine.kill()
     before = {f"r{n}-{i}": count(marks, f"r{n}-{i}") for n in range(20) for i in range(5)}
     assert 0 < sum(before.values()) < 100

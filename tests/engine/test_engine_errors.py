@@ -183,6 +183,6 @@ def test_a_client_asked_not_to_start_engines_never_does(make_engine):
                               "db": str(e.db), "socket": str(e.db.parent / "gone.sock")}))
     with pytest.raises(dn.EngineUnavailable, match="no engine is running"):
         find_engine(e.db, start=False)
-    time.sleep(0.5)
+    time.sleep(0.5)  # deliberate: time in which a wrongly started engine would show up
     assert json.loads(rt.read_text())["pid"] == os.getpid(), "no engine was started"
     rt.unlink()

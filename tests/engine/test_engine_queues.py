@@ -3,6 +3,8 @@
 
 import time
 
+from _support import wait_for
+
 import durable_nb as dn
 
 Q = dn.Queue("q", concurrency_limit=3)
@@ -31,7 +33,8 @@ def _intervals(sql_where=""):
 
 def test_limit_holds_and_raising_it_applies_at_once(engine):
     runs = [queued_work.trigger(i) for i in range(20)]
-    time.sleep(1.0)
+    # the limit at work for a while (a first batch done), most runs still queued
+    wait_for(lambda: sum(r.status == "COMPLETED" for r in runs) >= 3, 30, "a first batch")
     raised_at = time.time()
     Q.set_limit(6)
     assert [r.result(timeout=60) for r in runs] == list(range(20))

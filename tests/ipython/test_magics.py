@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from _support import EngineProcess
+from _support import EngineProcess, wait_for
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -168,10 +168,7 @@ def run_id(text: str) -> str:
 
 
 def wait_file(path: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} did not appear"
-        time.sleep(0.05)
+    wait_for(path.exists, timeout, f"{path} to appear")
 
 
 # ---------------------------------------------------------------------- fixtures
@@ -409,12 +406,12 @@ def test_an_interrupt_stops_waiting_and_not_the_run(kernel, scratch):
     cell = kernel.submit(
         "%%durable --wait --name patient\n"
         "import os, time\n"
-        "open(os.path.join(scratch, 'started'), 'w').close()\n"
+        "print('holding', flush=True)\n"
         "while not os.path.exists(os.path.join(scratch, 'go')):\n"
         "    time.sleep(0.02)\n"
         "answer = 42\n")
-    wait_file(scratch / "started")
-    time.sleep(0.3)  # the magic is blocked in its wait
+    # the run's own line printed into the cell: the magic is following it, in its wait
+    kernel.until(cell, "holding")
     kernel.km.interrupt_kernel()
     out = kernel.wait(cell)
     assert out.status == "ok"

@@ -368,12 +368,14 @@ def test_runs_keep_the_server_from_looking_idle(server, jclient):
     run = nap.trigger(2.5)
     wait_for(lambda: run.status == "EXECUTING", what="the run to execute")
     t0 = time.time()
-    time.sleep(1.5)  # no API calls meanwhile: only the extension can report activity
+    # deliberate pauses: no API calls meanwhile, so only the extension can report activity
+    # (polling /api/status would itself count as activity)
+    time.sleep(1.5)
     assert last_activity(server) >= t0 + 1.0, "an executing run must count as activity"
     run.result(timeout=30)
-    time.sleep(0.6)
+    time.sleep(0.6)  # the last stamp of the run (it stamps every activity_interval)
     idle = last_activity(server)
-    time.sleep(1.0)
+    time.sleep(1.0)  # a quiet second: nothing may stamp activity now
     assert last_activity(server) == idle, "with nothing running the server is idle"
 
 
@@ -456,9 +458,10 @@ def test_a_database_locked_by_a_process_without_engine_answers_503(tmp_path):
         assert srv.proc.poll() is None
         holder.kill()
         holder.wait(10)
-        time.sleep(1.1)  # the host retries at most once a second
-        status, health = srv.get("/health")
-        assert status == 200 and health["pid"] == srv.pid, "once free, the server owns it"
+        # the host retries at most once a second; until then it answers 503
+        status, health = wait_for(lambda: (lambda r: r if r[0] == 200 else None)(
+            srv.get("/health")), 10, "the server to take the database over")
+        assert health["pid"] == srv.pid, "once free, the server owns it"
     finally:
         holder.kill()
         srv.stop()

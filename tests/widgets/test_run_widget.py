@@ -1,6 +1,6 @@
-"""The run and runs widgets against a real engine: live trait updates from engine events
-(also while the main thread is busy, and from inside a real kernel), approvals through the
-widget's kernel-side handler, tracebacks, logs, paging and the display fallbacks."""
+"""The run widget against a real engine: live trait updates from engine events (also while
+the main thread is busy, and from inside a real kernel), approvals through the widget's
+kernel-side handler, tracebacks, logs, checkpoints and the display fallbacks."""
 
 from __future__ import annotations
 
@@ -15,10 +15,11 @@ import pytest
 from _support import wait_for as _wait_for
 
 import durable_nb as dn
-from durable_nb.widgets import views as _widgets
-from durable_nb.widgets.views import RunsWidget, RunWidget
+from durable_nb.widgets import run_widget as _widgets
+from durable_nb.widgets.run_widget import RunWidget
 
-TESTS = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+TESTS = HERE.parent
 
 
 # ---------------------------------------------------------------------- tasks (run in workers)
@@ -234,88 +235,9 @@ def test_run_handle_display_outside_a_kernel_is_its_repr(capsys):
     assert capsys.readouterr().out.strip() == "<RunHandle run_nowhere task='t' status=QUEUED>"
 
 
-# ---------------------------------------------------------------------- runs widget
-
-def test_runs_widget_pages_filters_and_follows_new_runs(engine):
-    for _ in range(30):
-        idle.trigger(delay=3600)  # DELAYED: they stay put, nothing executes
-    rw = dn.runs_widget(limit=10)
-    assert isinstance(rw, RunsWidget)
-    assert len(rw.rows) == 10 and rw.total == 30
-    assert rw.tasks == ["widgets-idle"]
-    rw.offset = 20
-    assert len(rw.rows) == 10
-    rw.offset = 25
-    assert len(rw.rows) == 5
-    rw.status = "COMPLETED"
-    rw.offset = 0
-    assert rw.rows == [] and rw.total == 0
-    rw.status = ""
-    rw.task = "widgets-idle"
-    assert rw.total == 30
-    # live: a new run shows up without any call from the main thread
-    h = needs_approval.trigger(2)
-    rw.task = ""
-    wait_for(lambda: any(r["id"] == h.id and r["status"] == "WAITING" for r in rw.rows), 20,
-             "the new run in the table")
-    wait_for(lambda: rw.approvals.get(h.id) == ["ship"], 5, "its pending approval")
-    # selecting a row opens its graph, live
-    rw.selected = h.id
-    assert rw.detail["id"] == h.id
-    rw._decide(h.id, True, "ship", "from the table")
-    wait_for(lambda: rw.detail.get("status") == "COMPLETED", 20, "COMPLETED detail")
-    wait_for(lambda: h.id not in rw.approvals, 5, "the approval gone from the table")
-    rw.close()
-
-
-def test_runs_widget_stays_fast_with_10000_runs(tmp_path):
-    """10,000 finished runs (written straight into a fresh store before its engine starts):
-    every page and filter is one quick query, nothing loads all rows."""
-    from _support import EngineProcess
-
-    from durable_nb.store.store import Store
-
-    db = tmp_path / "big.duckdb"
-    store = Store(db)
-    store.open()
-    t0 = time.time() - 20_000
-    store.write([("ins", "runs", {
-        "id": f"run_seed{i:06d}", "kind": "task", "task_id": f"seed-{i % 3}",
-        "task_hash": "x", "status": "FAILED" if i % 10 == 0 else "COMPLETED",
-        "queue": "q", "created_at": t0 + i, "started_at": t0 + i + 0.1,
-        "finished_at": t0 + i + 0.5, "attempts": 1, "duration_warning": False,
-        "generation": 0, "tags": [], "updated_at": t0 + i}) for i in range(10_000)])
-    store.close()
-    e = EngineProcess(db, ["--wait-grace", "0.3"])
-    e.start()
-    try:
-        times = {}
-        t = time.perf_counter()
-        rw = RunsWidget(limit=25, client=e.client)
-        times["first page"] = time.perf_counter() - t
-        assert rw.total == 10_000 and len(rw.rows) == 25
-        assert rw.rows[0]["id"] == "run_seed009999" and rw.tasks == ["seed-0", "seed-1", "seed-2"]
-        t = time.perf_counter()
-        rw.offset = 9_990
-        times["last page"] = time.perf_counter() - t
-        assert [r["id"] for r in rw.rows][-1] == "run_seed000000" and len(rw.rows) == 10
-        t = time.perf_counter()
-        rw.offset = 0
-        rw.status = "FAILED,CRASHED,TIMED_OUT"
-        times["status filter"] = time.perf_counter() - t
-        assert rw.total == 1_000 and all(r["status"] == "FAILED" for r in rw.rows)
-        t = time.perf_counter()
-        rw.task = "seed-1"
-        times["task filter"] = time.perf_counter() - t
-        assert rw.total == sum(1 for i in range(0, 10_000, 10) if i % 3 == 1)
-        assert max(times.values()) < 0.5, times
-        rw.close()
-    finally:
-        e.stop()
-
-
 # ---------------------------------------------------------------------- inside a real kernel
 
+@pytest.mark.slow
 def test_comm_messages_leave_a_busy_kernel(engine):
     """In a real ipykernel, the background thread sends widget updates while the cell that
     created the widget is still computing."""
@@ -323,13 +245,13 @@ def test_comm_messages_leave_a_busy_kernel(engine):
 
     env = {**os.environ, "DURABLE_NB_URL": engine.client.url,
            "DURABLE_NB_TOKEN": engine.client.token or "",
-           "PYTHONPATH": os.pathsep.join([str(TESTS), *sys.path])}
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(HERE), *sys.path])}
     km, kc = start_new_kernel(kernel_name="python3", env=env)
     try:
         code = (
             "import time, durable_nb as dn\n"
             "from durable_nb.widgets.views import RunWidget\n"
-            "from test_widgets import ticks\n"
+            "from test_run_widget import ticks\n"
             "h = ticks.trigger(3)\n"
             "w = RunWidget(h)\n"
             "t0 = time.monotonic()\n"

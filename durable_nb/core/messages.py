@@ -1,0 +1,306 @@
+"""The messages of the engine <-> worker channel, one TypedDict per op.
+
+They are plain dicts on the wire (``core.protocol`` pickles them), so these types only
+name their fields. Values are cloudpickled bytes already, so the engine never unpickles a
+user's object. Every message after ``hello`` names its attempt (``aid``, ``"<run>/<n>"``):
+a message of an attempt that already ended is dropped. A request carries ``req`` and its
+reply ``re``, the same number: a late reply is never taken for the answer to another.
+Each message class is final (no subclass), so a check such as ``"error" in reply`` tells
+a type checker which one a message is.
+
+Worker -> engine (``WorkerMessage``):
+
+==============  ==========  =====================================================  ============
+op              class       fields                                                 reply
+==============  ==========  =====================================================  ============
+``hello``       Hello       pid (once, before any attempt)                         -
+``log``         Log         stream, lines, at (printed lines)                      -
+``step``        Step        key, name, attempt, start, end, output                 ok
+``step_failed`` StepFailed  key, name, attempt, start, end, error, final, exc,     ok
+                            delay
+``wait``        WaitFor     key, kind, name, data, preview, timeout, target        resolved,
+                                                                                   suspend or
+                                                                                   error
+``trigger``     Trigger     key, task, payloads, options (child runs)              run_ids or
+                                                                                   error
+``send_event``  SendEvent   key, data                                              resumed or
+                                                                                   error
+``checkpoint``  Checkpoint  statement, total, manifest, counts, blobs, size        ok or error
+``done``        Done        output (the attempt's end: completed)                  -
+``failed``      Failed      error (the attempt's end: the user's exception)        -
+``suspended``   Suspended   (the attempt's end: unwound after ``suspend``)         -
+==============  ==========  =====================================================  ============
+
+Engine -> worker (``EngineMessage``):
+
+============  ===========  ======================================================
+op            class        fields
+============  ===========  ======================================================
+``run``       RunAttempt   the attempt: task code, payload, what earlier attempts
+                           recorded (steps, step failures, resolved waits, the
+                           latest checkpoint), limits
+(none)        ``Reply``    to a request: ``OkReply`` {ok}, ``ErrorReply`` {error},
+                           ``RunIdsReply`` {run_ids}, ``ResumedReply`` {resumed}
+``resolved``  Resolved     key, resolution: the wait is over, go on
+``suspend``   SuspendRun   key: the wait goes on without a worker, unwind
+============  ===========  ======================================================
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypedDict, final
+
+# -- shared field types ------------------------------------------------------------------
+
+
+class ErrorInfo(TypedDict):
+    """A user's exception as the engine stores it (text only, cleaned to be storable)."""
+
+    type: str  # qualified name of the exception's class
+    message: str
+    traceback: str
+    abort: bool  # an error no retry can fix (AbortRun, NotPicklable, PayloadTooLarge)
+
+
+Recorded = tuple[str, bytes | None]
+"""A recorded step: ``("ok", output)`` or ``("err", pickled exception or None)``."""
+
+ChildResult = tuple[str, str, bytes | None, dict[str, Any] | None]
+"""A finished child run: (run id, status, output, error)."""
+
+
+class _ResolutionBase(TypedDict):
+    outcome: str  # a WaitOutcome value
+    at: float
+    by: str | None
+
+
+class Resolution(_ResolutionBase, total=False):
+    """How a wait ended; the extra fields depend on its kind."""
+
+    comment: str | None  # approvals
+    note: str  # approvals: the name a client gave, beside the authenticated ``by``
+    data: bytes | None  # events: the event's data
+    results: list[ChildResult]  # child waits
+
+
+class TaskSpec(TypedDict):
+    """A task's code and options, as ``trigger`` sends them (hash by content)."""
+
+    hash: str
+    task_id: str
+    code: bytes
+    sys_path: list[str]
+    options: dict[str, Any]
+
+
+class TriggerOptions(TypedDict):
+    delay: float | None
+    tags: list[str]
+    concurrency_key: str | None
+    ttl: float | None
+
+
+class _CheckpointBase(TypedDict):
+    statement: int  # top-level statements completed
+    manifest: dict[str, str]  # variable -> hash of its value
+    counts: dict[str, int]  # step occurrence counters at that point
+
+
+class CheckpointState(_CheckpointBase, total=False):
+    """The latest checkpoint of a cell, sent with the attempt that resumes it."""
+
+    seq: int
+    blobs: dict[str, bytes]  # hash -> value, every hash of the manifest
+
+
+# -- worker -> engine ---------------------------------------------------------------------
+
+
+class _FromAttempt(TypedDict, total=False):
+    aid: str  # always present: ``RunContext.send`` and ``request`` add it
+
+
+class _Request(_FromAttempt, total=False):
+    req: int  # always present: ``RunContext.request`` adds it
+
+
+@final
+class Hello(TypedDict):
+    op: Literal["hello"]
+    pid: int
+
+
+@final
+class Log(_FromAttempt):
+    op: Literal["log"]
+    stream: str  # "stdout" or "stderr"
+    lines: list[str]
+    at: float
+
+
+@final
+class Step(_Request):
+    op: Literal["step"]
+    key: str  # "<name>#<occurrence>"
+    name: str
+    attempt: int  # the step's try
+    start: float
+    end: float
+    output: bytes
+
+
+@final
+class StepFailed(_Request):
+    op: Literal["step_failed"]
+    key: str
+    name: str
+    attempt: int
+    start: float
+    end: float
+    error: ErrorInfo
+    final: bool  # no try follows
+    exc: bytes | None  # the pickled exception, when final
+    delay: float | None  # seconds before the next try, when not final
+
+
+@final
+class WaitFor(_Request):
+    op: Literal["wait"]
+    key: str  # "<kind>:<name>#<occurrence>"
+    kind: str  # approval, event, sleep, retry, child
+    name: str
+    data: bytes | None
+    preview: Any  # JSON shown to an approver
+    timeout: float | None
+    target: list[str] | None  # child waits: the run ids
+
+
+@final
+class Trigger(_Request):
+    op: Literal["trigger"]
+    key: str
+    task: TaskSpec
+    payloads: list[bytes]  # one child run each
+    options: TriggerOptions
+
+
+@final
+class SendEvent(_Request):
+    op: Literal["send_event"]
+    key: str
+    data: bytes
+
+
+@final
+class Checkpoint(_Request):
+    op: Literal["checkpoint"]
+    statement: int
+    total: int  # statements in the cell
+    manifest: dict[str, str]
+    counts: dict[str, int]
+    blobs: dict[str, bytes]  # only values the engine has not been sent yet
+    size: int  # bytes of every value of the manifest
+
+
+@final
+class Done(_FromAttempt):
+    op: Literal["done"]
+    output: bytes
+
+
+@final
+class Failed(_FromAttempt):
+    op: Literal["failed"]
+    error: ErrorInfo
+
+
+@final
+class Suspended(_FromAttempt):
+    op: Literal["suspended"]
+
+
+Request = Step | StepFailed | WaitFor | Trigger | SendEvent | Checkpoint
+"""The messages the engine answers (``Reply``, or for ``wait`` also Resolved/Suspend)."""
+
+AttemptEnd = Done | Failed | Suspended
+
+WorkerMessage = Hello | Log | Request | AttemptEnd
+"""Every message a worker sends."""
+
+
+# -- engine -> worker ---------------------------------------------------------------------
+
+
+class _RunBase(TypedDict):
+    op: Literal["run"]
+    run_id: str
+    attempt: int
+    aid: str
+    task_id: str
+    task_hash: str
+    code: bytes  # the cloudpickled task function
+    sys_path: list[str]
+    payload: bytes  # cloudpickled (args, kwargs)
+    generation: int  # task-level retries so far
+    steps: dict[str, Recorded]
+    step_failures: dict[str, int]  # step key -> failed tries so far
+    waits: dict[str, Resolution]  # wait key -> resolution, for waits already resolved
+    max_payload: int
+    max_checkpoint: int
+
+
+@final
+class RunAttempt(_RunBase, total=False):
+    """An attempt to execute; ``checkpoint`` when a cell resumes."""
+
+    checkpoint: CheckpointState
+
+
+class _ReplyBase(TypedDict):
+    aid: str
+    re: int | None  # the request's ``req``
+
+
+@final
+class OkReply(_ReplyBase):
+    ok: bool
+
+
+@final
+class ErrorReply(_ReplyBase):
+    error: str
+
+
+@final
+class RunIdsReply(_ReplyBase):
+    run_ids: list[str]
+
+
+@final
+class ResumedReply(_ReplyBase):
+    resumed: int  # waiting runs the event resumed
+
+
+Reply = OkReply | ErrorReply | RunIdsReply | ResumedReply
+
+
+@final
+class Resolved(TypedDict):
+    op: Literal["resolved"]
+    aid: str
+    key: str
+    resolution: Resolution
+
+
+@final
+class SuspendRun(TypedDict):
+    op: Literal["suspend"]
+    aid: str
+    key: str
+
+
+EngineMessage = RunAttempt | Reply | Resolved | SuspendRun
+"""Every message the engine sends a worker."""
+
+Message = WorkerMessage | EngineMessage

@@ -1,0 +1,45 @@
+"""`durable-nb demo`: an engine starts, the example meets a retry, a killed worker and an
+approval, and the commands a user tries next show the run it left."""
+
+import getpass
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def _run(*args, env=None, timeout=120):
+    return subprocess.run([sys.executable, "-m", "durable_nb", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def fresh_db(tmp_path):
+    db = tmp_path / "demo.duckdb"
+    yield {"DURABLE_NB_DB": str(db)}
+    _run("stop", env={"DURABLE_NB_DB": str(db)})
+
+
+def test_demo_starts_an_engine_and_tells_the_story(fresh_db):
+    out = _run("demo", env=fresh_db)
+    assert out.returncode == 0, out.stdout + out.stderr
+    text = out.stdout
+    assert "CRASHED" in text and "WorkerCrashed" in text
+    assert "retry delay" in text and "ConnectionError" in text
+    assert f"approval publish  approved by {getpass.getuser()}" in text
+    assert "the waiting run holds 0 worker processes" in text
+    assert "'fetch': 1" in text
+    assert "demo-process-document  COMPLETED" in text
+    run_id = text.split("Try: durable-nb show ")[1].split()[0]
+
+    runs = _run("runs", env=fresh_db)
+    assert runs.returncode == 0 and run_id in runs.stdout and "COMPLETED" in runs.stdout
+    show = _run("show", run_id, env=fresh_db)
+    assert show.returncode == 0
+    assert show.stdout.splitlines()[0].startswith(f"{run_id}  demo-process-document  COMPLETED")
+    assert "├─ attempt 1  CRASHED" in show.stdout
+    sql = _run("sql", "select count(*) as n from runs", env=fresh_db)
+    assert sql.stdout.split() == ["n", "1"]
+    replay = _run("replay", run_id, env=fresh_db)
+    assert replay.returncode == 0 and "replayed run" in replay.stdout

@@ -1,0 +1,91 @@
+"""Queues and dispatch, deterministically: an engine on a manual clock, scripted workers."""
+
+from __future__ import annotations
+
+from inprocess import run_async
+
+from durable_nb.testing import EngineHarness
+
+
+def _executing(h: EngineHarness, ids: list[str]) -> list[str]:
+    return [r for r in ids if h.status(r) == "EXECUTING"]
+
+
+@run_async
+async def test_raising_a_queue_limit_starts_queued_runs_at_once_in_order(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=4) as h:
+        t = h.task("t", queue="q", concurrency_limit=1)
+        ids = [await h.trigger(t, i) for i in range(4)]
+        assert _executing(h, ids) == ids[:1]
+        h._engine.set_queue("q", 3)
+        await h.settle()
+        assert _executing(h, ids) == ids[:3], "the oldest queued runs start first"
+        assert h._engine.queues() == [{"name": "q", "concurrency_limit": 3, "executing": 3,
+                                       "queued": 1}]
+
+
+@run_async
+async def test_lowering_a_queue_limit_holds_new_starts_until_runs_end(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=4) as h:
+        t = h.task("t", queue="q", concurrency_limit=3)
+        ids = [await h.trigger(t, i) for i in range(5)]
+        assert _executing(h, ids) == ids[:3]
+        h._engine.set_queue("q", 1)
+        await h.settle()
+        h.worker_of(ids[0]).done(0)
+        h.worker_of(ids[1]).done(1)
+        await h.settle()
+        assert _executing(h, ids) == [ids[2]], "still over the new limit: nothing starts"
+        h.worker_of(ids[2]).done(2)
+        await h.settle()
+        assert _executing(h, ids) == [ids[3]]
+        h._engine.set_queue("q", None)  # no limit: everything left starts
+        await h.settle()
+        assert _executing(h, ids) == ids[3:]
+
+
+@run_async
+async def test_a_queue_limit_counts_per_concurrency_key(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=4) as h:
+        t = h.task("t", queue="q", concurrency_limit=1)
+        a1 = await h.trigger(t, concurrency_key="a")
+        a2 = await h.trigger(t, concurrency_key="a")
+        b1 = await h.trigger(t, concurrency_key="b")
+        assert _executing(h, [a1, a2, b1]) == [a1, b1]
+
+
+@run_async
+async def test_runs_wait_for_a_free_worker_and_take_it_when_one_ends(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=1) as h:
+        t = h.task("t")
+        first, second = await h.trigger(t), await h.trigger(t)
+        assert (h.status(first), h.status(second)) == ("EXECUTING", "QUEUED")
+        worker = h.worker_of(first)
+        worker.done("one")
+        await h.settle()
+        assert h.status(first) == "COMPLETED" and h.status(second) == "EXECUTING"
+        assert h.worker_of(second) is worker, "the freed worker takes the next run"
+
+
+@run_async
+async def test_a_delayed_run_starts_when_its_delay_elapses(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t"), delay=90)
+        await h.advance(89.999)
+        assert h.status(run) == "DELAYED"
+        await h.advance(0.001)
+        assert h.status(run) == "EXECUTING"
+
+
+@run_async
+async def test_a_ttl_expires_a_run_that_did_not_start(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=1) as h:
+        t = h.task("t")
+        busy = await h.trigger(t)
+        late = await h.trigger(t, ttl=60)
+        await h.advance(60)
+        assert h.status(late) == "EXPIRED"
+        h.worker_of(busy).done()
+        await h.settle()
+        (row,) = await h.rows("SELECT status, error FROM runs WHERE id = ?", late)
+        assert row["status"] == "EXPIRED" and "ttl" in row["error"]
