@@ -25,6 +25,7 @@ from ..core.errors import WaitConflict
 from ..core.status import STATUSES as STATUSES  # re-exported: tests and tools import them here
 from ..core.status import TERMINAL as TERMINAL
 from ..core.status import RunStatus, WaitOutcome
+from ..store.records import Update
 from ..store.store import Store
 from . import recovery
 from .clock import Clock, SystemClock
@@ -151,7 +152,7 @@ class Engine:
         opts = RunOptions.checked(None, None, list(row["tags"] or []),
                                   row["concurrency_key"])
         ids, _ = self.scheduler.create_runs(row["task_hash"], [row["payload"]], opts)
-        self.state.write([("upd", "runs", {"id": ids[0]}, {"replay_of": run_id})])
+        self.state.write([Update("runs", {"id": ids[0]}, {"replay_of": run_id})])
         if ids[0] in self.state.runs:
             self.state.runs[ids[0]].replay_of = run_id
         await self.writer.write_durable([])

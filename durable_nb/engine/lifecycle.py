@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core.status import AttemptOutcome, RunStatus, WaitOutcome
+from ..store.records import Update
 from .model import Run, error_json
 from .scheduler import Scheduler
 from .state import EngineState
@@ -82,7 +83,7 @@ class Lifecycle:
         self.s.executing[run.group] -= 1
         err = error or {}
         self.s.write([
-            ("upd", "attempts", {"run_id": run.id, "number": run.attempts}, {
+            Update("attempts", {"run_id": run.id, "number": run.attempts}, {
                 "ended_at": self.s.now(), "outcome": outcome, "error_type": err.get("type"),
                 "error_message": err.get("message"), "traceback": err.get("traceback")}),
         ])

@@ -16,6 +16,7 @@ from typing import Any
 from ..core import serial as _serial
 from ..core.errors import DurableError, WaitConflict
 from ..core.status import StepStatus
+from ..store.records import Insert, InsertIgnore, Record
 from ..store.store import EXTERNAL_BLOB_BYTES
 from .lifecycle import Lifecycle
 from .model import Run, aid, reply
@@ -57,7 +58,7 @@ class WorkerMessages:
 
     def log(self, run: Run, worker: Any, msg: dict) -> None:
         s = self.s
-        s.write([("ins", "logs", {"run_id": run.id, "seq": next(s.log_seq),
+        s.write([Insert("logs", {"run_id": run.id, "seq": next(s.log_seq),
                                   "created_at": msg["at"], "stream": msg["stream"],
                                   "line": line})
                  for line in msg["lines"]])
@@ -68,7 +69,7 @@ class WorkerMessages:
         key = msg["key"]
         run.steps[key] = ("ok", msg["output"])
         self.s.write([
-            ("ins", "steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
+            Insert("steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
                               "attempt": msg["attempt"], "generation": run.generation,
                               "status": StepStatus.COMPLETED, "started_at": msg["start"],
                               "ended_at": msg["end"], "output": msg["output"],
@@ -86,7 +87,7 @@ class WorkerMessages:
         else:
             run.step_failures[key] = msg["attempt"]
         self.s.write([
-            ("ins", "steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
+            Insert("steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
                               "attempt": msg["attempt"], "generation": run.generation,
                               "status": status, "started_at": msg["start"],
                               "ended_at": msg["end"], "output": msg["exc"],
@@ -122,16 +123,16 @@ class WorkerMessages:
         seq = (run.checkpoint or {}).get("seq", 0) + 1
         run.checkpoint = {"statement": msg["statement"], "manifest": msg["manifest"],
                           "counts": msg["counts"], "seq": seq}
-        records: list = [("ins_ignore", "blobs", {"hash": h, "data": None if h in big else data,
+        records: list[Record] = [InsertIgnore("blobs", {"hash": h, "data": None if h in big else data,
                                                   "size": len(data), "created_at": now,
                                                   "external": h in big})
                          for h, data in msg["blobs"].items()]
-        records.append(("ins", "checkpoints", {
+        records.append(Insert("checkpoints", {
             "run_id": run.id, "seq": seq, "statement": msg["statement"], "created_at": now,
             "manifest": json.dumps({"vars": msg["manifest"], "counts": msg["counts"],
                                     "seq": seq, "total": msg["total"]}),
             "size": msg["size"]}))
-        records.append(("ins", "span_records", {
+        records.append(Insert("span_records", {
             "span_id": f"{run.id}/c{seq}", "run_id": run.id,
             "parent_id": f"{run.id}/a{run.attempts}", "kind": "checkpoint",
             "name": f"statement {msg['statement']}", "start_at": now, "end_at": now,
@@ -158,7 +159,7 @@ class WorkerMessages:
             return
         run.steps[msg["key"]] = ("ok", _serial.dumps(ids, "run ids"))
         now = self.s.now()
-        self.s.write([("ins", "steps", {
+        self.s.write([Insert("steps", {
             "run_id": run.id, "step_key": msg["key"], "name": msg["key"].split("#")[0],
             "attempt": 1, "generation": run.generation, "status": StepStatus.COMPLETED,
             "started_at": now, "ended_at": now, "output": run.steps[msg["key"]][1],

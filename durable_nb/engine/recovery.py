@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from ..core import serial as _serial
 from ..core.status import TERMINAL, AttemptOutcome, RunStatus, StepStatus, sql_list
+from ..store.records import Update
 from .model import Run, TaskInfo, Wait
 from .scheduler import Scheduler
 from .state import EngineState
@@ -132,7 +133,7 @@ def resume(s: EngineState, scheduler: Scheduler, waits: Waits) -> None:
                                                              RunStatus.DELAYED):
             s.arm(run, run.created_at + run.ttl, _bind(scheduler.expire, run))
         if run.status == RunStatus.EXECUTING:
-            s.write([("upd", "attempts", {"run_id": run.id, "number": run.attempts},
+            s.write([Update("attempts", {"run_id": run.id, "number": run.attempts},
                       {"ended_at": now, "outcome": AttemptOutcome.INTERRUPTED,
                        "error_message": "the engine stopped during this attempt"})])
             s.set_status(run, RunStatus.QUEUED, "engine restarted; resuming")

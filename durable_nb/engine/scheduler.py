@@ -15,13 +15,15 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..core import serial as _serial
 from ..core.durations import parse_duration
 from ..core.errors import PayloadTooLarge
+from ..core.messages import Resolution, RunAttempt
 from ..core.serial import clean_text
 from ..core.status import RunStatus
+from ..store.records import Insert, InsertIgnore, Update, Upsert
 from .model import MAX_INT32, Run, TaskInfo, aid
 from .state import EngineState
 
@@ -81,7 +83,7 @@ class Scheduler:
             info = TaskInfo(h, spec["task_id"], code, list(spec.get("sys_path") or []),
                             options)
             s.tasks[h] = info
-            s.write([("ins_ignore", "tasks", {
+            s.write([InsertIgnore("tasks", {
                 "hash": h, "task_id": info.task_id, "code": code,
                 "sys_path": json.dumps(info.sys_path), "options": json.dumps(info.options),
                 "created_at": s.now()})])
@@ -97,7 +99,7 @@ class Scheduler:
         if s.queues.get(name, "unset") != limit:
             s.writer.check_writable()
             s.queues[name] = limit
-            s.write([("upsert", "queues", {"name": name, "concurrency_limit": limit,
+            s.write([Upsert("queues", {"name": name, "concurrency_limit": limit,
                                            "updated_at": s.now()})])
             self.dispatch()
         return {"name": name, "concurrency_limit": limit}
@@ -166,7 +168,7 @@ class Scheduler:
         delay_until = now + opts.delay if opts.delay else None
         status = RunStatus.DELAYED if delay_until else RunStatus.QUEUED
         s.write([
-            ("ins", "runs", {
+            Insert("runs", {
                 "id": run.id, "kind": task.options.get("kind", "task"),
                 "task_id": task.task_id, "task_hash": task.hash, "status": status,
                 "queue": qname, "concurrency_key": opts.concurrency_key,
@@ -174,7 +176,7 @@ class Scheduler:
                 "parent_run_id": opts.parent_run_id, "created_at": now,
                 "delay_until": delay_until, "ttl": opts.ttl, "attempts": 0,
                 "duration_warning": False, "updated_at": now}),
-            ("ins", "transitions", {"run_id": run.id, "created_at": now, "from_status": None,
+            Insert("transitions", {"run_id": run.id, "created_at": now, "from_status": None,
                                     "to_status": status, "reason": "triggered"}),
         ])
         s.emit({"type": "run", "run_id": run.id, "task_id": task.task_id, "status": status,
@@ -266,7 +268,7 @@ class Scheduler:
             else:
                 asyncio.ensure_future(self._send_with_checkpoint(run, worker, msg))
 
-        s.write([("ins", "attempts", {"run_id": run.id, "number": run.attempts,
+        s.write([Insert("attempts", {"run_id": run.id, "number": run.attempts,
                                       "worker_pid": worker.pid, "started_at": now})], send)
         opts = run.task.options
         if opts.get("max_duration"):
@@ -276,7 +278,7 @@ class Scheduler:
             s.arm(run, now + opts["kill_after"],
                   lambda: self.kill(run, worker, RunStatus.TIMED_OUT), attempt=True)
 
-    def _run_message(self, run: Run) -> dict:
+    def _run_message(self, run: Run) -> RunAttempt:
         """The ``run`` message: the task, its payload and what earlier attempts recorded."""
         return {
             "op": "run", "run_id": run.id, "attempt": run.attempts, "aid": aid(run),
@@ -284,13 +286,13 @@ class Scheduler:
             "sys_path": run.task.sys_path, "payload": run.payload,
             "generation": run.generation,
             "steps": dict(run.steps), "step_failures": dict(run.step_failures),
-            "waits": {k: w.resolution for k, w in run.waits.items()
+            "waits": {k: cast(Resolution, w.resolution) for k, w in run.waits.items()
                       if w.resolution is not None},
             "max_payload": self.s.config.max_payload,
             "max_checkpoint": self.s.config.max_checkpoint,
         }
 
-    async def _send_with_checkpoint(self, run: Run, worker: Any, msg: dict) -> None:
+    async def _send_with_checkpoint(self, run: Run, worker: Any, msg: RunAttempt) -> None:
         """Resume a cell: send the attempt with the blobs of its latest checkpoint."""
         cp = run.checkpoint or {}
         hashes = sorted(set(cp["manifest"].values()))
@@ -309,8 +311,8 @@ class Scheduler:
         now = s.now()
         limit = run.task.options["max_duration"]
         s.write([
-            ("upd", "runs", {"id": run.id}, {"duration_warning": True}),
-            ("ins", "span_records", {
+            Update("runs", {"id": run.id}, {"duration_warning": True}),
+            Insert("span_records", {
                 "span_id": f"{run.id}/warn", "run_id": run.id,
                 "parent_id": f"{run.id}/a{run.attempts}", "kind": "warning",
                 "name": "max_duration exceeded", "start_at": now, "end_at": now,

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..core.config import EngineConfig
+from ..store.records import Insert, Record, Update
 from ..store.store import Store
 from .clock import Clock, Timer
 from .model import Run, TaskInfo
@@ -54,7 +55,7 @@ class EngineState:
     def now(self) -> float:
         return self.clock.now()
 
-    def write(self, records: list, then: Callable[[], None] | None = None) -> None:
+    def write(self, records: list[Record], then: Callable[[], None] | None = None) -> None:
         """Journal ``records``; ``then`` runs once they are durable."""
         self.writer.write(records, then)
 
@@ -70,14 +71,15 @@ class EngineState:
             except Exception:
                 pass
 
-    def set_status(self, run: Run, status: str, reason: str = "", **changes: Any) -> list:
+    def set_status(self, run: Run, status: str, reason: str = "",
+                   **changes: Any) -> list[Record]:
         """Move ``run`` to ``status``: journal the row's change and the transition."""
         now = self.now()
         old, run.status = run.status, status
         changes.update(status=status, updated_at=now)
-        records = [
-            ("upd", "runs", {"id": run.id}, changes),
-            ("ins", "transitions", {"run_id": run.id, "created_at": now, "from_status": old,
+        records: list[Record] = [
+            Update("runs", {"id": run.id}, changes),
+            Insert("transitions", {"run_id": run.id, "created_at": now, "from_status": old,
                                     "to_status": status, "reason": reason}),
         ]
         self.write(records)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from ..core import serial as _serial
 from ..core.errors import WaitConflict
+from ..core.messages import Resolution, Resolved, SuspendRun
 from ..core.status import RunStatus, WaitOutcome
+from ..store.records import Insert, Update
 from .model import Run, Wait, aid
 from .scheduler import Scheduler
 from .state import EngineState
@@ -54,7 +56,7 @@ class Waits:
         wait = Wait(msg["key"], msg["kind"], msg["name"], now,
                     now + timeout if timeout is not None else None, msg.get("target"))
         run.waits[wait.key] = wait
-        self.s.write([("ins", "waits", {
+        self.s.write([Insert("waits", {
             "run_id": run.id, "wait_key": wait.key, "kind": wait.kind, "name": wait.name,
             "data": msg.get("data"), "preview": json.dumps(msg.get("preview")),
             "target": json.dumps(wait.target) if wait.target else None,
@@ -88,7 +90,8 @@ class Waits:
         """Let the worker go on past ``wait`` once its resolution is durable (a worker
         acting on a decision a crash could still undo might take the other branch)."""
         attempt = aid(run)
-        msg = {"op": "resolved", "aid": attempt, "key": wait.key, "resolution": wait.resolution}
+        msg: Resolved = {"op": "resolved", "aid": attempt, "key": wait.key,
+                         "resolution": cast(Resolution, wait.resolution)}
 
         def send() -> None:
             if run.worker is worker and aid(run) == attempt:
@@ -102,7 +105,8 @@ class Waits:
         if (run.worker is worker and wait is not None and wait.resolution is None
                 and not run.suspending):
             run.suspending = True
-            worker.send({"op": "suspend", "aid": aid(run), "key": key})
+            msg: SuspendRun = {"op": "suspend", "aid": aid(run), "key": key}
+            worker.send(msg)
 
     def resolve(self, run: Run, wait: Wait, resolution: dict, by: str | None = None,
                 then: Callable[[], None] | None = None) -> None:
@@ -116,11 +120,11 @@ class Waits:
         if wait.timer is not None:
             wait.timer.cancel()
         s.write([
-            ("upd", "waits", {"run_id": run.id, "wait_key": wait.key}, {
+            Update("waits", {"run_id": run.id, "wait_key": wait.key}, {
                 "resolved_at": now, "outcome": resolution["outcome"],
                 "result": _serial.dumps(resolution, "resolution"),
                 "comment": resolution.get("comment"), "resolved_by": by}),
-            ("ins", "span_records", {
+            Insert("span_records", {
                 "span_id": f"{run.id}/w/{wait.key}", "run_id": run.id, "parent_id": run.id,
                 "kind": "wait" if wait.kind != "retry" else "retry_delay", "name": wait.name,
                 "start_at": wait.created_at, "end_at": now, "status": resolution["outcome"],
@@ -145,7 +149,7 @@ class Waits:
         if key in s.events:
             raise WaitConflict(f"event '{key}' was already sent; each event key resolves once")
         s.events[key] = data
-        s.write([("ins", "events", {"key": key, "data": data, "sent_at": s.now()})])
+        s.write([Insert("events", {"key": key, "data": data, "sent_at": s.now()})])
         n = 0
         for run in list(s.runs.values()):
             for wait in list(run.waits.values()):

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..core.errors import StoreUnavailable
+from ..store.records import Record
 from ..store.store import Store
 from .clock import Clock
 
@@ -51,14 +52,14 @@ class JournalWriter:
         if self.store.write_problem is not None:  # e.g. started on a nearly full disk
             self._arm_retry()
 
-    def write(self, records: list, then: Callable[[], None] | None = None) -> None:
+    def write(self, records: list[Record], then: Callable[[], None] | None = None) -> None:
         """Journal ``records``; ``then`` runs on the loop once they are durable."""
         self.store.write(records, then)
         if not self._commit_scheduled and not self._syncing:
             self._commit_scheduled = True
             self._loop().call_soon(self._commit)
 
-    async def write_durable(self, records: list) -> None:
+    async def write_durable(self, records: list[Record]) -> None:
         """Journal ``records`` and return once they (and all before them) are durable."""
         fut = self._loop().create_future()
         self._durable_waiters.add(fut)
