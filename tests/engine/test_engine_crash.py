@@ -4,6 +4,7 @@ import os
 import signal
 import time
 
+import pytest
 from _support import bump, count, wait_for
 
 import durable_nb as dn
@@ -52,6 +53,7 @@ def slow_five(marks: str, tag: str) -> list:
     return [slow_step(marks, tag, i) for i in range(5)]
 
 
+@pytest.mark.slow
 def test_killed_engine_recovers_every_run(engine, marks):
     runs = [slow_five.trigger(str(marks), f"r{n}") for n in range(20)]
     # some steps done (some runs mid-way or done, the rest queued), then the kill

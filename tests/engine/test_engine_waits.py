@@ -38,6 +38,7 @@ def _cli(engine, *args):
                           capture_output=True, text=True, timeout=60)
 
 
+@pytest.mark.slow
 def test_approval_frees_worker_and_cli_approve_resumes(engine, marks):
     run = needs_approval.trigger(str(marks))
     _wait_status(run, "WAITING")
