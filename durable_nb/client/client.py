@@ -381,7 +381,6 @@ def _locked_by(logf: Path) -> int | None:
     return int(found[-1]) if found else None
 
 
-_read_runtime = _runtime.read  # the name doctor and older callers import
 
 
 def find_engine(db: Path, start: bool = True) -> Client:

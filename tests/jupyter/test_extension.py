@@ -120,6 +120,7 @@ def jclient(server):
 
 # ---------------------------------------------------------------------- installation
 
+@pytest.mark.slow
 def test_the_data_file_enables_the_extension_and_is_installed_by_the_wheel():
     import tomllib
 
@@ -425,6 +426,7 @@ def test_a_second_server_on_the_same_database_uses_the_first_ones_engine(tmp_pat
         first.stop()
 
 
+@pytest.mark.slow
 def test_a_server_on_the_database_of_a_standalone_engine_forwards_to_it(make_engine, tmp_path):
     owner = make_engine(name="standalone")
     srv = JupyterServer(tmp_path, owner.db, name="fwd").start()
@@ -467,6 +469,7 @@ def test_a_database_locked_by_a_process_without_engine_answers_503(tmp_path):
         srv.stop()
 
 
+@pytest.mark.slow
 def test_a_unix_socket_server_exports_a_loopback_url_and_cleans_up(tmp_path):
     sock = tmp_path / "jp.sock"
     db = tmp_path / "sock.duckdb"
