@@ -96,8 +96,8 @@ def venv_env(bindir: Path, path: str) -> dict[str, str]:
     return env
 
 
-PANEL_CHECK = ("from durable_nb import _labext, __file__ as f; "
-               "print(f); print(_labext.panel_installed())")
+PANEL_CHECK = ("from durable_nb import __file__ as f; from durable_nb.jupyter import labext; "
+               "print(f); print(labext.panel_installed())")
 
 
 @pytest.mark.slow

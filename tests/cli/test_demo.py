@@ -21,6 +21,7 @@ def fresh_db(tmp_path):
     _run("stop", env={"DURABLE_NB_DB": str(db)})
 
 
+@pytest.mark.slow
 def test_demo_starts_an_engine_and_tells_the_story(fresh_db):
     out = _run("demo", env=fresh_db)
     assert out.returncode == 0, out.stdout + out.stderr
