@@ -73,6 +73,11 @@ class JournalWriter:
         """Run ``fn`` on the syncing thread (after the syncs queued before it)."""
         return self._loop().run_in_executor(self._thread, fn, *args)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing is buffered and no sync is in flight."""
+        return not self.store.pending and not self._syncing
+
     def check_writable(self) -> None:
         """Refuse a write request at once while the journal cannot write."""
         if self.store.write_problem is not None:

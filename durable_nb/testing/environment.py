@@ -147,7 +147,7 @@ class TestEnvironment:
     def _quiet(self) -> bool:
         """No task code runs, no journal write is pending and no run is about to start."""
         eng = self.engine
-        if eng is None or eng.store.pending:
+        if eng is None or not eng.writer.idle:
             return False
         pool = eng.state.pool
         free = bool(pool and (pool.idle() or len(pool.workers) < self.max_workers))

@@ -90,11 +90,11 @@ class EngineHarness:
         quiet = 0
         for _ in range(SETTLE_TURNS):
             await asyncio.sleep(0)
-            busy = eng.store.pending or eng.writer._syncing or _ready_callbacks()
+            busy = not eng.writer.idle or _ready_callbacks()
             quiet = 0 if busy else quiet + 1
             if quiet >= 3:
                 await asyncio.sleep(0.001)  # threads (blob reads) hand their results back
-                if not (eng.store.pending or _ready_callbacks()):
+                if eng.writer.idle and not _ready_callbacks():
                     return
                 quiet = 0
         raise AssertionError("the engine did not settle")
