@@ -3,6 +3,7 @@ time that skips (a day of sleep, minutes of retry back-off, an approval's timeou
 
 from __future__ import annotations
 
+import sys
 import time
 
 import pytest
@@ -97,3 +98,22 @@ def test_the_default_client_is_restored_after_the_environment():
         assert get_client() is marker
     finally:
         use_client(previous)
+
+
+@dn.task()
+def chatty(n: int) -> int:
+    print(f"working on {n}")
+    print("a warning", file=sys.stderr)
+    return n
+
+
+def test_what_a_task_prints_reaches_its_run_log_not_the_tests_output(capsys):
+    with TestEnvironment():
+        run = chatty.trigger(7)
+        assert run.result(timeout=30) == 7
+        lines = sorted((entry["stream"], entry["line"]) for entry in run.logs)
+    assert lines == [("stderr", "a warning"), ("stdout", "working on 7")]
+    out = capsys.readouterr()
+    assert "working on" not in out.out and "a warning" not in out.err
+    print("the test's own output")
+    assert capsys.readouterr().out == "the test's own output\n", "streams restored"

@@ -93,6 +93,8 @@ class Engine:
         """Stop workers and close the store; executing runs resume on the next start."""
         if self.state.stopped:
             return
+        self.state.emit({"type": "stopping", "instance": self.instance,
+                         "at": self.clock.now()})  # event streams close
         self.state.stopped = self.writer.stopped = True
         for run in self.state.runs.values():
             for t in run.timers + run.attempt_timers:

@@ -45,7 +45,9 @@ class EventSocketMixin(_SocketBase):
         loop = asyncio.get_running_loop()
 
         def push(event: dict) -> None:
-            if only is None or event.get("run_id") == only:
+            if event.get("type") == "stopping":  # the engine stops: say goodbye, close
+                loop.call_soon(self._going_away)
+            elif only is None or event.get("run_id") == only:
                 loop.call_soon(self._push, json.dumps(event))
 
         self._unsubscribe = self.engine.subscribe(push)
@@ -56,6 +58,10 @@ class EventSocketMixin(_SocketBase):
             self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
             self.on_close()
+
+    def _going_away(self) -> None:
+        if self.ws_connection is not None:
+            self.close(1001, "the engine stopped")
 
     def on_message(self, message) -> None:
         pass  # the stream is one-way

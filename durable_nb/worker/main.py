@@ -74,15 +74,17 @@ class _LogStream(io.TextIOBase):
 
 class Worker:
     def __init__(self, sock: socket.socket, capture_output: bool = True):
-        """``capture_output``: send what the task prints to the run's logs (a worker
-        process); in-process test workers (``durable_nb.testing``) leave stdout alone."""
+        """``capture_output``: make ``sys.stdout``/``sys.stderr`` the run's logs (a worker
+        process); in-process test workers (``durable_nb.testing``) route their thread's
+        writes to ``self.stdout``/``self.stderr`` instead."""
         self.channel = SyncChannel(sock)
         self.ctx: _context.RunContext | None = None
         self._paths: set[str] = set()
         self._functions: dict[str, Callable[..., Any]] = {}  # task hash -> function, loaded once
+        self.stdout = _LogStream(lambda: self.ctx, "stdout")
+        self.stderr = _LogStream(lambda: self.ctx, "stderr")
         if capture_output:
-            sys.stdout = _LogStream(lambda: self.ctx, "stdout")
-            sys.stderr = _LogStream(lambda: self.ctx, "stderr")
+            sys.stdout, sys.stderr = self.stdout, self.stderr
 
     def serve(self) -> None:
         self.channel.send({"op": "hello", "pid": os.getpid()})
