@@ -1,8 +1,7 @@
 """The DuckDB schema as it is now: every table and view, spelled out, and its version.
 
 A new database is created from ``DDL``; one written by an earlier release is brought here
-by the numbered steps in ``migrations`` (``MIGRATIONS``, ``migrate``, also importable from
-this module). A change of the schema is made in both places and raises ``SCHEMA_VERSION``.
+by the numbered steps in ``migrations`` (``MIGRATIONS``, ``migrate``). A change of the schema is made in both places and raises ``SCHEMA_VERSION``.
 
 Times are epoch seconds (DOUBLE) so that durations are plain subtraction in SQL;
 ``to_timestamp(created_at)`` gives a timestamp. JSON is stored as VARCHAR.
@@ -10,12 +9,7 @@ Times are epoch seconds (DOUBLE) so that durations are plain subtraction in SQL;
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from .migrations import MIGRATIONS, migrate
-
-__all__ = ["DDL", "MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+__all__ = ["DDL", "SCHEMA_VERSION"]
 
 SCHEMA_VERSION = 3
 
@@ -107,13 +101,3 @@ SELECT run_id || '/s/' || step_key || '/' || attempt, run_id, run_id || '/a' || 
                              'retry_delay', retry_delay) END::VARCHAR
 FROM steps;
 """
-
-
-def __getattr__(name: str) -> Any:
-    """``MIGRATIONS`` and ``migrate`` live in ``migrations``, which imports this module;
-    they are looked up there on first use so that either module can be imported first."""
-    if name in ("MIGRATIONS", "migrate"):
-        from . import migrations
-
-        return getattr(migrations, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,7 @@ import duckdb
 import pytest
 
 from durable_nb.store.migrations import MIGRATIONS, migrate
-from durable_nb.store.schema import DDL, SCHEMA_VERSION
+from durable_nb.store.schema import SCHEMA_VERSION
 
 
 def _catalog(conn: duckdb.DuckDBPyConnection) -> dict:
@@ -101,10 +101,3 @@ def test_a_failing_migration_leaves_the_database_at_its_version(monkeypatch):
     tables = {t for (t,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert "extra" not in tables
 
-
-def test_the_migrations_are_still_importable_from_schema():
-    """Code written before schema and migrations were apart imports them from schema."""
-    from durable_nb.store import schema
-
-    assert schema.MIGRATIONS is MIGRATIONS and schema.migrate is migrate
-    assert "CREATE VIEW spans" in DDL

@@ -15,7 +15,7 @@ import duckdb
 import pytest
 
 from durable_nb.store import readonly_sql as ro
-from durable_nb.store.schema import migrate
+from durable_nb.store.migrations import migrate
 from durable_nb.store.store import Store
 
 SETTINGS = ("select name, value from duckdb_settings() where name in ('threads', "

@@ -80,7 +80,7 @@ def test_read_only_sql(tmp_path):
 
 def test_version_1_database_keeps_its_spans_after_migrating(tmp_path):
     """Step spans written by schema 1 come back through the spans view, attributes and all."""
-    from durable_nb.store.schema import MIGRATIONS
+    from durable_nb.store.migrations import MIGRATIONS
 
     db = tmp_path / "v1.duckdb"
     conn = duckdb.connect(str(db))
