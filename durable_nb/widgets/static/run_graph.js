@@ -1,6 +1,6 @@
 // durable_nb run graph: a standalone ES module (no imports, no anywidget, no build step).
 //
-// Used by the anywidget run widget (durable_nb/widgets/views.py) and by the JupyterLab panel's
+// Used by the anywidget run widget (durable_nb/widgets/run_widget.py) and by the JupyterLab panel's
 // detail view. Pair it with run_graph.css (all classes are prefixed `dng-`; colors use
 // JupyterLab's --jp-* theme variables with light fallbacks).
 //

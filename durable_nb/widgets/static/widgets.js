@@ -1,6 +1,6 @@
 // anywidget glue of durable_nb's RunWidget and RunsWidget.
 //
-// durable_nb/widgets/views.py concatenates run_graph.js and this file into each widget's ESM
+// durable_nb/widgets/assets.py concatenates run_graph.js and this file into each widget's ESM
 // (anywidget loads one module per widget, so relative imports are not available) and adds
 // `export default {render: ...}`. Free names used here (renderRunGraph, loadRun, h, badge,
 // statusKind, formatDuration, formatTime, shortId, TERMINAL) come from run_graph.js.
