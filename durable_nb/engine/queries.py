@@ -133,10 +133,12 @@ class Queries:
         return rows
 
     async def logs(self, run_id: str, limit: int = 1000) -> list[dict]:
+        """The run's last ``limit`` log lines, newest first, in time order across attempts
+        (a database written before log numbers went on across restarts has them restart)."""
         await self.row(run_id)
         return await self.query(
             "SELECT created_at AS at, stream, line FROM logs WHERE run_id = ? "
-            "ORDER BY seq DESC LIMIT ?", [run_id, int(limit)])
+            "ORDER BY created_at DESC, seq DESC LIMIT ?", [run_id, int(limit)])
 
     async def sql(self, query: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
         """A read-only SQL query (``store.readonly_sql``)."""

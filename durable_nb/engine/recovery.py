@@ -9,6 +9,7 @@ armed again whatever the run's status.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Callable
 
@@ -34,6 +35,9 @@ def load(s: EngineState) -> None:
         s.idem[(row["task_id"], row["idempotency_key"])] = row["id"]
     for row in q("SELECT key, data FROM events", sync=False):
         s.events[row["key"]] = row["data"]
+    # log lines keep their order across restarts: numbering goes on after the last one
+    (last,) = q("SELECT coalesce(max(seq), -1) AS n FROM logs", sync=False)
+    s.log_seq = itertools.count(int(last["n"]) + 1)
     for row in q(f"SELECT * FROM runs WHERE status NOT IN ({sql_list(TERMINAL)}) "
                  "ORDER BY created_at", sync=False):
         task = s.tasks.get(row["task_hash"])

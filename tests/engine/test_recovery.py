@@ -140,3 +140,20 @@ async def test_finished_runs_stay_finished(tmp_path):
         rows = await h.rows("SELECT id, status FROM runs")
         assert {r["id"]: r["status"] for r in rows} == {
             ok: "COMPLETED", bad: "FAILED", gone: "CANCELED"}
+
+
+@run_async
+async def test_log_lines_keep_their_order_across_a_restart(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        h.worker_of(run).tell("log", stream="stdout", lines=["item 1", "item 2"],
+                              at=h.clock.now())
+        await h.advance(1)
+        await h.restart()
+        h.worker_of(run).tell("log", stream="stdout", lines=["item 3"], at=h.clock.now())
+        await h.settle()
+        logs = await h._engine.logs(run)
+        assert [entry["line"] for entry in reversed(logs)] == ["item 1", "item 2", "item 3"]
+        seqs = await h.rows("SELECT seq FROM logs WHERE run_id = ? ORDER BY created_at", run)
+        assert [r["seq"] for r in seqs] == sorted(r["seq"] for r in seqs), \
+            "numbering goes on after a restart"
