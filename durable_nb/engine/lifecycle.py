@@ -17,6 +17,13 @@ from .scheduler import Scheduler
 from .state import EngineState
 from .waits import Waits
 
+MAX_CRASHES = 5  # crashes in a row with nothing recorded between them end the run
+
+
+def crash_pause(crashes: int) -> float:
+    """Seconds before resuming after the ``crashes``-th crash in a row: 0, 0.5, 1, 2, ..."""
+    return 0.0 if crashes <= 1 else min(10.0, 0.5 * 2 ** (crashes - 2))
+
 
 class Lifecycle:
     """Ends attempts and runs."""
@@ -66,7 +73,7 @@ class Lifecycle:
                        f"{worker.pid}) died (exit code {worker.exit_code}) while executing "
                        "the run", "traceback": None}
                 self.end_attempt(run, worker, AttemptOutcome.CRASHED, err)
-                self.after_failure(run, AttemptOutcome.CRASHED, err)
+                self.after_crash(run, err)
         if not self.s.stopped:
             self.scheduler.dispatch()
 
@@ -87,6 +94,37 @@ class Lifecycle:
                 "ended_at": self.s.now(), "outcome": outcome, "error_type": err.get("type"),
                 "error_message": err.get("message"), "traceback": err.get("traceback")}),
         ])
+
+    def after_crash(self, run: Run, error: dict) -> None:
+        """Resume the run after its worker died: a crash is not the task's exception, so
+        it neither needs nor spends the retry policy. The next attempt continues after the
+        last recorded step or checkpoint, in the same generation (as after an engine
+        restart). Crashes in a row with nothing recorded between them are a crash loop: the
+        run is resumed at once, then after growing pauses, and ends CRASHED at the
+        ``MAX_CRASHES``-th."""
+        s = self.s
+        run.crashes = 1 if run.progress > run.attempt_progress else run.crashes + 1
+        if run.crashes >= MAX_CRASHES:
+            error = {**error, "message": (
+                f"{error['message']}; it crashed {run.crashes} times in a row without "
+                "recording a step or checkpoint, so it is not resumed again. Fix the cause "
+                f"(e.g. memory), then resume it: RunHandle.resume() or `%durable resume "
+                f"{run.id}`")}
+            self.finish(run, RunStatus.CRASHED, error=error)
+            return
+        run.error = error_json(error)
+        run.current_wait = None
+        delay = crash_pause(run.crashes)
+        reason = f"resuming after the worker crashed in attempt {run.attempts}"
+        if delay == 0:
+            s.set_status(run, RunStatus.QUEUED, reason, error=run.error)
+            s.enqueue(run)
+            return
+        until = s.now() + delay
+        run.delay_until = until
+        s.set_status(run, RunStatus.DELAYED, f"{reason} ({run.crashes} in a row; pausing "
+                     f"{delay:g} s)", delay_until=until, error=run.error)
+        s.arm(run, until, lambda: self.scheduler.undelay(run))
 
     def after_failure(self, run: Run, outcome: str, error: dict) -> None:
         """Retry the run after the policy's delay in a new generation, or end it."""

@@ -68,6 +68,7 @@ class WorkerMessages:
     def step(self, run: Run, worker: Any, msg: dict) -> None:
         key = msg["key"]
         run.steps[key] = ("ok", msg["output"])
+        run.progress += 1
         self.s.write([
             Insert("steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
                               "attempt": msg["attempt"], "generation": run.generation,
@@ -82,6 +83,7 @@ class WorkerMessages:
     def step_failed(self, run: Run, worker: Any, msg: dict) -> None:
         key, err = msg["key"], msg["error"]
         status = StepStatus.ERRORED if msg["final"] else StepStatus.FAILED
+        run.progress += 1
         if msg["final"]:
             run.steps[key] = ("err", msg["exc"])
         else:
@@ -121,6 +123,7 @@ class WorkerMessages:
         s = self.s
         now = s.now()
         seq = (run.checkpoint or {}).get("seq", 0) + 1
+        run.progress += 1
         run.checkpoint = {"statement": msg["statement"], "manifest": msg["manifest"],
                           "counts": msg["counts"], "seq": seq}
         records: list[Record] = [InsertIgnore("blobs", {"hash": h, "data": None if h in big else data,
@@ -158,6 +161,7 @@ class WorkerMessages:
             reply(worker, msg, {"error": str(exc)})
             return
         run.steps[msg["key"]] = ("ok", _serial.dumps(ids, "run ids"))
+        run.progress += 1
         now = self.s.now()
         self.s.write([Insert("steps", {
             "run_id": run.id, "step_key": msg["key"], "name": msg["key"].split("#")[0],

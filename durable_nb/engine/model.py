@@ -58,7 +58,10 @@ class Run:
     seq: int
     parent_run_id: str | None = None
     attempts: int = 0
-    failures: int = 0
+    failures: int = 0  # attempts that raised (the retry policy counts them)
+    crashes: int = 0  # attempts in a row whose worker died with nothing recorded between
+    progress: int = 0  # steps, checkpoints and waits recorded (a crash after one resets)
+    attempt_progress: int = 0  # ``progress`` when the current attempt started
     generation: int = 0
     started_at: float | None = None
     delay_until: float | None = None

@@ -71,7 +71,7 @@ def _marks(ids: list[str]) -> str:
 
 def _load_steps(s: EngineState, ids: list[str]) -> None:
     """Completed steps of any generation; failed tries and errors of the current one; and
-    how many attempts failed or crashed (the retry policy counts them)."""
+    how many attempts raised (the retry policy counts them) and crashed in a row."""
     q = s.store.query
     for row in q(f"SELECT run_id, step_key, status, output, attempt, generation FROM steps "
                  f"WHERE run_id IN ({_marks(ids)}) ORDER BY started_at", ids, sync=False):
@@ -84,10 +84,14 @@ def _load_steps(s: EngineState, ids: list[str]) -> None:
             else:
                 run.step_failures[row["step_key"]] = max(
                     run.step_failures.get(row["step_key"], 0), row["attempt"])
-    for row in q(f"SELECT run_id, outcome, count(*) AS n FROM attempts "
-                 f"WHERE run_id IN ({_marks(ids)}) GROUP BY ALL", ids, sync=False):
-        if row["outcome"] in (AttemptOutcome.FAILED, AttemptOutcome.CRASHED):
-            s.runs[row["run_id"]].failures += row["n"]
+    for row in q(f"SELECT run_id, list(outcome ORDER BY number) AS outcomes FROM attempts "
+                 f"WHERE run_id IN ({_marks(ids)}) GROUP BY run_id", ids, sync=False):
+        run = s.runs[row["run_id"]]
+        outcomes = list(row["outcomes"])
+        run.failures = outcomes.count(AttemptOutcome.FAILED)
+        while outcomes and outcomes[-1] == AttemptOutcome.CRASHED:  # a crash loop goes on
+            run.crashes += 1
+            outcomes.pop()
 
 
 def _load_waits(s: EngineState, ids: list[str]) -> None:

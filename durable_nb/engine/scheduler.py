@@ -247,6 +247,7 @@ class Scheduler:
         s = self.s
         now = s.now()
         run.attempts += 1
+        run.attempt_progress = run.progress
         run.worker = worker
         run.attempt_started = now
         run.suspending = False

@@ -52,6 +52,7 @@ class Waits:
                   attempt=True)
 
     def _create(self, run: Run, msg: dict, now: float) -> Wait:
+        run.progress += 1
         timeout = msg.get("timeout")
         wait = Wait(msg["key"], msg["kind"], msg["name"], now,
                     now + timeout if timeout is not None else None, msg.get("target"))

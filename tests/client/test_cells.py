@@ -44,6 +44,32 @@ def test_cell_resumes_after_the_last_checkpoint(engine, marks):
         "cell", "resumable")
 
 
+FIVE = """
+a = bump(marks, "s1")
+b = bump(marks, "s2")
+if bump(marks, "s3") == 1:
+    os.kill(os.getpid(), signal.SIGKILL)
+d = a + b
+e = bump(marks, "s5")
+"""
+
+
+def test_a_crashed_cell_resumes_by_default_without_retries(engine, marks):
+    """Default options (no --retries): a worker killed in statement 3 is not the cell's
+    exception, so the run resumes after statement 2's checkpoint and completes."""
+    import os
+    import signal
+
+    from _support import bump
+
+    ns = {"bump": bump, "marks": str(marks), "os": os, "signal": signal}
+    run = trigger_cell(FIVE, ns, name="five")
+    assert run.result(timeout=60)["statements"] == 5
+    assert [count(marks, s) for s in ("s1", "s2", "s3", "s5")] == [1, 1, 2, 1]
+    assert [a["outcome"] for a in run.attempts] == ["CRASHED", "COMPLETED"]
+    assert fetch_variables(run, ["d", "e"]) == {"d": 2, "e": 1}
+
+
 def test_unchanged_values_are_stored_once(engine):
     src = "big = b'x' * 3_000_000\n" + "\n".join(f"n{i} = {i}" for i in range(10))
     run = trigger_cell(src, {}, name="dedupe")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from inprocess import NO_RETRY, retry, run_async
 
 from durable_nb.core import serial as _serial
+from durable_nb.engine.lifecycle import MAX_CRASHES, crash_pause
 from durable_nb.testing import EngineHarness
 
 
@@ -45,18 +46,65 @@ async def test_retries_run_out_and_the_run_fails_with_the_last_error(tmp_path):
 
 
 @run_async
-async def test_a_crashed_worker_counts_as_a_failed_attempt(tmp_path):
+async def test_a_crash_resumes_at_once_without_spending_the_retry_policy(tmp_path):
     async with EngineHarness(tmp_path) as h:
-        run = await h.trigger(h.task("t", retry=retry(2, 10)))
-        h.worker_of(run).crash()
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        w = h.worker_of(run)
+        w.step("a#1", 1)
+        w.crash()
         await h.settle()
-        assert h.status(run) == "DELAYED"
-        await h.advance(10)
+        assert h.status(run) == "EXECUTING", "resumed at once, with no retry left to spend"
+        attempt = h.worker_of(run).attempt
+        assert list(attempt["steps"]) == ["a#1"] and attempt["generation"] == 0
+        h.worker_of(run).fail("a real exception")  # the policy is still whole: no retry
+        await h.settle()
+        assert h.status(run) == "FAILED"
+        outcomes = await h.rows("SELECT outcome FROM attempts WHERE run_id = ? ORDER BY number",
+                                run)
+        assert [o["outcome"] for o in outcomes] == ["CRASHED", "FAILED"]
+
+
+@run_async
+async def test_a_crash_loop_pauses_longer_each_time_and_ends_crashed(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=retry(9, 1)))
+        pauses = []
+        for _ in range(MAX_CRASHES - 1):
+            h.worker_of(run).crash()
+            await h.settle()
+            pauses.append((h.run(run).delay_until or h.clock.now()) - h.clock.now())
+            await h.advance(pauses[-1])
+        assert pauses == [crash_pause(n) for n in range(1, MAX_CRASHES)] == [0, 0.5, 1, 2]
         h.worker_of(run).crash()
         await h.settle()
         assert h.status(run) == "CRASHED"
         (row,) = await h.rows("SELECT error FROM runs WHERE id = ?", run)
-        assert "WorkerCrashed" in row["error"]
+        assert "crashed 5 times in a row" in row["error"] and "resume" in row["error"]
+
+
+@run_async
+async def test_progress_between_crashes_restarts_the_count(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        for i in range(2 * MAX_CRASHES):
+            w = h.worker_of(run)
+            w.step(f"s#{i + 1}", i)  # each attempt records something, then dies
+            w.crash()
+            await h.settle()
+        assert h.status(run) == "EXECUTING" and h.run(run).crashes == 1
+
+
+@run_async
+async def test_a_crash_loop_goes_on_counting_across_an_engine_restart(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        h.worker_of(run).crash()
+        await h.settle()
+        h.worker_of(run).crash()
+        await h.settle()
+        assert h.status(run) == "DELAYED"  # pausing after the second crash in a row
+        await h.restart()
+        assert h.run(run).crashes == 2 and h.run(run).failures == 0
 
 
 @run_async
@@ -80,9 +128,9 @@ async def test_kill_after_times_the_attempt_out_on_the_clock(tmp_path):
 
 
 @run_async
-async def test_a_crash_in_a_step_retry_delay_abandons_that_wait_once(tmp_path):
+async def test_a_crash_in_a_step_retry_delay_keeps_that_wait_and_its_deadline(tmp_path):
     """A step's failed try leaves a durable retry wait; when the attempt crashes during
-    it, the next generation starts over and the old wait is resolved once, abandoned."""
+    it, the resumed attempt (same generation) meets the same wait with its deadline."""
     async with EngineHarness(tmp_path) as h:
         run = await h.trigger(h.task("t", retry=retry(2, 1)))
         w = h.worker_of(run)
@@ -93,9 +141,16 @@ async def test_a_crash_in_a_step_retry_delay_abandons_that_wait_once(tmp_path):
         await h.advance(5)
         w.crash()
         await h.settle()
-        await h.advance(1)  # the run's own retry delay
-        attempt = h.worker_of(run).attempt
-        assert attempt["step_failures"] == {}, "a new generation forgets failed tries"
+        w2 = h.worker_of(run)
+        attempt = w2.attempt
+        assert attempt["step_failures"] == {"call#1": 1}, "the failed try is remembered"
+        assert attempt["generation"] == 0 and attempt["waits"] == {}
+        w2.wait("retry", "call#1 retry 1", key="retry:call#1:1", timeout=60)
+        await h.advance(1)
+        w2.suspended()
+        await h.advance(60 - 5 - 1 - 1e-3)
+        assert h.status(run) == "WAITING", "the first try's deadline, not a new one"
+        await h.advance(1e-3)
+        assert h.worker_of(run).attempt["waits"]["retry:call#1:1"]["outcome"] == "elapsed"
         waits = await h.rows("SELECT outcome FROM waits WHERE run_id = ?", run)
-        assert [w["outcome"] for w in waits] == ["abandoned"], \
-            "the old generation's retry wait is resolved, once"
+        assert [w["outcome"] for w in waits] == ["elapsed"], "one row, one resolution"
