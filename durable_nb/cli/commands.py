@@ -1,4 +1,4 @@
-"""The `durable-nb` command: serve | runs | show | approve | reject | cancel | replay | sql |
+"""The `durable-nb` command: serve | runs | show | approve | reject | cancel | resume | replay | sql |
 stop | doctor | demo."""
 
 from __future__ import annotations
@@ -80,6 +80,13 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def cmd_resume(args) -> int:
+    out = _connect(args).request("POST", f"/runs/{args.run}/resume")
+    print(f"resumed run {args.run} ({out['status']}); follow it with `durable-nb show "
+          f"{args.run}`")
+    return 0
+
+
 def cmd_replay(args) -> int:
     out = _connect(args).request("POST", f"/runs/{args.run}/replay")
     print(f"replayed run {args.run} as {out['id']}")
@@ -137,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--by", help="a name kept as a note beside the decision; the engine "
                         "records who decided from the credentials it authenticated")
     sp = add("cancel", cmd_cancel, "cancel a run")
+    sp.add_argument("run")
+    sp = add("resume", cmd_resume, "continue a failed, crashed, canceled or timed-out run "
+             "after its last recorded step or checkpoint")
     sp.add_argument("run")
     sp = add("replay", cmd_replay, "start a new run with a run's task and arguments")
     sp.add_argument("run")

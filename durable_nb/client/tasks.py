@@ -192,6 +192,14 @@ class RunHandle:
     def cancel(self) -> None:
         self.client.request("POST", f"/runs/{self.id}/cancel")
 
+    def resume(self) -> RunHandle:
+        """Continue this FAILED, CRASHED, CANCELED or TIMED_OUT run in a new attempt, after
+        its last recorded step (a cell: its last checkpoint), with its retry policy whole.
+        Returns this handle; ``result()`` waits for the resumed run."""
+        self.client.request("POST", f"/runs/{self.id}/resume")
+        self._summary = None
+        return self
+
     def replay(self) -> RunHandle:
         """A new run of the same task with the same arguments."""
         out = self.client.request("POST", f"/runs/{self.id}/replay")

@@ -41,6 +41,9 @@ from .state import EngineState
 from .waits import Waits
 from .writer import JournalWriter, settle
 
+RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.CRASHED, RunStatus.CANCELED,
+                       RunStatus.TIMED_OUT})
+
 
 class Engine:
     """Schedules runs of one database. Public coroutine methods back the HTTP API.
@@ -159,6 +162,30 @@ class Engine:
             self.state.runs[ids[0]].replay_of = run_id
         await self.writer.write_durable([])
         return ids[0]
+
+    async def resume(self, run_id: str, by: str | None = None) -> dict:
+        """Continue a FAILED, CRASHED, CANCELED or TIMED_OUT run in a new attempt, from its
+        last recorded step or checkpoint (``Lifecycle.resume``); returns its row."""
+        self.writer.check_writable()
+        row = await self.queries.row(run_id)
+        if row["status"] not in RESUMABLE:
+            raise WaitConflict(
+                f"run {run_id} is {row['status']}; only a {', '.join(sorted(RESUMABLE))} "
+                "run can be resumed" + ("" if row["status"] != RunStatus.COMPLETED else
+                                        " (replay() starts a completed one again)"))
+        loaded = await asyncio.get_running_loop().run_in_executor(
+            None, recovery.read_run, self.state, run_id)
+        if loaded is None:
+            raise WaitConflict(f"the code of run {run_id}'s task is not in the store")
+        run, children_of, child_results = loaded
+        active = self.state.runs.get(run_id)
+        if active is not None:
+            raise WaitConflict(f"run {run_id} was resumed meanwhile; it is {active.status}")
+        self.state.children_of.update(children_of)
+        self.state.child_results.update(child_results)
+        self.lifecycle.resume(run, by)
+        await self.writer.write_durable([])
+        return run.row()
 
     # ------------------------------------------------------------------ decisions
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from ..core.status import AttemptOutcome, RunStatus, WaitOutcome
 from ..store.records import Update
-from .model import Run, error_json
+from .model import Run, Wait, error_json
 from .scheduler import Scheduler
 from .state import EngineState
 from .waits import Waits
@@ -201,3 +201,39 @@ class Lifecycle:
         else:
             self.finish(run, RunStatus.CANCELED)
             self.scheduler.dispatch()
+
+    def resume(self, run: Run, by: str | None = None) -> None:
+        """Continue a FAILED, CRASHED, CANCELED or TIMED_OUT run (loaded by
+        ``recovery.read_run``) in a new attempt: after its last recorded step or checkpoint,
+        in a new generation with a whole retry policy. Waits its end abandoned or canceled
+        are pending again, with their timeouts counted from now."""
+        s = self.s
+        now = s.now()
+        old = run.status
+        run.generation += 1
+        run.failures = run.crashes = 0
+        run.step_failures.clear()
+        run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
+        run.finished_at = run.output = None
+        for wait in run.waits.values():
+            if wait.kind != "retry" and (wait.resolution or {}).get("outcome") in (
+                    WaitOutcome.ABANDONED, WaitOutcome.CANCELED):
+                self._reopen(run, wait, now)
+        s.runs[run.id] = run
+        s.finished.pop(run.id, None)
+        run.status = old
+        s.set_status(run, RunStatus.QUEUED, f"resumed from {old}" + (f" by {by}" if by
+                     else ""), finished_at=None, output=None, generation=run.generation)
+        s.enqueue(run)
+        for w in run.waits.values():
+            self.waits.arm(run, w)
+        self.scheduler.dispatch()
+
+    def _reopen(self, run: Run, wait: Wait, now: float) -> None:
+        if wait.deadline is not None:
+            wait.deadline = now + max(0.0, wait.deadline - wait.created_at)
+        wait.resolution = None
+        wait.timer = None
+        self.s.write([Update("waits", {"run_id": run.id, "wait_key": wait.key}, {
+            "resolved_at": None, "outcome": None, "result": None, "comment": None,
+            "resolved_by": None, "deadline": wait.deadline})])

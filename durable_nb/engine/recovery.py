@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import itertools
 import json
+from collections import defaultdict
 from collections.abc import Callable
+from functools import partial
 
 from ..core import serial as _serial
 from ..core.status import TERMINAL, AttemptOutcome, RunStatus, StepStatus, sql_list
@@ -48,10 +50,33 @@ def load(s: EngineState) -> None:
     for run in s.runs.values():
         if run.parent_run_id in s.runs:
             s.runs[run.parent_run_id].children.append(run.id)
-    ids = list(s.runs)
-    _load_steps(s, ids)
-    _load_waits(s, ids)
-    _load_checkpoints_and_children(s, ids)
+    _fill(partial(q, sync=False), s.runs, s.children_of, s.child_results)
+
+
+def read_run(s: EngineState, run_id: str) -> tuple[Run, dict, dict] | None:
+    """A finished run as recovery would load it (for a resume; in a thread, touching no
+    shared state): the run, and its finished children by id and their results. None when
+    its task's code is not in the store."""
+    (row,) = s.store.query("SELECT * FROM runs WHERE id = ?", [run_id])
+    task = s.tasks.get(row["task_hash"])
+    if task is None:
+        return None
+    run = _run_of(s, row, task)
+    children_of: dict[str, list[str]] = defaultdict(list)
+    child_results: dict[str, tuple] = {}
+    _fill(s.store.query, {run.id: run}, children_of, child_results)
+    return run, children_of, child_results
+
+
+def _fill(q: Query, runs: dict[str, Run], children_of: dict, child_results: dict) -> None:
+    """Steps, attempts, waits, the latest checkpoint and finished children of ``runs``."""
+    ids = list(runs)
+    _load_steps(q, runs, ids)
+    _load_waits(q, runs, ids)
+    _load_checkpoints_and_children(q, runs, ids, children_of, child_results)
+
+
+Query = Callable[..., list[dict]]  # Store.query, with or without syncing first
 
 
 def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
@@ -69,13 +94,12 @@ def _marks(ids: list[str]) -> str:
     return ",".join("?" * len(ids))
 
 
-def _load_steps(s: EngineState, ids: list[str]) -> None:
+def _load_steps(q: Query, runs: dict[str, Run], ids: list[str]) -> None:
     """Completed steps of any generation; failed tries and errors of the current one; and
     how many attempts raised (the retry policy counts them) and crashed in a row."""
-    q = s.store.query
     for row in q(f"SELECT run_id, step_key, status, output, attempt, generation FROM steps "
-                 f"WHERE run_id IN ({_marks(ids)}) ORDER BY started_at", ids, sync=False):
-        run = s.runs[row["run_id"]]
+                 f"WHERE run_id IN ({_marks(ids)}) ORDER BY started_at", ids):
+        run = runs[row["run_id"]]
         if row["status"] == StepStatus.COMPLETED:
             run.steps[row["step_key"]] = ("ok", row["output"])
         elif row["generation"] == run.generation:
@@ -85,8 +109,8 @@ def _load_steps(s: EngineState, ids: list[str]) -> None:
                 run.step_failures[row["step_key"]] = max(
                     run.step_failures.get(row["step_key"], 0), row["attempt"])
     for row in q(f"SELECT run_id, list(outcome ORDER BY number) AS outcomes FROM attempts "
-                 f"WHERE run_id IN ({_marks(ids)}) GROUP BY run_id", ids, sync=False):
-        run = s.runs[row["run_id"]]
+                 f"WHERE run_id IN ({_marks(ids)}) GROUP BY run_id", ids):
+        run = runs[row["run_id"]]
         outcomes = list(row["outcomes"])
         run.failures = outcomes.count(AttemptOutcome.FAILED)
         while outcomes and outcomes[-1] == AttemptOutcome.CRASHED:  # a crash loop goes on
@@ -94,10 +118,10 @@ def _load_steps(s: EngineState, ids: list[str]) -> None:
             outcomes.pop()
 
 
-def _load_waits(s: EngineState, ids: list[str]) -> None:
-    for row in s.store.query(f"SELECT * FROM waits WHERE run_id IN ({_marks(ids)}) "
-                             "ORDER BY resolved_at NULLS LAST, created_at", ids, sync=False):
-        run = s.runs[row["run_id"]]
+def _load_waits(q: Query, runs: dict[str, Run], ids: list[str]) -> None:
+    for row in q(f"SELECT * FROM waits WHERE run_id IN ({_marks(ids)}) "
+                 "ORDER BY resolved_at NULLS LAST, created_at", ids):
+        run = runs[row["run_id"]]
         if row["wait_key"] in run.waits:
             continue  # an earlier release could leave a second row of the same key
         w = Wait(row["wait_key"], row["kind"], row["name"], row["created_at"],
@@ -107,21 +131,21 @@ def _load_waits(s: EngineState, ids: list[str]) -> None:
         run.waits[w.key] = w
 
 
-def _load_checkpoints_and_children(s: EngineState, ids: list[str]) -> None:
-    q = s.store.query
+def _load_checkpoints_and_children(q: Query, runs: dict[str, Run], ids: list[str],
+                                   children_of: dict, child_results: dict) -> None:
     for row in q(f"SELECT run_id, statement, manifest FROM checkpoints "
                  f"WHERE run_id IN ({_marks(ids)}) "
                  "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1",
-                 ids, sync=False):
+                 ids):
         m = json.loads(row["manifest"])
-        s.runs[row["run_id"]].checkpoint = {
+        runs[row["run_id"]].checkpoint = {
             "statement": row["statement"], "manifest": m["vars"], "counts": m["counts"],
             "seq": m["seq"]}
     for row in q(f"SELECT id, parent_run_id, status, output, error FROM runs "
                  f"WHERE parent_run_id IN ({_marks(ids)}) "
-                 f"AND status IN ({sql_list(TERMINAL)})", ids, sync=False):
-        s.children_of[row["parent_run_id"]].append(row["id"])
-        s.child_results[row["id"]] = (
+                 f"AND status IN ({sql_list(TERMINAL)})", ids):
+        children_of[row["parent_run_id"]].append(row["id"])
+        child_results[row["id"]] = (
             row["status"], row["output"], json.loads(row["error"]) if row["error"] else None)
 
 

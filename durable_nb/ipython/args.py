@@ -43,7 +43,8 @@ def cell_parser() -> _Parser:
                 "top-level statement is a checkpoint, and the run survives the kernel.")
     p.add_argument("--name", help="a name for the run (shown in lists; default 'cell')")
     p.add_argument("--retries", type=int, default=0,
-                   help="attempts after the first when the cell raises or its worker dies")
+                   help="attempts after the first when the cell raises (a crashed worker is "
+                   "resumed without them)")
     p.add_argument("--queue", help="a queue shared with other runs")
     p.add_argument("--concurrency", type=int, help="the queue's concurrency limit")
     p.add_argument("--timeout", help="kill the attempt after this long (e.g. 90s, 10m)")
@@ -60,7 +61,8 @@ def cell_parser() -> _Parser:
 def line_parser() -> _Parser:
     p = _Parser(prog="%durable", description="Inspect and act on durable runs. RUN is a run "
                 "id, a variable holding a run, or 'last'.")
-    sub = p.add_subparsers(dest="cmd", metavar="{list,status,attach,approve,reject,cancel}")
+    sub = p.add_subparsers(dest="cmd",
+                           metavar="{list,status,attach,approve,reject,cancel,resume}")
     sp = sub.add_parser("list", help="recent runs, newest first")
     sp.add_argument("--status", help="a status, or several joined by commas")
     sp.add_argument("--task", help="a task id or cell name")
@@ -81,4 +83,10 @@ def line_parser() -> _Parser:
         sp.add_argument("--by", help="who decides (default: the server's user)")
     sp = sub.add_parser("cancel", help="cancel a run that has not finished")
     sp.add_argument("run")
+    sp = sub.add_parser("resume", help="continue a failed, crashed, canceled or timed-out run "
+                        "after its last step or checkpoint, and show it here")
+    sp.add_argument("run")
+    sp.add_argument("--wait", action="store_true",
+                    help="block until it ends, then bring its variables or result back")
+    sp.add_argument("--out", type=_names, help="only these variables of a cell run (a,b)")
     return p

@@ -274,6 +274,13 @@ class DurableMagics(Magics):
         run.cancel()
         print(f"canceled run {run.id}")
 
+    def _cmd_resume(self, run: RunHandle, args) -> Any:
+        """Continue the run in a new attempt, then follow it as ``attach`` does."""
+        run.resume()
+        print(f"resumed run {run.id}: it continues after its last recorded "
+              f"{'checkpoint' if (run._summary or run._poll()).get('kind') == 'cell' else 'step'}")
+        return self._cmd_attach(run, args)
+
 
 def _show_size(n: int) -> str:
     from ..core.serial import fmt_size

@@ -145,6 +145,11 @@ async def cancel_run(r: Request):
     return 200, {"id": r.args[0], "canceled": True}
 
 
+async def resume_run(r: Request):
+    row = await r.engine.resume(r.args[0], by=r.user)
+    return 200, {"id": r.args[0], "status": row["status"], "generation": row["generation"]}
+
+
 async def replay_run(r: Request):
     new_id = await r.engine.replay(r.args[0])
     return 201, {"id": new_id, "replay_of": r.args[0]}
@@ -280,6 +285,11 @@ ROUTES: list[Route] = [
     Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run,
           action="write", body=S.EMPTY,
           response=_out({"id": _STR, "canceled": {"type": "boolean"}}, ("id",))),
+    Route("POST", "/runs/{run_id}/resume", "Continue a FAILED, CRASHED, CANCELED or "
+          "TIMED_OUT run in a new attempt, after its last recorded step or checkpoint",
+          resume_run, action="execute", body=S.EMPTY,
+          response=_out({"id": _STR, "status": _STR, "generation": {"type": "integer"}},
+                        ("id", "status"))),
     Route("POST", "/runs/{run_id}/replay", "Start a new run with the same task and payload",
           replay_run, action="execute", body=S.EMPTY, status=201,
           response=_out({"id": _STR, "replay_of": _STR}, ("id",))),

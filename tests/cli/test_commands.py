@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+import durable_nb as dn
+
 
 def _run(*args, env=None, timeout=120):
     return subprocess.run([sys.executable, "-m", "durable_nb", *args], capture_output=True,
@@ -29,3 +31,22 @@ def test_unknown_run_gives_a_clear_error(fresh_db):
 def test_stop_without_engine(tmp_path):
     out = _run("stop", env={"DURABLE_NB_DB": str(tmp_path / "none.duckdb")})
     assert out.returncode == 0 and "no engine is running" in out.stdout
+
+
+@dn.task(id="cli-sleepy")
+def _sleepy() -> str:
+    dn.sleep(0.2)
+    return "slept"
+
+
+def test_resume_continues_a_canceled_run(engine):
+    run = _sleepy.trigger()
+    run.cancel()
+    assert run.wait(timeout=30) == "CANCELED"
+    env = {"DURABLE_NB_URL": engine.client.url, "DURABLE_NB_TOKEN": engine.client.token}
+    out = _run("resume", run.id, env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"resumed run {run.id}" in out.stdout
+    assert run.result(timeout=60) == "slept"
+    out = _run("resume", run.id, env=env)
+    assert out.returncode == 1 and "only a" in out.stderr and "Traceback" not in out.stderr

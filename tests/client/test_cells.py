@@ -178,3 +178,27 @@ def test_missing_variable_request_is_clear(engine):
     run.result(timeout=60)
     with pytest.raises(dn.ApiError, match="no variable 'y'.*it has x"):
         fetch_variables(run, ["y"])
+
+
+FLAKY = """
+a = bump(marks, "f1")
+b = bump(marks, "f2")
+if bump(marks, "f3") == 1:
+    raise ConnectionError("the model server is busy")
+c = a + b
+"""
+
+
+def test_a_failed_cell_resumes_after_its_last_checkpoint(engine, marks):
+    from _support import bump
+
+    run = trigger_cell(FLAKY, {"bump": bump, "marks": str(marks)}, name="flaky")
+    with pytest.raises(dn.RunFailed, match="model server is busy"):
+        run.result(timeout=60)
+    assert run.resume() is run
+    assert run.result(timeout=60)["statements"] == 4
+    assert [count(marks, s) for s in ("f1", "f2", "f3")] == [1, 1, 2]
+    assert fetch_variables(run, ["c"]) == {"c": 2}
+    assert [a["outcome"] for a in run.attempts] == ["FAILED", "COMPLETED"]
+    with pytest.raises(dn.WaitConflict, match="is COMPLETED; only a"):
+        run.resume()

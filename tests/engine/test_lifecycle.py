@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from inprocess import NO_RETRY, retry, run_async
 
 from durable_nb.core import serial as _serial
+from durable_nb.core.errors import WaitConflict
 from durable_nb.engine.lifecycle import MAX_CRASHES, crash_pause
 from durable_nb.testing import EngineHarness
 
@@ -154,3 +156,65 @@ async def test_a_crash_in_a_step_retry_delay_keeps_that_wait_and_its_deadline(tm
         assert h.worker_of(run).attempt["waits"]["retry:call#1:1"]["outcome"] == "elapsed"
         waits = await h.rows("SELECT outcome FROM waits WHERE run_id = ?", run)
         assert [w["outcome"] for w in waits] == ["elapsed"], "one row, one resolution"
+
+
+@run_async
+async def test_a_failed_run_resumes_after_its_last_recorded_step(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        w = h.worker_of(run)
+        w.step("load#1", [1, 2, 3])
+        w.tell("step_failed", True, key="call#1", name="call", attempt=1, start=0, end=0,
+               exc=_serial.dumps(ValueError("503"), "exc"),
+               error={"type": "ValueError", "message": "503", "traceback": None},
+               final=True, delay=None)
+        w.fail("503", type="ValueError")
+        await h.settle()
+        assert h.status(run) == "FAILED"
+        row = await h._engine.resume(run, by="ann")
+        assert row["status"] in ("QUEUED", "EXECUTING") and row["generation"] == 1
+        await h.settle()
+        attempt = h.worker_of(run).attempt
+        assert attempt["attempt"] == 2 and attempt["generation"] == 1
+        assert list(attempt["steps"]) == ["load#1"], "the errored step runs again"
+        h.worker_of(run).done("ok")
+        await h.settle()
+        assert h.status(run) == "COMPLETED"
+        reasons = await h.rows("SELECT reason FROM transitions WHERE run_id = ? "
+                               "ORDER BY created_at, to_status", run)
+        assert "resumed from FAILED by ann" in [r["reason"] for r in reasons]
+
+
+@run_async
+async def test_a_canceled_run_resumes_waiting_on_its_approval_again(tmp_path):
+    async with EngineHarness(tmp_path, wait_grace=1.0) as h:
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        h.worker_of(run).wait("approval", "ship", key="approval:ship", timeout=600)
+        await h.advance(100)
+        await h._engine.cancel(run)
+        await h.settle()
+        assert h.status(run) == "CANCELED"
+        await h._engine.resume(run)
+        await h.settle()
+        w = h.worker_of(run)
+        assert w.attempt["waits"] == {}, "the canceled approval is pending again"
+        w.wait("approval", "ship", key="approval:ship", timeout=600)
+        await h.advance(599)
+        assert h.status(run) in ("EXECUTING", "WAITING"), "its 600 s count from the resume"
+        await h._engine.resolve_approval(run, True, "ship", by="ann")
+        await h.settle()
+        rows = await h.rows("SELECT outcome FROM waits WHERE run_id = ?", run)
+        assert rows == [{"outcome": "approved"}]
+
+
+@run_async
+async def test_only_failed_crashed_canceled_or_timed_out_runs_resume(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        t = h.task("t", retry=NO_RETRY)
+        done, active = await h.trigger(t), await h.trigger(t)
+        h.worker_of(done).done(1)
+        await h.settle()
+        with pytest.raises(WaitConflict, match="is COMPLETED; only a .*replay"):
+            await h._engine.resume(done)
+        with pytest.raises(WaitConflict, match="is EXECUTING"):
+            await h._engine.resume(active)
