@@ -7,7 +7,7 @@ a stored resolution never refers to this module.
 
 The views keep copies: ``durable_nb/widgets/static/run_graph.js`` (``TERMINAL``, ``STATUS_COLORS``,
 ``KIND_OF``), ``durable_nb/widgets/static/widgets.js`` (``STATUS_FILTERS``) and the Lab extension
-(``labextension/src/api.ts``: ``RunStatus``, ``ACTIVE``, ``FAILED``, ``CANCELED``;
+(``labextension/src/api.ts``: ``RunStatus``, ``ACTIVE``, ``FAILED``, ``CANCELED``, ``RESUMABLE``;
 ``panel.ts``: ``FILTERS``). ``tests/core/test_status.py`` checks each copy against this module.
 """
 
@@ -97,6 +97,8 @@ FAILURES: frozenset[RunStatus] = frozenset({
 # ended by a decision, not an error: canceled, or expired (never started before its ttl:
 # nothing ran, nothing failed; Celery likewise revokes a task past its `expires`)
 CANCELED_OR_EXPIRED: frozenset[RunStatus] = frozenset({RunStatus.CANCELED, RunStatus.EXPIRED})
+# can be resumed: continued in a new attempt after the last recorded step or checkpoint
+RESUMABLE: frozenset[RunStatus] = FAILURES | {RunStatus.CANCELED}
 # every run status, active first (in the order runs move) then terminal ones sorted
 STATUSES: tuple[RunStatus, ...] = (
     RunStatus.QUEUED, RunStatus.DELAYED, RunStatus.EXECUTING, RunStatus.WAITING,

@@ -22,9 +22,9 @@ from typing import Any
 
 from ..core.config import EngineConfig as EngineConfig  # re-exported for hosts and tests
 from ..core.errors import WaitConflict
+from ..core.status import RESUMABLE, RunStatus, WaitOutcome
 from ..core.status import STATUSES as STATUSES  # re-exported: tests and tools import them here
 from ..core.status import TERMINAL as TERMINAL
-from ..core.status import RunStatus, WaitOutcome
 from ..store.records import Update
 from ..store.store import Store
 from . import recovery
@@ -40,9 +40,6 @@ from .scheduler import RunOptions, Scheduler
 from .state import EngineState
 from .waits import Waits
 from .writer import JournalWriter, settle
-
-RESUMABLE = frozenset({RunStatus.FAILED, RunStatus.CRASHED, RunStatus.CANCELED,
-                       RunStatus.TIMED_OUT})
 
 
 class Engine:

@@ -32,6 +32,9 @@ export const FAILURES: ReadonlyArray<string> = ['FAILED', 'CRASHED', 'TIMED_OUT'
 /** Ended by a decision, not an error: EXPIRED runs never started before their ttl. */
 export const CANCELED_OR_EXPIRED: ReadonlyArray<string> = ['CANCELED', 'EXPIRED'];
 
+/** Can be resumed: continued after the last recorded step or checkpoint. */
+export const RESUMABLE: ReadonlyArray<string> = ['FAILED', 'CRASHED', 'TIMED_OUT', 'CANCELED'];
+
 /** A run as `GET /runs` lists it. */
 export interface IRun {
   id: string;
@@ -164,6 +167,10 @@ export function decide(
 
 export function cancelRun(id: string): Promise<unknown> {
   return post(`runs/${encodeURIComponent(id)}/cancel`);
+}
+
+export function resumeRun(id: string): Promise<{ id: string; status: string }> {
+  return post(`runs/${encodeURIComponent(id)}/resume`);
 }
 
 export function replayRun(id: string): Promise<{ id: string }> {

@@ -7,15 +7,16 @@ import {
   LabIcon,
   redoIcon,
   refreshIcon,
+  runIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { ACTIVE, decide, IEvent, IWait } from './api';
+import { ACTIVE, decide, IEvent, IWait, RESUMABLE } from './api';
 import { GraphRun, loadRun, renderRunGraph } from './graph';
 import { durableIcon } from './icon';
 import { RunsModel } from './model';
-import { confirmCancel, replay } from './panel';
+import { confirmCancel, replay, resume } from './panel';
 import { shortId } from './util';
 
 /** A toolbar button for a one-shot action (not a toggle that stays pressed). */
@@ -131,6 +132,16 @@ export function createRunWidget(
       void confirmCancel(content.run);
     }
   });
+  const resumeButton = action(
+    runIcon,
+    'Resume',
+    'Continue after the last recorded step or checkpoint',
+    () => {
+      if (content.run) {
+        void resume(content.run, () => content.load());
+      }
+    }
+  );
   const replayButton = action(redoIcon, 'Replay', 'A new run with the same payload', () => {
     if (content.run) {
       void replay(content.run, openRun);
@@ -139,6 +150,7 @@ export function createRunWidget(
   const refresh = action(refreshIcon, '', 'Reload the run', () => void content.load());
   widget.toolbar.addItem('refresh', refresh);
   widget.toolbar.addItem('cancel', cancel);
+  widget.toolbar.addItem('resume', resumeButton);
   widget.toolbar.addItem('replay', replayButton);
   content.changed = () => {
     const run = content.run;
@@ -147,6 +159,7 @@ export function createRunWidget(
       const active = ACTIVE.includes(run.status);
       cancel.enabled = active;
       replayButton.enabled = !active;
+      resumeButton.enabled = RESUMABLE.includes(run.status);
     }
   };
   return widget;

@@ -3,6 +3,7 @@
  * REST API whenever the events WebSocket reports a run or wait change.
  */
 import {
+  ACTIVE,
   ApiError,
   EventStream,
   getRun,
@@ -145,6 +146,9 @@ export class RunsModel {
       const run = this.runs.find(r => r.id === event.run_id);
       if (run && event.status) {
         run.status = event.status; // show it at once; the refresh brings the rest
+        if (ACTIVE.includes(event.status) || event.status === 'COMPLETED') {
+          run.error = null; // a resumed or completed run no longer shows its old error
+        }
         this._notify();
       }
     }

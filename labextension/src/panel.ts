@@ -1,6 +1,6 @@
 /**
  * The "Durable runs" sidebar: pending approvals (approve or reject with a comment) above
- * the live list of recent runs (open, cancel, replay).
+ * the live list of recent runs (open, cancel, resume, replay).
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import {
@@ -8,6 +8,7 @@ import {
   checkIcon,
   redoIcon,
   refreshIcon,
+  runIcon,
   stopIcon
 } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
@@ -19,7 +20,9 @@ import {
   decide,
   FAILURES,
   IRun,
-  replayRun
+  replayRun,
+  RESUMABLE,
+  resumeRun
 } from './api';
 import { IApproval, RunsModel } from './model';
 import { ago, attempt, button, duration, el, preview, shortId } from './util';
@@ -226,6 +229,16 @@ export class RunsPanel extends Widget {
         button('', 'Cancel run', () => confirmCancel(run), { icon: stopIcon })
       );
     } else {
+      if (RESUMABLE.includes(run.status)) {
+        actions.appendChild(
+          button(
+            '',
+            'Resume: continue after its last recorded step or checkpoint',
+            () => resume(run, () => this.model.refresh()),
+            { icon: runIcon, className: 'jp-mod-resume' }
+          )
+        );
+      }
       actions.appendChild(
         button('', 'Replay: a new run with the same payload', () => replay(run, this.openRun), {
           icon: redoIcon
@@ -280,6 +293,14 @@ export async function confirmCancel(run: IRun): Promise<void> {
   });
   if (answer.button.accept) {
     await attempt(`Cancel run ${shortId(run.id)}`, () => cancelRun(run.id));
+  }
+}
+
+/** Continue a failed, crashed, timed-out or canceled run in a new attempt. */
+export async function resume(run: IRun, then: () => Promise<void> | void): Promise<void> {
+  const out = await attempt(`Resume run ${shortId(run.id)}`, () => resumeRun(run.id));
+  if (out) {
+    await then();
   }
 }
 

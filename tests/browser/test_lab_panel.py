@@ -36,6 +36,16 @@ def publish(topic: str) -> dict:
     return {"approved": decision.approved, "comment": decision.comment, "by": decision.by}
 
 
+@dn.task(id="lab-flaky-once", retry=dn.Retry(max_attempts=1))
+def flaky_once(marker: str) -> str:
+    import os
+
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise ConnectionError("the model server is busy")
+    return "done on resume"
+
+
 @dn.task(id="lab-quick")
 def quick(x: int) -> int:
     return x * 2
@@ -158,6 +168,23 @@ def test_run_view_shows_the_graph_and_replays(page, lab):
     wait_until(lambda: badge(page) == "1", what="the replay's approval on the badge")
     replays[0].approve("publish", comment="replayed")
     assert replays[0].result(timeout=30)["approved"] is True
+    assert not page.console_errors()
+
+
+def test_a_failed_run_resumes_from_the_sidebar(page, lab, tmp_path):
+    run = flaky_once.trigger(str(tmp_path / "tried"))
+    wait_status(run, "FAILED")
+    open_panel(page, lab)
+    failed = row(page, run.id, "FAILED")
+    failed.wait_for()
+    shot(page, "failed-before-resume")
+    failed.locator("button.jp-mod-resume").click()  # shown without a hover
+    done = row(page, run.id, "COMPLETED")
+    done.wait_for()
+    assert run.result(timeout=30) == "done on resume"
+    assert done.locator("button.jp-mod-resume").count() == 0, "nothing left to resume"
+    shot(page, "resumed")
+    assert [a["outcome"] for a in run.attempts] == ["FAILED", "COMPLETED"]
     assert not page.console_errors()
 
 

@@ -22,6 +22,7 @@ from durable_nb.core.status import (
     CANCELED_OR_EXPIRED,
     FAILURES,
     FILTER_GROUPS,
+    RESUMABLE,
     STATUSES,
     TERMINAL,
     VIEW_KIND,
@@ -151,7 +152,7 @@ def test_widgets_js_filters_agree():
 
 def _api_ts() -> tuple[str, dict[str, list[str]]]:
     src = (LAB_SRC / "api.ts").read_text()
-    names = ("ACTIVE", "FAILURES", "CANCELED_OR_EXPIRED")
+    names = ("ACTIVE", "FAILURES", "CANCELED_OR_EXPIRED", "RESUMABLE")
     return src, {n: _strings(_block(src, n)) for n in names}
 
 
@@ -161,6 +162,7 @@ def test_lab_api_ts_agrees():
     assert set(constants["ACTIVE"]) == ACTIVE
     assert set(constants["FAILURES"]) == FAILURES
     assert set(constants["CANCELED_OR_EXPIRED"]) == CANCELED_OR_EXPIRED
+    assert set(constants["RESUMABLE"]) == RESUMABLE
 
 
 def test_lab_panel_filters_agree():
