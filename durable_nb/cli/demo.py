@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import tempfile
 import time
@@ -86,6 +87,9 @@ def run_demo(db: str | None = None) -> int:
     counts = {n: (Path(marker_dir) / n).stat().st_size for n in ("fetch", "summarize", "enrich")}
     print(f"\nstep bodies executed: {counts} — fetch ran once although the task had "
           f"{len(run.attempts)} attempts; its result was replayed from the journal.")
+    shutil.rmtree(marker_dir, ignore_errors=True)  # the side-effect counts, read above
     print(f"demo finished in {time.monotonic() - t0:.2f} s. "
           f"Try: durable-nb show {run.id}")
+    print(f"The engine of {client.health()['db']} (pid {client.health()['pid']}) keeps "
+          "running in the background for the next command; `durable-nb stop` ends it.")
     return 0

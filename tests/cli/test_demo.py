@@ -22,8 +22,10 @@ def fresh_db(tmp_path):
 
 
 @pytest.mark.slow
-def test_demo_starts_an_engine_and_tells_the_story(fresh_db):
-    out = _run("demo", env=fresh_db)
+def test_demo_starts_an_engine_and_tells_the_story(fresh_db, tmp_path):
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = _run("demo", env={**fresh_db, "TMPDIR": str(scratch)})
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "CRASHED" in text and "WorkerCrashed" in text
@@ -33,6 +35,8 @@ def test_demo_starts_an_engine_and_tells_the_story(fresh_db):
     assert "'fetch': 1" in text
     assert "demo-process-document  COMPLETED" in text
     run_id = text.split("Try: durable-nb show ")[1].split()[0]
+    assert "keeps running in the background" in text and "durable-nb stop" in text
+    assert list(scratch.iterdir()) == [], "the demo's scratch folder is removed"
 
     runs = _run("runs", env=fresh_db)
     assert runs.returncode == 0 and run_id in runs.stdout and "COMPLETED" in runs.stdout
