@@ -23,7 +23,7 @@ from ..core.status import TERMINAL, RunStatus
 from ..core.tracebacks import clean_traceback
 from .args import HelpShown, cell_parser, line_parser
 from .follow import Follower, describe, end_line, error_lines, say
-from .shell import SHELL_NAME, rename_get_ipython, shell
+from .shell import SHELL_NAME, magics_in, rename_get_ipython, shell
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -138,8 +138,15 @@ class DurableMagics(Magics):
         try:
             if SHELL_NAME in names_read(source):
                 ns = {**ns, SHELL_NAME: shell}
+            magics = magics_in(source)
         except SyntaxError as exc:
             raise _syntax_error(exc) from None
+        if magics:
+            line_no, name = magics[0]
+            raise UsageError(
+                f"%{name} (line {line_no + 1} of the cell) is an IPython magic: magics act on "
+                "the kernel, and a %%durable cell runs in a worker process. Nothing ran; "
+                "move the magic to a normal cell.")
         try:
             run = trigger_cell(
                 source, ns, name=opts.name, retries=opts.retries, queue=opts.queue,

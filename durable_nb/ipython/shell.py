@@ -5,6 +5,7 @@ with a clear message, since they act on the kernel."""
 
 from __future__ import annotations
 
+import ast
 import io
 import subprocess
 import sys
@@ -68,3 +69,18 @@ def rename_get_ipython(source: str) -> str:
         line = lines[row - 1]
         lines[row - 1] = line[:col] + SHELL_NAME + line[col + len("get_ipython"):]
     return "".join(lines)
+
+
+def magics_in(source: str) -> list[tuple[int, str]]:
+    """(line, name) of each IPython magic a cell calls (after ``rename_get_ipython``), so
+    that the cell is refused before any of its statements runs."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("run_line_magic", "run_cell_magic")
+                and isinstance(node.func.value, ast.Call)
+                and isinstance(node.func.value.func, ast.Name)
+                and node.func.value.func.id == SHELL_NAME
+                and node.args and isinstance(node.args[0], ast.Constant)):
+            found.append((node.lineno, str(node.args[0].value)))
+    return sorted(found)

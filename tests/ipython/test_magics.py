@@ -271,9 +271,10 @@ def test_shell_escapes_run_in_the_worker_and_magics_are_refused(kernel):
     out = kernel.ok("%%durable --wait\nlisting = !echo from-the-worker\n!echo shell says hi\n")
     assert "shell says hi" in out.stdout
     assert kernel.value("listing") == ["from-the-worker"]
-    out = kernel.run("%%durable --wait\n%time y = 1\n")
+    out = kernel.run("%%durable --wait\nbefore = 1\n%time y = 1\n")
     assert out.status == "error"
-    assert "%time is an IPython magic" in "\n".join(out.traceback)
+    assert "%time (line 3 of the cell) is an IPython magic" in out.text
+    assert "Nothing ran" in out.text and kernel.value("'before' in dir()") is False
 
 
 def test_mistakes_are_one_line_errors(kernel):

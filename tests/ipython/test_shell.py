@@ -43,3 +43,13 @@ def test_source_that_does_not_tokenize_is_left_alone():
     src = "x = (get_ipython(\n"
     assert rename_get_ipython(src) == src
     assert rename_get_ipython("y = 1\n") == "y = 1\n"
+
+
+def test_the_magics_a_cell_calls_are_found_before_it_runs():
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    from durable_nb.ipython.shell import magics_in, rename_get_ipython
+
+    cell = "x = 1\n%time y = 2\nfiles = !ls\n"
+    source = rename_get_ipython(TransformerManager().transform_cell(cell))
+    assert magics_in(source) == [(2, "time")], "shell escapes are allowed, magics are not"
