@@ -37,10 +37,12 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
         try:
             _serial.dumps(value, f"variable '{var}'")
         except NotPicklable as exc:
+            why = exc.args[0].split(" cannot be stored: ", 1)[-1].split(" Return")[0]
             raise NotPicklable(
-                f"the cell reads {exc.args[0].split(' Return')[0]} It cannot travel to the "
-                f"worker: re-create it inside the cell, or pass --transient {var} if the "
-                "cell does not need it.") from None
+                f"the cell reads the notebook variable '{var}', which cannot travel to the "
+                f"worker (it cannot be pickled: {why.rstrip('.')}). Create it inside the "
+                f"cell instead, or pass --transient {var} if the cell does not need "
+                "it.") from None
     q = Queue(queue, concurrency) if queue else None
     retry = Retry(max_attempts=retries + 1, min_timeout=1, randomize=False)
     task = Task(run_cell, name or "cell", retry, q, max_duration, timeout)
