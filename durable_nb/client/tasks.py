@@ -154,7 +154,14 @@ class RunHandle:
 
     @property
     def waits(self) -> list[dict]:
-        return self.info()["waits"]
+        """The run's waits: sleeps, approvals, events and child runs (the retry delays of
+        its steps are in ``retry_delays``)."""
+        return [w for w in self.info()["waits"] if w["kind"] != "retry"]
+
+    @property
+    def retry_delays(self) -> list[dict]:
+        """The durable pauses before its steps' retries, as waits of kind ``retry``."""
+        return [w for w in self.info()["waits"] if w["kind"] == "retry"]
 
     @property
     def spans(self) -> list[dict]:

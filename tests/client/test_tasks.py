@@ -62,3 +62,32 @@ def test_waits_outside_a_run_say_where_they_belong():
     for call in (lambda: dn.approval("x"), lambda: dn.wait_for_event("k")):
         with pytest.raises(dn.DurableError, match="inside a task run"):
             call()
+
+
+FLAKES: dict[str, int] = {}
+
+
+@dn.step(retry=dn.Retry(max_attempts=2, min_timeout=30, max_timeout=30, randomize=False))
+def flaky_once(key: str) -> str:
+    FLAKES[key] = FLAKES.get(key, 0) + 1
+    if FLAKES[key] == 1:
+        raise ConnectionError("busy")
+    return key
+
+
+@dn.task(id="tasks-waits")
+def with_waits() -> bool:
+    flaky_once("w")
+    return dn.approval("ship", timeout="1h").approved
+
+
+def test_waits_are_the_runs_own_and_retry_delays_are_apart():
+    from durable_nb.testing import TestEnvironment
+
+    FLAKES.clear()
+    with TestEnvironment():
+        run = with_waits.trigger()
+        assert run.result(timeout=30) is False  # the approval timed out
+        assert [(w["kind"], w["name"], w["outcome"]) for w in run.waits] == [
+            ("approval", "ship", "timed_out")]
+        assert [(w["kind"], w["outcome"]) for w in run.retry_delays] == [("retry", "elapsed")]
