@@ -29,8 +29,11 @@ def cell_inputs(source: str, namespace: dict) -> dict:
 def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retries: int = 0,
                  queue: str | None = None, concurrency: int | None = None,
                  timeout: float | None = None, idempotency_key: str | None = None,
-                 transient: Collection[str] = (), max_duration: float | None = None):
-    """Start a durable run of a cell (plain Python source) and return its RunHandle."""
+                 transient: Collection[str] = (), max_duration: float | None = None,
+                 first_line: int = 1):
+    """Start a durable run of a cell (plain Python source) and return its RunHandle.
+    ``first_line`` is the editor's number of the source's first line (2 under %%durable),
+    so that tracebacks point at the lines the user sees."""
     split_statements(source)  # a syntax error fails here, in the kernel
     inputs = {k: v for k, v in cell_inputs(source, namespace).items() if k not in transient}
     for var, value in inputs.items():
@@ -47,7 +50,8 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
     retry = Retry(max_attempts=retries + 1, min_timeout=1, randomize=False)
     task = Task(run_cell, name or "cell", retry, q, max_duration, timeout)
     task.kind = "cell"
-    return task.trigger(source, inputs, list(transient), idempotency_key=idempotency_key)
+    args = (source, inputs, list(transient)) + ((first_line,) if first_line != 1 else ())
+    return task.trigger(*args, idempotency_key=idempotency_key)
 
 
 def fetch_variables(run, names: list[str] | None = None) -> dict:

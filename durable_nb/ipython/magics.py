@@ -49,7 +49,8 @@ class CellSyntaxError(DurableError):
 
 def _syntax_error(exc: SyntaxError) -> CellSyntaxError:
     """IPython prints SyntaxErrors with its own frames; this one is shown as two lines."""
-    lines = [f"SyntaxError in the %%durable cell, line {exc.lineno}: {exc.msg}"]
+    where = f", line {exc.lineno + 1}" if exc.lineno else ""  # the %%durable line is 1
+    lines = [f"SyntaxError in the %%durable cell{where}: {exc.msg}"]
     if exc.text:
         lines.append("    " + exc.text.rstrip())
     return _shown(CellSyntaxError(lines[0]), lines)
@@ -151,10 +152,11 @@ class DurableMagics(Magics):
             run = trigger_cell(
                 source, ns, name=opts.name, retries=opts.retries, queue=opts.queue,
                 concurrency=opts.concurrency, timeout=timeout, max_duration=max_duration,
-                idempotency_key=opts.idempotency_key, transient=opts.transient)
+                idempotency_key=opts.idempotency_key, transient=opts.transient, first_line=2)
         except SyntaxError as exc:
             raise _syntax_error(exc) from None
         hint = f"`%durable attach {run.id}` brings its variables into the namespace"
+        source = f"%%durable {line}\n{source}"  # as the editor numbers the lines
         follower = Follower(run, announce_end=not opts.wait, source=source,
                             end_hint=hint).start()
         if not opts.wait:

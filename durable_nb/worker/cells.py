@@ -19,7 +19,8 @@ def checkpointable(ns: dict, transient: set[str]) -> dict:
     return {k: v for k, v in ns.items() if k not in _SKIP and k not in transient}
 
 
-def run_cell(source: str, inputs: dict, transient: Sequence[str] = ()) -> dict:
+def run_cell(source: str, inputs: dict, transient: Sequence[str] = (),
+             first_line: int = 1) -> dict:
     """Execute ``source`` (plain Python, IPython syntax already transformed) durably."""
     ctx = _context.current()
     if ctx is None:
@@ -37,7 +38,8 @@ def run_cell(source: str, inputs: dict, transient: Sequence[str] = ()) -> dict:
     try:
         for i in range(start, len(statements)):
             line, text = statements[i]
-            code = compile("\n" * (line - 1) + text, "<durable cell>", "exec",
+            # numbered as the editor shows the cell (``first_line``: 2 below a magic line)
+            code = compile("\n" * (line + first_line - 2) + text, "<durable cell>", "exec",
                            flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
             if code.co_flags & inspect.CO_COROUTINE:
                 loop = loop or asyncio.new_event_loop()

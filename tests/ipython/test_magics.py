@@ -262,7 +262,9 @@ def test_an_error_shows_the_cells_frames_and_not_the_engines(kernel):
                      "b = inverse(0)\n")
     assert out.status == "error" and out.ename == "RunFailed"
     shown = "\n".join(out.traceback)
-    assert 'File "<durable cell>", line 4' in shown and "    b = inverse(0)" in shown
+    assert 'File "<durable cell>", line 5' in shown and "    b = inverse(0)" in shown, \
+        "the editor's line number: the %%durable line is line 1"
+    assert 'File "<durable cell>", line 3' in shown  # return 1 / v
     assert "return 1 / v" in shown and "ZeroDivisionError: division by zero" in shown
     assert "/durable_nb/" not in shown, "no frame of durable_nb's own files"
 
@@ -292,7 +294,7 @@ def test_mistakes_are_one_line_errors(kernel):
     out = kernel.run("%%durable\nx = 1\ny = (\n")
     assert out.ename == "CellSyntaxError" and len(out.traceback) == 2
     assert out.traceback[1] == "    y = ("
-    assert "SyntaxError in the %%durable cell, line 2: '(' was never closed" in out.traceback[0]
+    assert "SyntaxError in the %%durable cell, line 3: '(' was never closed" in out.traceback[0]
     out = kernel.run("%%durable --wait --out nothere\nx = 1\n")
     assert out.ename == "ApiError" and "no variable 'nothere'" in out.traceback[0]
     kernel.ok("import socket\nconn = socket.socket()")
