@@ -61,8 +61,9 @@ def _get(url: str, token: str) -> tuple[int, dict]:
 
 
 class Witnesses:
-    """Runs made before fuzzing. Finished runs must stay exactly as they were; a run
-    waiting on an approval may be decided by the fuzzer (it is an authenticated caller),
+    """Runs made before fuzzing. The completed run must stay exactly as it was; the failed
+    one too, unless the fuzzer resumed it (it is an authenticated caller): then every new
+    attempt failed the same way. A run waiting on an approval may be decided by the fuzzer,
     but only once and consistently."""
 
     def __init__(self, client: dn.Client):
@@ -86,8 +87,15 @@ class Witnesses:
                 "waits": [(w["wait_key"], w["outcome"]) for w in info["waits"]]}
 
     def check_intact(self) -> None:
-        for h in (self.done, self.failed):
-            assert self.snapshot(h) == self.before[h.id], f"run {h.id} changed while fuzzing"
+        assert self.snapshot(self.done) == self.before[self.done.id], "the completed run changed"
+        self.failed.wait(timeout=60)  # a resume the fuzzer sent last runs to its end
+        failed, before = self.snapshot(self.failed), self.before[self.failed.id]
+        if failed["attempts"] > before["attempts"]:  # resumed by the fuzzer
+            outcomes = [a["outcome"] for a in self.failed.attempts]
+            assert set(outcomes) == {"FAILED"}, outcomes
+            before = {**before, "attempts": failed["attempts"]}
+            failed["error"] = {**failed["error"], "traceback": before["error"]["traceback"]}
+        assert failed == before, "the failed run changed otherwise than by a resume"
         waits = self.waiting.info()["waits"]
         assert len(waits) == 1 and waits[0]["name"] == "go"
         outcome = waits[0]["outcome"]
