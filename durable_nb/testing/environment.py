@@ -43,12 +43,14 @@ class TestEnvironment:
     """An in-process engine for tests (a context manager; see the module docstring).
 
     ``db``: a database file to use (default: one in a temporary folder, removed after).
-    ``auto_skip``: skip time while a result is awaited and the engine is idle."""
+    ``auto_skip``: skip time while a result is awaited and the engine is idle.
+    ``wait_grace``: how long a worker is held at a wait before the run is WAITING
+    (default 0: at once, so a test polling a run's status sees it wait)."""
 
     __test__ = False  # not a test class, whatever pytest thinks of its name
 
     def __init__(self, db: str | Path | None = None, *, max_workers: int = 4,
-                 wait_grace: float = 1.0, auto_skip: bool = True,
+                 wait_grace: float = 0.0, auto_skip: bool = True,
                  start: float = 1_800_000_000.0):
         self._tmp = None if db is not None else tempfile.mkdtemp(prefix="durable-test-")
         self.db = Path(db) if db is not None else Path(self._tmp or ".") / "durable.duckdb"
