@@ -41,7 +41,8 @@ class _ExtendNames(argparse.Action):
 def cell_parser() -> _Parser:
     p = _Parser(prog="%%durable", description="Run this cell in a worker, durably: each "
                 "top-level statement is a checkpoint, and the run survives the kernel.")
-    p.add_argument("--name", help="a name for the run (shown in lists; default 'cell')")
+    p.add_argument("--name", help="a name for the run (shown in lists; default: the "
+                   "notebook and cell, e.g. 'analysis.ipynb [5]')")
     p.add_argument("--retries", type=int, default=0,
                    help="attempts after the first when the cell raises (a crashed worker is "
                    "resumed without them)")

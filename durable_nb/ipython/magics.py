@@ -6,6 +6,7 @@ through this module; a failed run shows the user's frames only."""
 
 from __future__ import annotations
 
+import os
 import shlex
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -150,7 +151,8 @@ class DurableMagics(Magics):
                 "move the magic to a normal cell.")
         try:
             run = trigger_cell(
-                source, ns, name=opts.name, retries=opts.retries, queue=opts.queue,
+                source, ns, name=opts.name or self._cell_name(), retries=opts.retries,
+                queue=opts.queue,
                 concurrency=opts.concurrency, timeout=timeout, max_duration=max_duration,
                 idempotency_key=opts.idempotency_key, transient=opts.transient, first_line=2)
         except SyntaxError as exc:
@@ -168,6 +170,14 @@ class DurableMagics(Magics):
             raise _failure(summary, source)
         self._bring_back(run, summary, opts.out, opts.transient)
         return None
+
+    def _cell_name(self) -> str:
+        """An unnamed cell's run is named after its notebook and cell, as the editor shows
+        them (``analysis.ipynb [5]``); ``cell [5]`` when the kernel has no notebook."""
+        shell = self._kernel()
+        session = shell.user_ns.get("__session__")
+        where = os.path.basename(session) if isinstance(session, str) and session else "cell"
+        return f"{where} [{shell.execution_count}]"
 
     def _wait(self, run: RunHandle, follower: Follower) -> dict | None:
         """Block until the run ends; None when a kernel interrupt stopped the waiting."""

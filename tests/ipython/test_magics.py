@@ -440,3 +440,14 @@ def test_resume_continues_a_failed_cell_and_brings_its_variables_back(kernel, sc
     out = kernel.ok(f"%durable resume {rid} --wait")
     assert f"resumed run {rid}" in out.stdout and "checkpoint" in out.stdout
     assert kernel.value("answer") == 42
+
+
+def test_an_unnamed_cell_is_named_after_its_notebook_and_cell(kernel):
+    kernel.ok("__session__ = '/home/ann/work/analysis.ipynb'")
+    out = kernel.ok("%%durable --wait\nx = 1\n")
+    count = kernel.value("get_ipython().execution_count") - 1
+    task_of = "dn.get_run({!r}).info()['task_id']"
+    assert kernel.value(task_of.format(run_id(out.text))) == f"analysis.ipynb [{count}]"
+    kernel.ok("__session__ = ''")
+    out = kernel.ok("%%durable --wait\ny = 2\n")
+    assert kernel.value(task_of.format(run_id(out.text))).startswith("cell [")
