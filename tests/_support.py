@@ -74,6 +74,13 @@ class EngineProcess:
         return self.start()
 
 
+def run_cli(*args: str, env: dict[str, str] | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess:
+    """`durable-nb ARGS` as a user runs it (``python -m durable_nb``), with ``env`` added."""
+    return subprocess.run([sys.executable, "-m", "durable_nb", *args], capture_output=True,
+                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
+
+
 def count(marks: Path, name: str) -> int:
     p = marks / name
     return p.stat().st_size if p.exists() else 0

@@ -1,35 +1,19 @@
 """The `durable-nb` command, as a user runs it."""
 
-import os
-import subprocess
-import sys
-
-import pytest
+from _support import run_cli
 
 import durable_nb as dn
 
 
-def _run(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "durable_nb", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
-
-
-@pytest.fixture
-def fresh_db(tmp_path):
-    db = tmp_path / "demo.duckdb"
-    yield {"DURABLE_NB_DB": str(db)}
-    _run("stop", env={"DURABLE_NB_DB": str(db)})
-
-
 def test_unknown_run_gives_a_clear_error(fresh_db):
-    out = _run("show", "run_missing", env=fresh_db)
+    out = run_cli("show", "run_missing", env=fresh_db)
     assert out.returncode == 1
     assert "no run with id 'run_missing'" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_stop_without_engine(tmp_path):
-    out = _run("stop", env={"DURABLE_NB_DB": str(tmp_path / "none.duckdb")})
+    out = run_cli("stop", env={"DURABLE_NB_DB": str(tmp_path / "none.duckdb")})
     assert out.returncode == 0 and "no engine is running" in out.stdout
 
 
@@ -44,9 +28,9 @@ def test_resume_continues_a_canceled_run(engine):
     run.cancel()
     assert run.wait(timeout=30) == "CANCELED"
     env = {"DURABLE_NB_URL": engine.client.url, "DURABLE_NB_TOKEN": engine.client.token}
-    out = _run("resume", run.id, env=env)
+    out = run_cli("resume", run.id, env=env)
     assert out.returncode == 0, out.stderr
     assert f"resumed run {run.id}" in out.stdout
     assert run.result(timeout=60) == "slept"
-    out = _run("resume", run.id, env=env)
+    out = run_cli("resume", run.id, env=env)
     assert out.returncode == 1 and "only a" in out.stderr and "Traceback" not in out.stderr

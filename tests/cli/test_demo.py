@@ -2,30 +2,16 @@
 approval, and the commands a user tries next show the run it left."""
 
 import getpass
-import os
-import subprocess
-import sys
 
 import pytest
-
-
-def _run(*args, env=None, timeout=120):
-    return subprocess.run([sys.executable, "-m", "durable_nb", *args], capture_output=True,
-                          text=True, timeout=timeout, env={**os.environ, **(env or {})})
-
-
-@pytest.fixture
-def fresh_db(tmp_path):
-    db = tmp_path / "demo.duckdb"
-    yield {"DURABLE_NB_DB": str(db)}
-    _run("stop", env={"DURABLE_NB_DB": str(db)})
+from _support import run_cli
 
 
 @pytest.mark.slow
 def test_demo_starts_an_engine_and_tells_the_story(fresh_db, tmp_path):
     scratch = tmp_path / "tmp"
     scratch.mkdir()
-    out = _run("demo", env={**fresh_db, "TMPDIR": str(scratch)})
+    out = run_cli("demo", env={**fresh_db, "TMPDIR": str(scratch)})
     assert out.returncode == 0, out.stdout + out.stderr
     text = out.stdout
     assert "CRASHED" in text and "WorkerCrashed" in text
@@ -38,13 +24,13 @@ def test_demo_starts_an_engine_and_tells_the_story(fresh_db, tmp_path):
     assert "keeps running in the background" in text and "durable-nb stop" in text
     assert list(scratch.iterdir()) == [], "the demo's scratch folder is removed"
 
-    runs = _run("runs", env=fresh_db)
+    runs = run_cli("runs", env=fresh_db)
     assert runs.returncode == 0 and run_id in runs.stdout and "COMPLETED" in runs.stdout
-    show = _run("show", run_id, env=fresh_db)
+    show = run_cli("show", run_id, env=fresh_db)
     assert show.returncode == 0
     assert show.stdout.splitlines()[0].startswith(f"{run_id}  demo-process-document  COMPLETED")
     assert "├─ attempt 1  CRASHED" in show.stdout
-    sql = _run("sql", "select count(*) as n from runs", env=fresh_db)
+    sql = run_cli("sql", "select count(*) as n from runs", env=fresh_db)
     assert sql.stdout.split() == ["n", "1"]
-    replay = _run("replay", run_id, env=fresh_db)
+    replay = run_cli("replay", run_id, env=fresh_db)
     assert replay.returncode == 0 and "replayed run" in replay.stdout

@@ -1,13 +1,10 @@
 """Approvals, events and sleeps suspend without holding a worker (acceptance 5)."""
 
 import getpass
-import os
-import subprocess
-import sys
 import time
 
 import pytest
-from _support import bump, count, wait_for
+from _support import bump, count, run_cli, wait_for
 
 import durable_nb as dn
 
@@ -32,10 +29,8 @@ def _wait_status(run, status, timeout=30.0):
 
 
 def _cli(engine, *args):
-    env = {**os.environ, "DURABLE_NB_URL": engine.client.url,
-           "DURABLE_NB_TOKEN": engine.client.token}
-    return subprocess.run([sys.executable, "-m", "durable_nb", *args], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return run_cli(*args, env={"DURABLE_NB_URL": engine.client.url,
+                               "DURABLE_NB_TOKEN": engine.client.token}, timeout=60)
 
 
 @pytest.mark.slow
