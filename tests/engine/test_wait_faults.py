@@ -4,17 +4,13 @@ dropped, wait deadlines re-armed after an engine crash, attempts durable before 
 import asyncio
 import os
 import signal
-import socket
-import subprocess
-import sys
 
 import cloudpickle
 import pytest
-from _support import bump, count, wait_for
+from _support import FakeEngineWorker, bump, count, wait_for
 
 import durable_nb as dn
 from durable_nb.core import serial as _serial
-from durable_nb.core.protocol import SyncChannel
 from durable_nb.engine.engine import Engine, EngineConfig
 
 
@@ -96,35 +92,17 @@ def test_wait_deadlines_fire_after_the_engine_died_in_the_grace_period(make_engi
     assert count(marks, "before") == 2
 
 
-TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # where _support is
-
-
-def _fake_engine_worker(tmp_path):
-    """A real worker process on a socket pair whose other end this test drives."""
-    ours, theirs = socket.socketpair()
-    proc = subprocess.Popen([sys.executable, "-m", "durable_nb.worker.main", str(theirs.fileno())],
-                            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL)
-    theirs.close()
-    chan = SyncChannel(ours)
-    assert chan.recv()["op"] == "hello"
-    return proc, chan
-
-
 def _waits_for_approval():
     import durable_nb as dn
 
     return dn.approval("gate").approved
 
 
-def test_a_worker_drops_messages_of_another_attempt_or_wait(tmp_path):
-    proc, chan = _fake_engine_worker(tmp_path)
+def test_a_worker_drops_messages_of_another_attempt_or_wait():
+    worker = FakeEngineWorker()
+    chan = worker.chan
     try:
-        code = cloudpickle.dumps(_waits_for_approval)
-        chan.send({"op": "run", "run_id": "run_a", "attempt": 2, "aid": "run_a/2",
-                   "task_id": "t", "task_hash": "h", "code": code,
-                   "sys_path": [os.path.dirname(__file__), TESTS],
-                   "payload": _serial.dumps(((), {}), "payload"), "steps": {},
-                   "step_failures": {}, "waits": {}, "max_payload": 1 << 20})
+        worker.run(_waits_for_approval, attempt=2)
         wait = chan.recv()
         assert wait["op"] == "wait", wait and wait["aid"] == "run_a/2"
         key = wait["key"]
@@ -139,10 +117,9 @@ def test_a_worker_drops_messages_of_another_attempt_or_wait(tmp_path):
         done = chan.recv()
         assert done["op"] == "done" and done["aid"] == "run_a/2"
         assert _serial.loads(done["output"]) is True
-        assert proc.poll() is None, "the worker must survive stale messages"
+        assert worker.proc.poll() is None, "the worker must survive stale messages"
     finally:
-        proc.kill()
-        proc.wait(10)
+        worker.close()
 
 
 def test_an_attempt_reaches_its_worker_only_once_its_record_is_durable(tmp_path):
