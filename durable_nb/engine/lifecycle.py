@@ -25,6 +25,13 @@ def crash_pause(crashes: int) -> float:
     return 0.0 if crashes <= 1 else min(10.0, 0.5 * 2 ** (crashes - 2))
 
 
+def _new_generation(run: Run) -> None:
+    """Start over from the completed steps: failed tries and errored steps are forgotten."""
+    run.generation += 1
+    run.step_failures.clear()
+    run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
+
+
 class Lifecycle:
     """Ends attempts and runs."""
 
@@ -139,9 +146,7 @@ class Lifecycle:
         for w in list(run.waits.values()):  # step tries of this generation will not resume
             if w.kind == "retry" and w.resolution is None:
                 self.waits.resolve(run, w, {"outcome": WaitOutcome.ABANDONED})
-        run.generation += 1
-        run.step_failures.clear()
-        run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
+        _new_generation(run)
         # pending waits stay: a wait key has one row and one resolution for ever, so the next
         # attempt meets the same wait (and its deadline) again instead of a second one
         run.current_wait = None
@@ -210,10 +215,8 @@ class Lifecycle:
         s = self.s
         now = s.now()
         old = run.status
-        run.generation += 1
+        _new_generation(run)
         run.failures = run.crashes = 0
-        run.step_failures.clear()
-        run.steps = {k: v for k, v in run.steps.items() if v[0] == "ok"}
         run.finished_at = run.output = None
         for wait in run.waits.values():
             if wait.kind != "retry" and (wait.resolution or {}).get("outcome") in (
@@ -221,7 +224,6 @@ class Lifecycle:
                 self._reopen(run, wait, now)
         s.runs[run.id] = run
         s.finished.pop(run.id, None)
-        run.status = old
         s.set_status(run, RunStatus.QUEUED, f"resumed from {old}" + (f" by {by}" if by
                      else ""), finished_at=None, output=None, generation=run.generation)
         s.enqueue(run)
