@@ -20,7 +20,7 @@ import traitlets as t
 from ..client.client import Client, get_client
 from ..client.tasks import RunHandle
 from ..core.errors import DurableError
-from ..core.status import STATUSES, TERMINAL, RunStatus
+from ..core.status import STATUSES, TERMINAL
 from .assets import css, esm
 from .feed import RunFeed
 from .kernel_api import ApiMixin, engine_info
@@ -29,12 +29,11 @@ from .streams import HUB, Pump
 MAX_PAGE = 10_000  # the most runs ``GET /runs`` returns at once
 ROW_FIELDS = ("id", "task_id", "status", "created_at", "started_at", "finished_at",
               "duration", "attempts", "duration_warning", "kind")
-_ACTIVE = (RunStatus.WAITING, RunStatus.EXECUTING)  # may have a pending approval
 
 
 @dataclass
 class Page:
-    """One page of the table: its runs, the total (-1: not known) and pending approvals."""
+    """One page of the table: its runs, how many runs the filters match, pending approvals."""
 
     rows: list[dict]
     total: int
