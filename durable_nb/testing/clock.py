@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from ..core.durations import parse_duration
 from ..engine.clock import Timer
@@ -75,3 +75,14 @@ class ManualClock:
         while self.fire_next(until):
             pass
         self._now = max(self._now, until)
+
+    async def skip(self, seconds: float | str,
+                   settle: Callable[[], Awaitable[None]]) -> None:
+        """``advance``, letting the system react to each timer before the next: ``settle``
+        runs before, after each timer, and at the end."""
+        until = self._now + (parse_duration(seconds) or 0.0)
+        await settle()
+        while self.fire_next(until):
+            await settle()
+        self._now = max(self._now, until)
+        await settle()

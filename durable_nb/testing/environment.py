@@ -113,12 +113,7 @@ class TestEnvironment:
     async def _advance(self, seconds: float) -> None:
         """Fire each timer due within ``seconds`` at its instant, letting the runs react
         (their worker threads included) before the next one."""
-        until = self.clock.now() + seconds
-        await self._settle()
-        while self.clock.fire_next(until):
-            await self._settle()
-        self.clock.advance(max(0.0, until - self.clock.now()))
-        await self._settle()
+        await self.clock.skip(seconds, self._settle)
 
     async def _settle(self, limit: float = SETTLE_TIMEOUT) -> None:
         """Wait (real time) until no task code runs and nothing is about to start."""

@@ -102,14 +102,7 @@ class EngineHarness:
     async def advance(self, seconds: float | str) -> None:
         """Skip ``seconds`` of time: each timer falling due fires at its instant, and the
         engine settles after each one."""
-        from ..core.durations import parse_duration
-
-        until = self.clock.now() + (parse_duration(seconds) or 0.0)
-        await self.settle()
-        while self.clock.fire_next(until):
-            await self.settle()
-        self.clock.advance(max(0.0, until - self.clock.now()))
-        await self.settle()
+        await self.clock.skip(seconds, self.settle)
 
     # ------------------------------------------------------------------ tasks and runs
 
