@@ -149,7 +149,7 @@ class Client:
 
     def _socket(self, ep: Endpoint, method: str, path: str, query: dict, data: bytes | None,
                 timeout: float) -> tuple[int, bytes]:
-        """One request on the engine's Unix socket (see _localapi for the frames)."""
+        """One request on the engine's Unix socket (see server.unix for the frames)."""
         local = self._mine(ep)
         sock = getattr(local, "sock", None)
         if sock is None:

@@ -2,7 +2,7 @@
 
 Enabled on install by ``etc/jupyter/jupyter_server_config.d/durable_nb.json``. At server
 start it starts the engine for ``DurableApp.db_path`` on the server's event loop (or
-proxies to the process that already owns that database, see `_enginehost`), serves the
+proxies to the process that already owns that database, see `jupyter.host`), serves the
 REST API and the events WebSocket under ``<base_url>/durable/api/``, and exports
 ``DURABLE_NB_URL`` / ``DURABLE_NB_TOKEN`` so kernels started by the server find it.
 """
@@ -141,7 +141,7 @@ class DurableHandlerMixin(ScrubbedLogMixin, _JupyterBase):
 
 @web.stream_request_body
 class DurableApiHandler(DurableHandlerMixin, AuthFirstBodyMixin, APIHandler):
-    """``<base_url>/durable/api/<path>``: the engine's REST API (`_api.ROUTES`).
+    """``<base_url>/durable/api/<path>``: the engine's REST API (`server.api.ROUTES`).
 
     jupyter-server authenticates in ``prepare`` (refusing a request without a user and a
     cookie session without its XSRF token); then the route's permission is checked, all

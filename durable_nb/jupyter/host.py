@@ -6,8 +6,8 @@ process holds the file, *proxies* the durable API to that owner over loopback, o
 *unavailable* and answers 503 with a message naming the file and the owning pid. A proxy
 whose owner goes away takes the database over on the next request.
 
-This module knows tornado but not jupyter-server: `_hostweb` holds the WebSocket relay and
-a private loopback listener, `_serverext` the Jupyter handlers.
+This module knows tornado but not jupyter-server: `jupyter.web` holds the WebSocket relay and
+a private loopback listener, `jupyter.extension` the Jupyter handlers.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ async def _authorize_forward(method: str, path: str, body: bytes | None,
                              authorize: Authorize | None) -> None:
     """The permissions a request forwarded to another process's engine needs, checked here
     (that engine only knows our token): the route's, and "execute" for an event whose
-    payload is a pickle (a worker unpickles it), as `_api.dispatch` asks locally."""
+    payload is a pickle (a worker unpickles it), as `server.api.dispatch` asks locally."""
     if authorize is None:
         return
     route, _, _ = _api.match(method, path)

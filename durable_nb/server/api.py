@@ -1,9 +1,9 @@
 """The engine's REST API as plain data: routes, handlers and the OpenAPI document.
 
-Both the standalone server (``_server``) and the Jupyter server extension mount these
+Both the standalone server (``server.standalone``) and the Jupyter server extension mount these
 routes under ``<base_url>/durable/api/``; they differ only in how they authenticate.
 Binary values (pickles) travel base64-encoded in fields ending in ``_b64``. Each route
-carries the schemas of its body and parameters (``_apischema``): requests are validated
+carries the schemas of its body and parameters (``server.apischema``): requests are validated
 against them before a handler runs, and the OpenAPI document publishes the same ones.
 """
 

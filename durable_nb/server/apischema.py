@@ -1,9 +1,9 @@
 """The API's request schemas: one definition for the OpenAPI document and for validation.
 
 Every route carries the JSON Schema of its body and of its query and path parameters
-(`_api.ROUTES`); `_api.dispatch` checks a request against them (`check_path`, `read_query`,
+(`server.api.ROUTES`); `server.api.dispatch` checks a request against them (`check_path`, `read_query`,
 `parse_body`, `validate`, the last with fastjsonschema) before its handler runs, and
-`_api.openapi_document` publishes the same schemas. The bounds are those of the store:
+`server.api.openapi_document` publishes the same schemas. The bounds are those of the store:
 integers fit their DuckDB column, numbers are finite, durations at most ten years, strings
 valid Unicode of bounded length, so nothing the API accepts can fail to be stored.
 """

@@ -1,6 +1,6 @@
 """The engine's API over a Unix socket, for clients on the same machine.
 
-Same routes and answers as the HTTP API (``_api.dispatch``), without HTTP: a request is
+Same routes and answers as the HTTP API (``server.api.dispatch``), without HTTP: a request is
 ``FRAME`` (header length, body length), a JSON header ``{"method", "path", "query",
 "token"}`` and the JSON body; the answer is ``FRAME`` (status, body length) and the JSON
 body. A step of a script or kernel that triggers runs costs a fraction of an HTTP round

@@ -5,7 +5,7 @@ group commit), then ingested into DuckDB in batches by one thread. Reads wait un
 everything written before them is ingested, so a reader never sees less than was
 acknowledged. ``write`` and ``commit`` are called from one thread (the engine's loop).
 
-Faults (see ``_storefaults``): the journal stays the source of truth until its records are
+Faults (see ``faults``): the journal stays the source of truth until its records are
 in DuckDB, and a segment is deleted only once every record in it is ingested. A record
 DuckDB refuses is quarantined and the others go on. Damage in a segment costs only the
 records it touched, and is reported. When the disk is full, a batch that could not be
@@ -114,7 +114,7 @@ class Store:
     def _open(self) -> None:
         self.db_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         try:
-            # settings locked, no extensions or external access: see _readonly_sql
+            # settings locked, no extensions or external access: see readonly_sql
             self._conn = duckdb.connect(str(self.db_path), config=_readonly_sql.CONNECT_CONFIG)
         except duckdb.IOException as exc:
             m = re.search(r"PID (\d+)", str(exc))
@@ -565,7 +565,7 @@ class Store:
             cur.close()
 
     def read_only(self, sql: str, limit: int = 10_000) -> tuple[list[str], list[tuple]]:
-        """Run a user's read-only query; returns columns and rows (see ``_readonly_sql``)."""
+        """Run a user's read-only query; returns columns and rows (see ``readonly_sql``)."""
         _readonly_sql.check(sql)
         self.sync()
         return _readonly_sql.run(self._db(), sql, limit)
