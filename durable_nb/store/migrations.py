@@ -120,6 +120,14 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE blobs ADD COLUMN external BOOLEAN DEFAULT false;
     """,
+    # 4: what a step was called with and safe previews of its arguments and output (shown
+    # when a step is clicked), and where a run was started from (a notebook and its cell)
+    """
+    ALTER TABLE steps ADD COLUMN args BLOB;
+    ALTER TABLE steps ADD COLUMN args_preview VARCHAR;
+    ALTER TABLE steps ADD COLUMN output_preview VARCHAR;
+    ALTER TABLE runs ADD COLUMN origin VARCHAR;
+    """,
 ]
 
 

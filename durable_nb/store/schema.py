@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["DDL", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -23,14 +23,16 @@ CREATE TABLE tasks (
 
 CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, updated_at DOUBLE);
 
--- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell')
+-- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell');
+-- origin: JSON {notebook, cell_id, execution_count} of the cell that started it, if any
 CREATE TABLE runs (
     id VARCHAR PRIMARY KEY, kind VARCHAR, task_id VARCHAR, task_hash VARCHAR,
     status VARCHAR, queue VARCHAR, concurrency_key VARCHAR, idempotency_key VARCHAR,
     tags VARCHAR[], payload BLOB, parent_run_id VARCHAR, parent_wait_key VARCHAR,
     replay_of VARCHAR, created_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
     delay_until DOUBLE, ttl DOUBLE, attempts INTEGER, output BLOB, error VARCHAR,
-    duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE);
+    duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE,
+    origin VARCHAR);
 
 -- every status change of a run
 CREATE TABLE transitions (
@@ -47,11 +49,14 @@ CREATE TABLE attempts (
 -- try of the step; the COMPLETED row holds the output that is never recomputed;
 -- FAILED = a try that will be retried, ERRORED = the failure raised into the task;
 -- generation counts task-level retries (failed tries of an older generation are reset);
--- run_attempt is the run's attempt the try ran in, retry_delay the wait before the next try
+-- run_attempt is the run's attempt the try ran in, retry_delay the wait before the next try;
+-- args is the pickled call (args, kwargs); args_preview and output_preview are safe JSON
+-- previews made in the worker (truncated repr, DataFrame head, image thumbnail)
 CREATE TABLE steps (
     run_id VARCHAR, step_key VARCHAR, name VARCHAR, attempt INTEGER, generation INTEGER,
     status VARCHAR, started_at DOUBLE, ended_at DOUBLE, output BLOB, error_type VARCHAR,
-    error_message VARCHAR, traceback VARCHAR, run_attempt INTEGER, retry_delay DOUBLE);
+    error_message VARCHAR, traceback VARCHAR, run_attempt INTEGER, retry_delay DOUBLE,
+    args BLOB, args_preview VARCHAR, output_preview VARCHAR);
 
 -- approvals, events, sleeps, retry delays and child runs a run suspends on
 CREATE TABLE waits (
