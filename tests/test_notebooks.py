@@ -268,3 +268,59 @@ def test_the_agent_notebook_retries_the_model_and_waits_for_a_person(notebook_db
     assert log.count("turn 1:") == 2, "the function re-ran after the approval"
     rejected = _cell(out, "I could not refund order A-1042")
     assert "already refunded" in rejected and "refunds in the ledger: 1" in rejected
+
+
+@pytest.mark.slow
+def test_the_data_job_notebook_runs_all_without_waiting_flags(notebook_db, tmp_path):
+    """Run All on a notebook whose durable cells have no --wait: the cells that read their
+    variables wait for them, the others do not, and the last run waits for a person."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    import durable_nb as dn
+    from durable_nb.client.client import use_client
+
+    nb = nbformat.read(NOTEBOOKS / "03-data-job.ipynb", as_version=4)
+    assert "--wait" not in "".join(c.source for c in nb.cells)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_NB_")}
+    NotebookClient(nb, timeout=180, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute(
+        env={**env, "DURABLE_NB_DB": str(notebook_db)})
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in code:
+        for o in cell.outputs:
+            assert o.output_type != "error", f"{o.ename}: {o.evalue}"
+
+    def text(cell) -> str:
+        return "".join(o.text if o.output_type == "stream" else o.data.get("text/plain", "")
+                       for o in cell.outputs)
+
+    by_source = {c.source.splitlines()[0]: c for c in code}
+    regions = by_source['print("regions:", ", ".join(regions))']
+    assert "waiting for run" not in text(regions), "an independent cell does not wait"
+    bar = by_source['ax = summary["next_week"].plot.bar(title="orders expected next week", '
+                    'figsize=(6, 2.5))']
+    waited = [line for line in text(bar).splitlines() if "waiting for run" in line]
+    assert len(waited) == 1 and "forecast-regions" in waited[0], text(bar)
+    assert any("image/png" in o.get("data", {}) for o in bar.outputs), "the plot is shown"
+    # each durable cell's output is its run's live view (a MIME bundle the Lab renders)
+    for cell in [c for c in code if c.source.startswith("%%durable")]:
+        bundles = [o.data for o in cell.outputs if o.output_type in ("execute_result",
+                                                                     "display_data")]
+        assert any("text/html" in b for b in bundles), cell.source.splitlines()[0]
+    previous = use_client(dn.connect(db=str(notebook_db)))
+    try:
+        listed = {r.info()["task_id"]: r for r in dn.runs(limit=50)}
+        for name in ("load-orders", "forecast-regions", "plot-orders"):
+            assert listed[name].wait(timeout=120) == "COMPLETED", name
+        forecast = listed["forecast-regions"]
+        assert len([s for s in forecast.steps if s["name"] == "forecast"]) == 6
+        publish = listed["publish-report"]
+        deadline = time.monotonic() + 60
+        while publish.status != "WAITING" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert publish.status == "WAITING"
+        publish.approve("publish", comment="looks right")
+        assert publish.wait(timeout=60) == "COMPLETED"
+    finally:
+        use_client(previous)
