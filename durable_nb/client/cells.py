@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import builtins
+import sys
 from collections.abc import Collection
 
 from ..core import serial as _serial
@@ -30,10 +31,11 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
                  queue: str | None = None, concurrency: int | None = None,
                  timeout: float | None = None, idempotency_key: str | None = None,
                  transient: Collection[str] = (), max_duration: float | None = None,
-                 first_line: int = 1):
+                 first_line: int = 1, origin: dict | None = None):
     """Start a durable run of a cell (plain Python source) and return its RunHandle.
     ``first_line`` is the editor's number of the source's first line (2 under %%durable),
-    so that tracebacks point at the lines the user sees."""
+    so that tracebacks point at the lines the user sees; ``origin`` ({notebook, cell_id,
+    execution_count}) is stored with the run, so that the panel can open that cell."""
     split_statements(source)  # a syntax error fails here, in the kernel
     inputs = {k: v for k, v in cell_inputs(source, namespace).items() if k not in transient}
     for var, value in inputs.items():
@@ -50,12 +52,24 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
     retry = Retry(max_attempts=retries + 1, min_timeout=1, randomize=False)
     task = Task(run_cell, name or "cell", retry, q, max_duration, timeout)
     task.kind = "cell"
+    task.origin = origin
     args = (source, inputs, list(transient)) + ((first_line,) if first_line != 1 else ())
     return task.trigger(*args, idempotency_key=idempotency_key)
 
 
 def fetch_variables(run, names: list[str] | None = None) -> dict:
-    """The variables of a cell run's latest checkpoint (all, or ``names``)."""
+    """The variables of a cell run's latest checkpoint (all, or ``names``).
+
+    A matplotlib figure that was open in the worker registers itself with pyplot when it
+    is unpickled, and a kernel's inline backend would then show it again at the end of the
+    cell: such figures are closed (they stay usable, and display when asked to)."""
     query = {"values": 1, "names": ",".join(names) if names else None}
     out = run.client.request("GET", f"/runs/{run.id}/checkpoint", query=query, timeout=300)
-    return {n: _serial.loads(base64.b64decode(b)) for n, b in out["values_b64"].items()}
+    plt = sys.modules.get("matplotlib.pyplot")
+    before = set(plt.get_fignums()) if plt is not None else set()
+    values = {n: _serial.loads(base64.b64decode(b)) for n, b in out["values_b64"].items()}
+    plt = sys.modules.get("matplotlib.pyplot")  # unpickling a figure may have imported it
+    if plt is not None:
+        for num in set(plt.get_fignums()) - before:
+            plt.close(num)
+    return values

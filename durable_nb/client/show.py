@@ -1,10 +1,13 @@
-"""Text rendering of runs for the CLI: a table of runs and one run as a tree."""
+"""Text rendering of runs for the CLI: a table of runs, one run as a tree, a run's logs."""
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 
 from ..core.status import RunStatus, ShownState
+from ..core.tracebacks import user_traceback
 
 
 def fmt_secs(s: float | None) -> str:
@@ -85,6 +88,65 @@ def run_tree(d: dict) -> str:
     err = d.get("error")
     if err and d["status"] != RunStatus.COMPLETED:
         lines.append(f"error: {err.get('type')}: {err.get('message')}")
-        if err.get("traceback"):
-            lines.extend("  " + ln for ln in err["traceback"].rstrip().splitlines())
+        tb = user_traceback(err.get("traceback"))  # a run stored before workers cleaned it
+        if tb:
+            lines.extend("  " + ln for ln in tb.rstrip().splitlines())
     return "\n".join(lines)
+
+
+_IMAGES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
+
+
+def _png_size(b64: str) -> str:
+    """`` 640x480`` from a base64 PNG's header, or '' when it is not one."""
+    try:
+        head = base64.b64decode(b64[:32])
+    except (ValueError, TypeError):
+        return ""
+    if len(head) < 24 or not head.startswith(b"\x89PNG"):
+        return ""
+    return f" {int.from_bytes(head[16:20], 'big')}x{int.from_bytes(head[20:24], 'big')}"
+
+
+def record_text(rec: dict) -> str | None:
+    """What a text view shows of an output record (a "display" log row): an image as
+    ``[image/png 640x480]``, else its text/plain, else ``[its type]``; None for a clear."""
+    if rec.get("op") not in ("display", "update"):
+        return None
+    data = rec.get("data") or {}
+    for mime in _IMAGES:
+        if mime in data:
+            value = data[mime]
+            size = _png_size(value) if mime == "image/png" and isinstance(value, str) else ""
+            return f"[{mime}{size}]"
+    text = data.get("text/plain")
+    if isinstance(text, str):
+        return text
+    return f"[{next(iter(data))}]" if data else None
+
+
+def log_lines(rows: list[dict]) -> list[tuple[str, str]]:
+    """(stream, text) of a run's log rows (oldest first) for a text view: output records as
+    their text, a later update of a display replacing its text (a progress bar is one line
+    in its final state), clears left out."""
+    out: list[list[str]] = []
+    where: dict[str, int] = {}  # display id -> its line in out
+    for row in rows:
+        if row["stream"] != "display":
+            out.append([row["stream"], row["line"]])
+            continue
+        try:
+            rec = json.loads(row["line"])
+        except ValueError:
+            continue
+        text = record_text(rec) if isinstance(rec, dict) else None
+        rid = rec.get("id") if isinstance(rec, dict) else None
+        if text is None:
+            continue
+        if rec.get("op") == "update" and rid in where:
+            out[where[rid]][1] = text
+            continue
+        if isinstance(rid, str):
+            where[rid] = len(out)
+        out.append(["display", text])
+    return [(stream, text) for stream, text in out]

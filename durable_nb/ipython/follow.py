@@ -1,5 +1,5 @@
-"""Following a run from a kernel: its log lines and status changes printed into the output of
-the cell that asked, and readable text for runs and their errors.
+"""Following a run from a kernel: its log lines, rich outputs and status changes shown in the
+output of the cell that asked, and readable text for runs and their errors.
 
 A ``Follower`` is a background thread with its own event loop that reads the engine's event
 WebSocket for one run. It runs in a copy of the calling cell's context: ipykernel keeps the
@@ -21,8 +21,10 @@ from ..core.errors import DurableError
 from ..core.runtime import events_url
 from ..core.status import TERMINAL, RunStatus, StepStatus
 from ..core.tracebacks import clean_traceback
+from .outputs import Outputs, collapse, parse
 
 PREFIX = "[durable]"
+DISPLAY = "display"  # the log stream of output records (see worker.display)
 BACKFILL_LINES = 1000
 
 
@@ -95,7 +97,8 @@ def end_line(summary: dict) -> str:
 
 
 class Follower:
-    """Prints one run's logs and status changes into the calling cell until the run ends.
+    """Shows one run's logs, outputs (``outputs.Outputs``) and status changes in the calling
+    cell until the run ends.
 
     ``announce_end`` prints the final status (and the error) too; with ``--wait`` the magic
     does that itself. Connection losses are retried, so a restarted engine is followed."""
@@ -109,6 +112,7 @@ class Follower:
         self.final: dict | None = None
         self.done = threading.Event()
         self._printed: set[tuple[float, str]] = set()
+        self.outputs = Outputs(run.id)
         self._stopping = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn = None
@@ -199,24 +203,51 @@ class Follower:
             self._conn = None
 
     def _backfill(self) -> None:
-        """Print the lines logged before we subscribed (each batch once)."""
+        """Show what was logged before we subscribed, in order, each message once: text,
+        and output records as a notebook shows them in the end (a display with its last
+        update, a progress bar in its final state)."""
         logs = self.run.client.request("GET", f"/runs/{self.run.id}/logs",
                                        query={"limit": BACKFILL_LINES})["logs"]
         if len(logs) == BACKFILL_LINES and not self._printed:
             say(f"(earlier log lines not shown; only the last {BACKFILL_LINES})")
-        batches: dict[tuple[float, str], list[str]] = {}
-        for row in logs:
-            batches.setdefault((row["at"], row["stream"]), []).append(row["line"])
-        for key, lines in batches.items():
-            self._print_batch(key, lines)
+        batches: list[tuple[tuple[float, str], list[str]]] = []
+        for row in logs:  # oldest first; a message's lines share its time and stream
+            key = (row["at"], row["stream"])
+            if batches and batches[-1][0] == key:
+                batches[-1][1].append(row["line"])
+            elif key not in self._printed:
+                batches.append((key, [row["line"]]))
+        records = collapse([parse(lines[0]) if key[1] == DISPLAY and len(lines) == 1 else None
+                            for key, lines in batches], self.outputs.known())
+        for (key, lines), rec in zip(batches, records, strict=True):
+            if key[1] == DISPLAY and len(lines) == 1:
+                self._printed.add(key)
+                if rec is not None:
+                    self._show(rec)
+            else:
+                self._print_batch(key, lines)
 
     def _print_batch(self, key: tuple[float, str], lines: list[str]) -> None:
         if key in self._printed:
             return
         self._printed.add(key)
+        if key[1] == DISPLAY:
+            for line in lines:
+                rec = parse(line)
+                if rec is not None:
+                    self._show(rec)
+            return
+        self.outputs.before_output()
         stream = sys.stderr if key[1] == "stderr" else sys.stdout
         stream.write("".join(line + "\n" for line in lines))
         stream.flush()
+
+    def _show(self, rec: dict) -> None:
+        try:
+            self.outputs.show(rec)
+        except Exception as exc:  # one output that cannot be shown does not stop the rest
+            say(f"an output of the run could not be shown: {type(exc).__name__}: {exc}",
+                err=True)
 
     def _event(self, ev: dict) -> bool:
         kind = ev.get("type")

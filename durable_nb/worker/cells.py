@@ -7,10 +7,15 @@ import ast
 import asyncio
 import builtins
 import inspect
+import linecache
 from collections.abc import Sequence
+from types import CodeType
+from typing import Any
 
 from ..core.source import split_statements
+from ..core.tracebacks import CELL_FILE
 from . import context as _context
+from . import display as _display
 
 _SKIP = {"__builtins__", "__name__", "__doc__", "__loader__", "__spec__", "__package__"}
 
@@ -21,34 +26,68 @@ def checkpointable(ns: dict, transient: set[str]) -> dict:
 
 def run_cell(source: str, inputs: dict, transient: Sequence[str] = (),
              first_line: int = 1) -> dict:
-    """Execute ``source`` (plain Python, IPython syntax already transformed) durably."""
+    """Execute ``source`` (plain Python, IPython syntax already transformed) durably, under
+    IPython's display machinery (``notebook``): the value of a last expression is shown."""
     ctx = _context.current()
     if ctx is None:
         raise RuntimeError("run_cell runs inside a worker")
+    from . import notebook  # IPython, loaded only when a cell runs
+
     skip = set(transient)
     ns: dict = {"__name__": "__main__", "__builtins__": builtins}
     ns.update(inputs)
-    start = 0
-    restored = ctx.restore_checkpoint()
-    if restored is not None:
-        start, values = restored
-        ns.update(values)
     statements = split_statements(source)
+    # the cell's lines under the editor's numbers, for the tracebacks the worker records
+    numbered = "\n" * (first_line - 1) + source
+    linecache.cache[CELL_FILE] = (len(numbered), None, numbered.splitlines(True), CELL_FILE)
     loop: asyncio.AbstractEventLoop | None = None
-    try:
-        for i in range(start, len(statements)):
-            line, text = statements[i]
-            # numbered as the editor shows the cell (``first_line``: 2 below a magic line)
-            code = compile("\n" * (line + first_line - 2) + text, "<durable cell>", "exec",
-                           flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
-            if code.co_flags & inspect.CO_COROUTINE:
-                loop = loop or asyncio.new_event_loop()
-                loop.run_until_complete(eval(code, ns))
-            else:
-                exec(code, ns)
-            ctx.checkpoint(i + 1, checkpointable(ns, skip), len(statements))
-    finally:
-        if loop is not None:
-            loop.close()
+    with notebook.session(ctx, _display.OWN_PROCESS) as cell:
+        start = 0
+        restored = ctx.restore_checkpoint()  # in the session: a figure goes back to pyplot
+        if restored is not None:
+            start, values = restored
+            ns.update(values)
+        try:
+            for i in range(start, len(statements)):
+                line, text = statements[i]
+                last = i == len(statements) - 1
+                shown = last and _is_expression(text) and notebook.shows_value(text)
+                # numbered as the editor shows the cell (``first_line``: 2 below a magic line)
+                code = compile("\n" * (line + first_line - 2) + text, CELL_FILE,
+                               "eval" if shown else "exec",
+                               flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+                if code.co_flags & inspect.CO_COROUTINE:
+                    loop = loop or asyncio.new_event_loop()
+                value = _run(code, ns, loop, cell)
+                if shown:
+                    cell.show(value)
+                if last:
+                    cell.end()  # before the last checkpoint: its figures are closed
+                ctx.checkpoint(i + 1, checkpointable(ns, skip), len(statements))
+        finally:
+            if loop is not None:
+                loop.close()
     return {"statements": len(statements),
             "variables": sorted(checkpointable(ns, skip))}
+
+
+def _run(code: CodeType, ns: dict, loop: asyncio.AbstractEventLoop | None, cell) -> Any:
+    """One statement's value (None for one that is not an expression)."""
+    try:
+        if code.co_flags & inspect.CO_COROUTINE and loop is not None:
+            return loop.run_until_complete(eval(code, ns))
+        return eval(code, ns)
+    except _context.Suspend:
+        raise  # the run waits: the statement runs again when it goes on
+    except BaseException:
+        cell.end()  # figures drawn so far are shown with the error, as in a kernel
+        raise
+
+
+def _is_expression(text: str) -> bool:
+    """Whether a statement is one expression (whose value a notebook shows)."""
+    try:
+        body = ast.parse(text).body
+    except SyntaxError:
+        return False
+    return len(body) == 1 and isinstance(body[0], ast.Expr)

@@ -12,6 +12,7 @@ import ctypes
 import inspect
 import io
 import os
+import re
 import signal
 import socket
 import sys
@@ -24,6 +25,7 @@ from ..core import serial as _serial
 from ..core.messages import AttemptEnd, RunAttempt
 from ..core.protocol import SyncChannel
 from . import context as _context
+from . import display as _display
 
 
 def _die_with_parent() -> None:
@@ -44,32 +46,78 @@ def _die_with_parent() -> None:
 
 
 class _LogStream(io.TextIOBase):
-    """Sends each line the user prints to the engine's log table."""
+    """Sends each line the user prints to the engine's log table. A segment ended by "\\r"
+    (a line redrawn in place: tqdm, ``print(..., end="\\r")``) is a progress bar instead,
+    one display record updated in place (``display.Progress``) until a newline ends it."""
+
+    encoding = "utf-8"  # what is written is text; tqdm draws its bar in Unicode blocks
 
     def __init__(self, channel_getter: Callable[[], _context.RunContext | None], stream: str):
         self._get = channel_getter
         self._stream = stream
         self._buf = ""
+        self._after_cr = False  # the text in _buf follows a "\\r": it redraws the bar
+        self._lock = threading.RLock()
+        self.progress = _display.Progress(stream, self._send_record, self._lock)
 
     def writable(self) -> bool:
         return True
 
     def write(self, s: str) -> int:
-        self._buf += s
-        if "\n" in self._buf:
-            *lines, self._buf = self._buf.split("\n")
-            self._emit(lines)
+        with self._lock:
+            self._buf += s
+            if "\n" in s or "\r" in s:
+                self._split()
         return len(s)
 
+    def _split(self) -> None:
+        *parts, self._buf = _LINE_ENDS.split(self._buf)
+        lines: list[str] = []
+        for text, end in zip(parts[::2], parts[1::2], strict=True):
+            if end == "\r":
+                if text:
+                    self._emit(lines)
+                    lines = []
+                    self.progress.update(text)
+                self._after_cr = True
+                continue
+            if self.progress.active:  # the newline ends the bar; the text is its last state
+                if text:
+                    self.progress.update(text)
+                self.progress.end()
+            else:
+                lines.append(text)
+            self._after_cr = False
+        self._emit(lines)
+
     def flush(self) -> None:
-        if self._buf:
-            line, self._buf = self._buf, ""
-            self._emit([line])
+        with self._lock:
+            if self._buf and self._after_cr:
+                self.progress.update(self._buf)
+            elif self._buf:
+                self._emit([self._buf])
+            self._buf = ""
+
+    def end_attempt(self) -> None:
+        """Send what is buffered, and the final state of a bar still drawn."""
+        with self._lock:
+            self.flush()
+            self.progress.end()
+            self._after_cr = False
 
     def _emit(self, lines: list[str]) -> None:
         ctx = self._get()
+        if ctx is not None and lines:
+            ctx.send({"op": "log", "stream": self._stream, "lines": lines,
+                      "at": _display.stamp()})
+
+    def _send_record(self, record: dict) -> None:
+        ctx = self._get()
         if ctx is not None:
-            ctx.send({"op": "log", "stream": self._stream, "lines": lines, "at": time.time()})
+            ctx.send(_display.log_message(record))  # type: ignore[arg-type]
+
+
+_LINE_ENDS = re.compile(r"(\r\n|\r|\n)")
 
 
 class Worker:
@@ -85,6 +133,7 @@ class Worker:
         self.stderr = _LogStream(lambda: self.ctx, "stderr")
         if capture_output:
             sys.stdout, sys.stderr = self.stdout, self.stderr
+            _display.OWN_PROCESS = True
 
     def serve(self) -> None:
         self.channel.send({"op": "hello", "pid": os.getpid()})
@@ -124,10 +173,10 @@ class Worker:
         except _context.Suspend:
             reply = {"op": "suspended"}
         except BaseException as exc:  # the user's error, reported with its traceback
-            reply = {"op": "failed", "error": _context.error_info(exc)}
+            reply = {"op": "failed", "error": _context.error_info(exc, with_exception=True)}
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            self.stdout.end_attempt()
+            self.stderr.end_attempt()
             _context._current.reset(token)
             self.ctx = None
         reply["aid"] = ctx.aid
