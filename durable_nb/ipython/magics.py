@@ -19,12 +19,13 @@ from ..client.cells import fetch_variables, trigger_cell
 from ..client.tasks import RunHandle, get_run, runs
 from ..core.durations import parse_duration
 from ..core.errors import DurableError, RunFailed
-from ..core.source import names_read
+from ..core.source import names_assigned, names_needed, names_read
 from ..core.status import TERMINAL, RunStatus
 from ..core.tracebacks import clean_traceback
+from . import depends
 from .args import HelpShown, cell_parser, line_parser
 from .follow import Follower, describe, end_line, error_lines, say
-from .shell import SHELL_NAME, magics_in, rename_get_ipython, shell
+from .shell import SHELL_NAME, cell_number, cell_origin, magics_in, rename_get_ipython, shell
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -40,7 +41,7 @@ def _shown(exc: ExcT, lines: list[str] | None = None) -> ExcT:
 
 
 def _failure(summary: dict, source: str | None) -> RunFailed:
-    exc = RunFailed(summary["id"], summary["status"], summary.get("error"))
+    exc = RunFailed.from_error(summary["id"], summary["status"], summary.get("error"))
     return _shown(exc, [end_line(summary)] + error_lines(summary.get("error"), source))
 
 
@@ -88,9 +89,12 @@ class DurableMagics(Magics):
             are checkpointed after each one, so a resume continues after the last
             completed statement. The notebook variables it reads travel with it. Without
             --wait the run's handle is returned at once, and the run's output keeps
-            appearing below the cell while this kernel lives. With --wait the cell blocks
-            until the run ends, then puts its variables (or those in --out) into the
-            namespace; a kernel interrupt stops the waiting, not the run. --transient
+            appearing below the cell while this kernel lives; a later cell (normal or
+            %%durable) that reads a variable it assigns first waits for the run, with one
+            line naming it, and gets its variables, so Run All works; cells that read none
+            of them run at once. A failed run stops such a cell with an error. With --wait
+            the cell blocks until the run ends, then puts its variables (or those in --out)
+            into the namespace. An interrupt stops either waiting, not the run. --transient
             names variables that are not checkpointed (sockets, clients).
 
         %durable list [--status S] [--task T] [--limit N]
@@ -136,11 +140,8 @@ class DurableMagics(Magics):
         if opts.out and not opts.wait:
             raise UsageError("--out names the variables --wait brings back; add --wait")
         source = rename_get_ipython(TransformerManager().transform_cell(cell))
-        ns = self._kernel().user_ns
         try:
-            if SHELL_NAME in names_read(source):
-                ns = {**ns, SHELL_NAME: shell}
-            magics = magics_in(source)
+            reads, assigns, magics = names_read(source), names_assigned(source), magics_in(source)
         except SyntaxError as exc:
             raise _syntax_error(exc) from None
         if magics:
@@ -149,14 +150,25 @@ class DurableMagics(Magics):
                 f"%{name} (line {line_no + 1} of the cell) is an IPython magic: magics act on "
                 "the kernel, and a %%durable cell runs in a worker process. Nothing ran; "
                 "move the magic to a normal cell.")
+        run_name = opts.name or self._cell_name()
+        pending = depends.registry(self._kernel())
+        # its inputs are the values those runs end with
+        pending.wait_for(self._kernel(), names_needed(source))
+        pending.shadow(assigns)
+        ns = self._kernel().user_ns
+        if SHELL_NAME in reads:
+            ns = {**ns, SHELL_NAME: shell}
         try:
             run = trigger_cell(
-                source, ns, name=opts.name or self._cell_name(), retries=opts.retries,
+                source, ns, name=run_name, retries=opts.retries,
                 queue=opts.queue,
                 concurrency=opts.concurrency, timeout=timeout, max_duration=max_duration,
-                idempotency_key=opts.idempotency_key, transient=opts.transient, first_line=2)
+                idempotency_key=opts.idempotency_key, transient=opts.transient, first_line=2,
+                origin=cell_origin(self._kernel()))
         except SyntaxError as exc:
             raise _syntax_error(exc) from None
+        if not opts.wait:  # later cells that read what it assigns wait for it
+            pending.add(run, assigns, run_name)
         hint = f"`%durable attach {run.id}` brings its variables into the namespace"
         source = f"%%durable {line}\n{source}"  # as the editor numbers the lines
         follower = Follower(run, announce_end=not opts.wait, source=source,
@@ -177,7 +189,7 @@ class DurableMagics(Magics):
         shell = self._kernel()
         session = shell.user_ns.get("__session__")
         where = os.path.basename(session) if isinstance(session, str) and session else "cell"
-        return f"{where} [{shell.execution_count}]"
+        return f"{where} [{cell_number(shell) or '?'}]"
 
     def _wait(self, run: RunHandle, follower: Follower) -> dict | None:
         """Block until the run ends; None when a kernel interrupt stopped the waiting."""
@@ -200,6 +212,7 @@ class DurableMagics(Magics):
         values = fetch_variables(run, names)
         values.pop(SHELL_NAME, None)
         self._kernel().push(values)
+        depends.registry(self._kernel()).discard(run.id)  # later cells need not wait for it
         listing = ", ".join(sorted(values)) or "none"
         skipped = f"; not brought back (transient): {', '.join(transient)}" if transient else ""
         say(f"{end_line(summary)}; variables in the namespace: {listing}{skipped}")
@@ -308,5 +321,7 @@ def _show_size(n: int) -> str:
 
 
 def load(ipython) -> None:
-    """Register the magics (a run handle displays itself: see RunHandle._ipython_display_)."""
+    """Register the magics (a run handle displays itself: see RunHandle._ipython_display_)
+    and the hook that makes cells wait for the pending %%durable runs they depend on."""
     ipython.register_magics(DurableMagics)
+    depends.install(ipython)
