@@ -12,8 +12,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import cloudpickle
-
+from ..core import codepickle as _codepickle
 from ..core import serial as _serial
 from ..core import views as _views
 from ..core.durations import parse_duration
@@ -31,6 +30,7 @@ from ..core.status import TERMINAL as TERMINAL  # re-exported: the views import 
 from ..core.status import RunStatus, WaitOutcome
 from ..worker import context as _context
 from .client import Client, get_client
+from .steps import StepRecord, step_records
 
 
 class Queue:
@@ -82,7 +82,7 @@ class RunResult:
     def unwrap(self) -> Any:
         """The output, or RunFailed if the child did not complete."""
         if not self.ok:
-            raise RunFailed(self.id, self.status, self.error)
+            raise RunFailed.from_error(self.id, self.status, self.error)
         return self.output
 
 
@@ -149,8 +149,10 @@ class RunHandle:
         return self.info()["attempt_list"]
 
     @property
-    def steps(self) -> list[dict]:
-        return self.info()["steps"]
+    def steps(self) -> list[StepRecord]:
+        """The run's step tries, in time order: dicts (``step_key``, ``status``, ``error_*``
+        ...) with ``.args``, ``.kwargs``, ``.output`` and their previews (`client.steps`)."""
+        return step_records(self.id, self.client, self.info()["steps"])
 
     @property
     def waits(self) -> list[dict]:
@@ -183,7 +185,9 @@ class RunHandle:
     def result(self, timeout: float | None = None) -> Any:
         """The run's return value, waiting for it. Ctrl-C stops waiting, not the run.
 
-        Raises RunFailed when the run ended otherwise, TimeoutError after ``timeout``.
+        Raises RunFailed when the run ended otherwise (an instance of the task's exception
+        type too, when it can be rebuilt: ``except ValueError`` works), TimeoutError after
+        ``timeout``.
         """
         status = self.wait(timeout)
         if status not in TERMINAL:
@@ -191,8 +195,8 @@ class RunHandle:
         summary = self._summary
         if summary is None:  # wait() polled the run at least once
             raise DurableError(f"run {self.id}: no result was fetched")
-        if status != RunStatus.COMPLETED:
-            raise RunFailed(self.id, status, summary.get("error"))
+        if status != RunStatus.COMPLETED:  # of the error's type too, when it can be rebuilt
+            raise RunFailed.from_error(self.id, status, summary.get("error"))
         out = summary.get("output_b64")
         return _serial.loads(base64.b64decode(out)) if out else None
 
@@ -285,6 +289,12 @@ def idempotency_key() -> str:
 def _payload(fn: Callable, task_id: str, args: tuple, kwargs: dict, limit: int | None) -> bytes:
     """Pickle (args, kwargs); on failure name the argument at fault."""
     what = f"the arguments of task '{task_id}'"
+    try:  # functions among them keep the source of their notebook cells for tracebacks
+        data: bytes | None = _codepickle.dumps((args, kwargs))
+    except Exception:  # pickling raises many types; cloudpickle's own names the culprit
+        data = None
+    if data is not None and (limit is None or len(data) <= limit):
+        return data
     try:
         return _serial.dumps((args, kwargs), what, limit)
     except (NotPicklable, PayloadTooLarge):
@@ -319,6 +329,7 @@ class Task:
         self.max_duration = max_duration
         self.kill_after = kill_after
         self.kind = "task"
+        self.origin: dict | None = None  # the notebook cell a run comes from (cell runs)
         self._spec: dict | None = None
         functools.update_wrapper(self, func)
 
@@ -340,7 +351,7 @@ class Task:
         """The task's code and options as the engine stores them (hash by content)."""
         if self._spec is None:
             try:
-                code = cloudpickle.dumps(self.func)
+                code = _codepickle.dumps(self.func)  # with the source of notebook cells
             except Exception as exc:
                 raise NotPicklable(
                     f"task '{self.id}' cannot be sent to a worker: {exc}. A task function must "
@@ -385,6 +396,8 @@ class Task:
         client = get_client()
         payload = _payload(self.func, self.id, args, kwargs, client.max_payload)
         body = {"payload_b64": b64(payload), "idempotency_key": idempotency_key, **opts}
+        if self.origin:
+            body["origin"] = self.origin
         for _ in range(2):
             body["task_hash"] = self._register(client)
             try:
@@ -522,10 +535,13 @@ def sleep(seconds: Any) -> None:
 
 # ---------------------------------------------------------------------- queries
 
-def runs(status: str | None = None, task: str | None = None, limit: int = 100) -> list[RunHandle]:
-    """Runs, newest first, optionally filtered by status (or "A,B") and task id."""
+def runs(status: str | None = None, task: str | None = None, limit: int = 100,
+         q: str | None = None) -> list[RunHandle]:
+    """Runs, newest first, optionally filtered by status (or "A,B"), task id and ``q`` (text
+    in the run id, task or cell name, tags or notebook, any case)."""
     client = get_client()
-    out = client.request("GET", "/runs", query={"status": status, "task": task, "limit": limit})
+    out = client.request("GET", "/runs", query={"status": status, "task": task, "limit": limit,
+                                                "q": q})
     return [RunHandle(r["id"], client, r) for r in out["runs"]]
 
 

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import base64
+import pickle
+import sys
+from typing import Any
+
 
 class DurableError(Exception):
     """Base class of every error raised by durable_nb."""
@@ -36,7 +41,13 @@ class EngineLocked(DurableError):
 
 
 class RunFailed(DurableError):
-    """The run ended without a result (FAILED, CRASHED, CANCELED, TIMED_OUT, EXPIRED)."""
+    """The run ended without a result (FAILED, CRASHED, CANCELED, TIMED_OUT, EXPIRED).
+
+    ``RunFailed.from_error`` (what ``RunHandle.result`` raises) is also an instance of the
+    run's exception type when it can be rebuilt here, so that ``except ValueError`` works;
+    ``original`` is that exception. IPython shows the user's frames in the worker."""
+
+    original: BaseException | None = None  # the run's exception, rebuilt (None if it can't be)
 
     def __init__(self, run_id: str, status: str, error: dict | None):
         self.run_id = run_id
@@ -45,12 +56,106 @@ class RunFailed(DurableError):
         detail = ""
         if self.error:
             detail = f": {self.error.get('type', 'Error')}: {self.error.get('message', '')}"
-        super().__init__(f"run {run_id} ended {status}{detail}")
+        Exception.__init__(self, f"run {run_id} ended {status}{detail}")  # not the 2nd base's
+
+    def __str__(self) -> str:  # the message, whatever the exception type it is also of
+        return str(self.args[0]) if self.args else ""
+
+    def __reduce__(self) -> tuple:
+        return (RunFailed.from_error, (self.run_id, self.status, self.error))
 
     @property
     def traceback(self) -> str | None:
-        """The traceback recorded by the worker, if any."""
-        return self.error.get("traceback")
+        """The traceback recorded by the worker, if any: the user's frames."""
+        from .tracebacks import user_traceback
+
+        return user_traceback(self.error.get("traceback"))
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows these lines: the run, then the user's frames in the worker."""
+        from .tracebacks import clean_traceback
+
+        lines = clean_traceback(self.error.get("traceback"))
+        if not lines:
+            return [f"RunFailed: {self}"]
+        return [f"RunFailed: run {self.run_id} ended {self.status}", *lines]
+
+    @classmethod
+    def from_error(cls, run_id: str, status: str, error: dict | None) -> RunFailed:
+        """A RunFailed that is also of the type of the run's exception when Python allows
+        (else ``__cause__`` is that exception); with the worker's traceback as a note."""
+        original = _rebuild(error or {})
+        exc: RunFailed | None = None
+        klass = _also_of(type(original)) if original is not None else None
+        if original is not None and klass is not None:
+            try:
+                exc = klass(run_id, status, error)
+                _copy_state(original, exc)
+            except Exception:
+                exc = None
+        if exc is None:
+            exc = cls(run_id, status, error)
+            exc.__cause__ = original
+        exc.original = original
+        tb = exc.traceback
+        if tb:
+            # printed under the exception by Python 3.11+ (IPython uses _render_traceback_)
+            exc.__dict__["__notes__"] = [f"The run's traceback, in its worker:\n{tb.rstrip()}"]
+        return exc
+
+
+_COMBINED: dict[type, type[RunFailed] | None] = {}
+
+
+def _also_of(t: type) -> type[RunFailed] | None:
+    """A class deriving from RunFailed and ``t``, or None when Python refuses the pair."""
+    if issubclass(t, (StopIteration, StopAsyncIteration)):
+        return None  # a generator would turn it into a RuntimeError
+    if t not in _COMBINED:
+        try:
+            _COMBINED[t] = type("RunFailed", (RunFailed, t), {
+                "__module__": __name__, "__qualname__": f"RunFailed[{t.__qualname__}]"})
+        except TypeError:  # a layout conflict, a final class
+            _COMBINED[t] = None
+    return _COMBINED[t]
+
+
+def _copy_state(original: BaseException, exc: RunFailed) -> None:
+    """The original's attributes (``errno``, those its class sets), where ``exc`` has none."""
+    if isinstance(original, OSError) and isinstance(exc, OSError):
+        exc.errno, exc.strerror = original.errno, original.strerror
+        exc.filename, exc.filename2 = original.filename, original.filename2
+    for k, v in vars(original).items():
+        exc.__dict__.setdefault(k, v)
+
+
+def _rebuild(error: dict) -> BaseException | None:
+    """The run's exception: unpickled when the worker sent it ("exc_b64"), else of the
+    type its name gives, when that class is loaded here, with the message as argument."""
+    data = error.get("exc_b64")
+    if data:
+        try:
+            exc = pickle.loads(base64.b64decode(data))
+            if isinstance(exc, Exception) and not isinstance(exc, RunFailed):
+                return exc
+        except Exception:
+            pass
+    module, _, qualname = (error.get("type") or "").rpartition(".")
+    obj: Any = sys.modules.get(module or "builtins")
+    for part in qualname.split(".") if qualname else ():
+        obj = getattr(obj, part, None)
+    if not isinstance(obj, type) or not issubclass(obj, Exception) or issubclass(obj, RunFailed):
+        return None
+    try:
+        exc = obj.__new__(obj)
+        exc.args = (error.get("message", ""),)
+        return exc
+    except Exception:
+        return None
+
+
+class StepNotRecorded(DurableError):
+    """A step try's call or output that the store does not hold (see the message why)."""
 
 
 class WaitTimeout(DurableError, TimeoutError):

@@ -15,9 +15,10 @@ op              class       fields                                              
 ==============  ==========  =====================================================  ============
 ``hello``       Hello       pid (once, before any attempt)                         -
 ``log``         Log         stream, lines, at (printed lines)                      -
-``step``        Step        key, name, attempt, start, end, output                 ok
+``step``        Step        key, name, attempt, start, end, output, args,          ok
+                            args_preview, output_preview
 ``step_failed`` StepFailed  key, name, attempt, start, end, error, final, exc,     ok
-                            delay
+                            delay, args, args_preview
 ``wait``        WaitFor     key, kind, name, data, preview, timeout, target        resolved,
                                                                                    suspend or
                                                                                    error
@@ -53,7 +54,12 @@ from typing import Any, Literal, TypedDict, final
 # -- shared field types ------------------------------------------------------------------
 
 
-class ErrorInfo(TypedDict):
+class _ErrorExtras(TypedDict, total=False):
+    traceback_full: str  # with durable_nb's frames (``traceback``: the user's only)
+    exc_b64: str  # the pickled exception, base64, to rebuild its type in the client
+
+
+class ErrorInfo(_ErrorExtras):
     """A user's exception as the engine stores it (text only, cleaned to be storable)."""
 
     type: str  # qualified name of the exception's class
@@ -139,8 +145,20 @@ class Log(_FromAttempt):
     at: float
 
 
+class _StepCall(_Request, total=False):
+    """What a step's try was called with, and previews for the views (absent from workers
+    of earlier releases)."""
+
+    args: bytes | None  # the pickled (args, kwargs), None when too large or unpicklable
+    args_preview: str | None  # JSON (worker.previews): the arguments' previews
+
+
+class _StepOutput(_StepCall, total=False):
+    output_preview: str | None  # JSON: the output's preview
+
+
 @final
-class Step(_Request):
+class Step(_StepOutput):
     op: Literal["step"]
     key: str  # "<name>#<occurrence>"
     name: str
@@ -151,7 +169,7 @@ class Step(_Request):
 
 
 @final
-class StepFailed(_Request):
+class StepFailed(_StepCall):
     op: Literal["step_failed"]
     key: str
     name: str

@@ -85,6 +85,7 @@ class Run:
     finished_at: float | None = None
     output: bytes | None = None
     children: list[str] = field(default_factory=list)  # child runs triggered by this one
+    origin: str | None = None  # JSON {notebook, cell_id, execution_count} of a cell run
 
     @property
     def group(self) -> tuple[str, str | None]:
@@ -103,6 +104,7 @@ class Run:
             "finished_at": self.finished_at, "delay_until": self.delay_until, "ttl": self.ttl,
             "attempts": self.attempts, "output": self.output, "error": self.error,
             "duration_warning": self.duration_warning, "generation": self.generation,
+            "origin": self.origin,
         }
 
 
@@ -120,7 +122,10 @@ def error_json(error: dict | None) -> str | None:
     """An error dict as stored in runs.error."""
     if not error:
         return None
-    return json.dumps({k: error.get(k) for k in ("type", "message", "traceback")})
+    out = {k: error.get(k) for k in ("type", "message", "traceback")}
+    # the whole worker traceback and the pickled exception (to rebuild its type), if sent
+    out.update({k: error[k] for k in ("traceback_full", "exc_b64") if error.get(k)})
+    return json.dumps(out)
 
 
 def summarize(row: dict) -> dict:
@@ -128,6 +133,7 @@ def summarize(row: dict) -> dict:
     out = {k: v for k, v in row.items() if k not in ("payload", "output")}
     out["error"] = json.loads(row["error"]) if row.get("error") else None
     out["tags"] = list(row.get("tags") or [])
+    out["origin"] = parse_origin(row.get("origin"))
     if "has_output" not in out:
         out["has_output"] = row.get("output") is not None
     created, finished = row.get("created_at"), row.get("finished_at")
@@ -135,3 +141,14 @@ def summarize(row: dict) -> dict:
     out["duration"] = (finished - started) if finished and started else None
     out["queued_for"] = (started - created) if started and created else None
     return out
+
+
+def parse_origin(text: str | None) -> dict | None:
+    """A stored origin as {notebook, cell_id, execution_count} (None for runs without one)."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    return {k: value.get(k) for k in ("notebook", "cell_id", "execution_count")}

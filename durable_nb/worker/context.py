@@ -36,12 +36,16 @@ from ..core.messages import (
 from ..core.protocol import SyncChannel
 from ..core.retry import Retry
 from ..core.serial import clean_text
+from ..core.tracebacks import user_traceback
+from . import previews as _previews
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "durable_nb_run", default=None
 )
 _ABORT_TYPES = (AbortRun, NotPicklable, PayloadTooLarge)
 _Msg = TypeVar("_Msg", bound=WorkerMessage)
+_MAX_EXC_BYTES = 64 * 1024  # a larger pickled exception is left out of a run's error
+Call = tuple[bytes | None, str | None]  # a try's pickled call and the JSON of its preview
 
 
 class Suspend(BaseException):
@@ -67,18 +71,29 @@ def _clean(msg: _Msg) -> _Msg:
     return cast(_Msg, out)  # the same keys, with values of the same types
 
 
-def error_info(exc: BaseException) -> ErrorInfo:
+def error_info(exc: BaseException, with_exception: bool = False) -> ErrorInfo:
+    """``exc`` as the engine stores it: "traceback" has the user's frames only (with their
+    source lines, notebook cells named by their label), "traceback_full" every frame;
+    ``with_exception`` adds the pickled exception ("exc_b64"), so that a client can raise
+    one of its type again."""
     t = type(exc)
     name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
-    return {
+    full = clean_text("".join(traceback.format_exception(t, exc, exc.__traceback__)))
+    info: dict[str, Any] = {
         "type": clean_text(name),
         "message": clean_text(str(exc)),
-        "traceback": clean_text("".join(traceback.format_exception(t, exc, exc.__traceback__))),
+        "traceback": user_traceback(full) or full,
+        "traceback_full": full,
         "abort": isinstance(exc, _ABORT_TYPES),
     }
+    data = pickled_exception(exc) if with_exception else None
+    if data is not None and len(data) <= _MAX_EXC_BYTES:
+        info["exc_b64"] = _serial.b64(data)
+    return cast(ErrorInfo, info)  # ErrorInfo's keys, and the optional ones above
 
 
 def pickled_exception(exc: BaseException) -> bytes | None:
+    """The exception pickled (a traceback is never part of it), or None when it cannot be."""
     try:
         return _serial.dumps(exc, "exception")
     except Exception:
@@ -167,15 +182,21 @@ class RunContext:
             return _serial.loads(data)
         raise self._restore_error(key, data)
 
-    def step_ok(self, key: str, name: str, attempt: int, start: float, result: Any) -> None:
+    def step_ok(self, key: str, name: str, attempt: int, start: float, result: Any,
+                call: Call = (None, None)) -> None:
+        """Record a completed try with its call (``previews.record_call``) and output."""
         data = _serial.dumps(result, f"output of step '{key}'", self.max_payload)
+        end = time.time()
         self.request({"op": "step", "key": key, "name": name, "attempt": attempt,
-                      "start": start, "end": time.time(), "output": data})
+                      "start": start, "end": end, "output": data, "args": call[0],
+                      "args_preview": call[1], "output_preview": _previews.output_preview(result)})
         self.steps[key] = ("ok", data)
 
     def step_failed(self, key: str, name: str, attempt: int, start: float,
-                    exc: BaseException, retry: Retry | None) -> float | None:
-        """Record a failed try; returns the delay before the next try, or None if final."""
+                    exc: BaseException, retry: Retry | None,
+                    call: Call = (None, None)) -> float | None:
+        """Record a failed try (with its call); returns the delay before the next try, or
+        None if final."""
         info = error_info(exc)
         delay = None if info["abort"] or retry is None else retry.delay(attempt)
         final = delay is None
@@ -183,6 +204,7 @@ class RunContext:
             "op": "step_failed", "key": key, "name": name, "attempt": attempt,
             "start": start, "end": time.time(), "error": info, "final": final,
             "exc": pickled_exception(exc) if final else None, "delay": delay,
+            "args": call[0], "args_preview": call[1],
         })
         if final:
             self.steps[key] = ("err", None)
@@ -206,15 +228,16 @@ class RunContext:
         if recorded is not None:
             return self.step_replay(key, recorded)
         self._resume_retry(key, attempt, retry)
+        call = _previews.record_call(args, kwargs, min(_previews.MAX_ARGS, self.max_payload))
         while True:
             start = time.time()
             outer, self.step_key = self.step_key, key
             try:
                 result = fn(*args, **kwargs)
-                self.step_ok(key, name, attempt, start, result)
+                self.step_ok(key, name, attempt, start, result, call)
                 return result
             except Exception as exc:
-                delay = self.step_failed(key, name, attempt, start, exc, retry)
+                delay = self.step_failed(key, name, attempt, start, exc, retry, call)
                 if delay is None:
                     raise
             finally:
@@ -228,15 +251,16 @@ class RunContext:
         if recorded is not None:
             return self.step_replay(key, recorded)
         self._resume_retry(key, attempt, retry)
+        call = _previews.record_call(args, kwargs, min(_previews.MAX_ARGS, self.max_payload))
         while True:
             start = time.time()
             outer, self.step_key = self.step_key, key
             try:
                 result = await fn(*args, **kwargs)
-                self.step_ok(key, name, attempt, start, result)
+                self.step_ok(key, name, attempt, start, result, call)
                 return result
             except Exception as exc:
-                delay = self.step_failed(key, name, attempt, start, exc, retry)
+                delay = self.step_failed(key, name, attempt, start, exc, retry, call)
                 if delay is None:
                     raise
             finally:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 import durable_nb as dn
+from durable_nb.core.codepickle import register_cell
 from durable_nb.core.tracebacks import clean_traceback, user_traceback
 
 PKG = str(Path(dn.__file__).resolve().parent)
@@ -83,14 +85,37 @@ def fails() -> float:
     return divide(0)
 
 
-def test_a_real_workers_traceback(engine):
+def test_a_real_workers_traceback_is_stored_clean(engine):
     h = fails.trigger()
-    with pytest.raises(dn.RunFailed):
+    with pytest.raises(dn.RunFailed) as err:
         h.result(timeout=30)
-    raw = h.info()["error"]["traceback"]
-    assert PKG in raw, "the worker reports its own frames"
-    lines = clean_traceback(raw)
-    shown = "\n".join(lines)
-    assert "in divide" in shown and "return 1 / v" in shown and "in fails" in shown
-    assert PKG not in shown and lines[-1] == "ZeroDivisionError: division by zero"
-    assert user_traceback(raw) == shown + "\n" * raw.endswith("\n")
+    assert isinstance(err.value, ZeroDivisionError), "the task's exception type, rebuilt"
+    stored = h.info()["error"]["traceback"]
+    assert "in divide" in stored and "return 1 / v" in stored and "in fails" in stored
+    assert PKG not in stored and stored.rstrip().endswith("ZeroDivisionError: division by zero")
+    assert stored.startswith("Traceback (most recent call last):\n  File ")
+    assert clean_traceback(stored) == stored.rstrip("\n").splitlines(), "cleaning again: same"
+    step = h.steps[0]["traceback"]
+    assert "in divide" in step and "in fails" not in step and PKG not in step
+
+
+def test_pythons_own_frames_go_before_the_users_first_one_and_stay_after_it():
+    stdlib = os.path.dirname(os.__file__)
+    tb = (f'Traceback (most recent call last):\n  File "{PKG}/worker/main.py", line 9, in run\n'
+          f'    asyncio.run(fn())\n  File "{stdlib}/asyncio/runners.py", line 190, in run\n'
+          f'    return runner.run(main)\n  File "{USER}", line 3, in job\n    json.loads(s)\n'
+          f'  File "{stdlib}/json/__init__.py", line 346, in loads\n'
+          "    return _default_decoder.decode(s)\njson.decoder.JSONDecodeError: Expecting value\n")
+    assert clean_traceback(tb) == [
+        "Traceback (most recent call last):", f'  File "{USER}", line 3, in job',
+        "    json.loads(s)", f'  File "{stdlib}/json/__init__.py", line 346, in loads',
+        "    return _default_decoder.decode(s)", "json.decoder.JSONDecodeError: Expecting value"]
+
+
+def test_a_notebook_cell_is_named_by_its_label_and_its_lines_are_not_doubled():
+    name = "/tmp/ipykernel_4242/1f2e3d.py"
+    register_cell(name, "Cell In[7]", "def helper(x):\n    raise ValueError(x)\n")
+    tb = TB.replace(USER, name)
+    lines = clean_traceback(tb, CELL)
+    assert '  File "Cell In[7]", line 7, in inverse' in lines and name not in "\n".join(lines)
+    assert clean_traceback("\n".join(lines), CELL) == lines, "the cell's line is not added twice"
