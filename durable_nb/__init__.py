@@ -15,8 +15,9 @@ _EXPORTS = {
     "Client": "client.client", "connect": "client.client",
     **dict.fromkeys([
         "AbortRun", "ApiError", "DurableError", "EngineLocked", "EngineUnavailable",
-        "NotPicklable", "PayloadTooLarge", "RunFailed", "RunNotFound", "WaitConflict",
-        "WaitTimeout"], "core.errors"),
+        "NotPicklable", "PayloadTooLarge", "RunFailed", "RunNotFound", "StepNotRecorded",
+        "WaitConflict", "WaitTimeout"], "core.errors"),
+
     "Retry": "core.retry",
     **dict.fromkeys([
         "Decision", "Queue", "RunHandle", "RunResult", "SqlResult", "Task", "approval",
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
         PayloadTooLarge,
         RunFailed,
         RunNotFound,
+        StepNotRecorded,
         WaitConflict,
         WaitTimeout,
     )
@@ -94,8 +96,8 @@ def __dir__() -> list[str]:
 __all__ = [
     "AbortRun", "ApiError", "Client", "Decision", "DurableError", "EngineLocked",
     "EngineUnavailable", "NotPicklable", "PayloadTooLarge", "Queue", "Retry", "RunFailed",
-    "RunHandle", "RunNotFound", "RunResult", "SqlResult", "Task", "WaitConflict",
-    "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
+    "RunHandle", "RunNotFound", "RunResult", "SqlResult", "StepNotRecorded", "Task",
+    "WaitConflict", "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
     "runs", "send_event", "sleep", "sql", "step", "task", "wait_for_event",
     "runs_widget", "timeline",
 ]

@@ -62,7 +62,22 @@ def cmd_runs(args) -> int:
 
 def cmd_show(args) -> int:
     client = _connect(args)
-    print(_show.run_tree(client.request("GET", f"/runs/{args.run}")))
+    run = client.request("GET", f"/runs/{args.run}")
+    print(_show.run_tree(run))
+    if args.io:
+        from ..client.show_io import steps_io
+
+        print("\nsteps' inputs and outputs:")
+        print(steps_io(client, run))
+    return 0
+
+
+def cmd_logs(args) -> int:
+    """A run's printed lines and outputs (as text), oldest first; stderr lines to stderr."""
+    client = _connect(args)
+    rows = client.request("GET", f"/runs/{args.run}/logs", query={"limit": args.limit})["logs"]
+    for stream, text in _show.log_lines(rows):
+        print(text, file=sys.stderr if stream == "stderr" else sys.stdout)
     return 0
 
 
@@ -136,6 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--limit", type=int, default=50)
     sp = add("show", cmd_show, "a run's attempts, steps, waits and errors as a tree")
     sp.add_argument("run")
+    sp.add_argument("--io", action="store_true",
+                    help="also each step's arguments and output (previews)")
+    sp = add("logs", cmd_logs, "a run's printed lines and outputs, oldest first")
+    sp.add_argument("run")
+    sp.add_argument("--limit", type=int, default=1000, help="at most this many (the last)")
     for verb in ("approve", "reject"):
         sp = add(verb, lambda a, v=verb: _decide(a, v), f"{verb} a run's pending approval")
         sp.add_argument("run")

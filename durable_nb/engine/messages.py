@@ -74,7 +74,7 @@ class WorkerMessages:
                               "attempt": msg["attempt"], "generation": run.generation,
                               "status": StepStatus.COMPLETED, "started_at": msg["start"],
                               "ended_at": msg["end"], "output": msg["output"],
-                              "run_attempt": run.attempts}),
+                              "run_attempt": run.attempts, **_call(msg, True)}),
         ], lambda: reply(worker, msg, {"ok": True}))
         self.s.emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
                      "status": StepStatus.COMPLETED, "attempt": msg["attempt"],
@@ -95,7 +95,7 @@ class WorkerMessages:
                               "ended_at": msg["end"], "output": msg["exc"],
                               "error_type": err["type"], "error_message": err["message"],
                               "traceback": err["traceback"], "run_attempt": run.attempts,
-                              "retry_delay": msg["delay"]}),
+                              "retry_delay": msg["delay"], **_call(msg, False)}),
         ], lambda: reply(worker, msg, {"ok": True}))
         self.s.emit({"type": "step", "run_id": run.id, "key": key, "name": msg["name"],
                      "status": status, "attempt": msg["attempt"], "at": msg["end"],
@@ -177,3 +177,11 @@ class WorkerMessages:
             reply(worker, msg, {"error": str(exc)})
             return
         self.s.write([], lambda: reply(worker, msg, {"resumed": n}))
+
+
+def _call(msg: dict, completed: bool) -> dict:
+    """A try's call and previews as the steps row keeps them (None from earlier workers)."""
+    out = {"args": msg.get("args"), "args_preview": msg.get("args_preview")}
+    if completed:
+        out["output_preview"] = msg.get("output_preview")
+    return out

@@ -62,8 +62,8 @@ class Queries:
             "error_message, traceback FROM attempts WHERE run_id = ? ORDER BY number", [run_id])
         steps = await self.query(
             "SELECT step_key, name, attempt, status, started_at, ended_at, error_type, "
-            "error_message, traceback FROM steps WHERE run_id = ? ORDER BY started_at, attempt",
-            [run_id])
+            "error_message, traceback, generation, run_attempt, retry_delay FROM steps "
+            "WHERE run_id = ? ORDER BY started_at, attempt", [run_id])
         waits = await self.query(
             "SELECT wait_key, kind, name, preview, target, created_at, deadline, resolved_at, "
             "outcome, comment, resolved_by FROM waits WHERE run_id = ? ORDER BY created_at",
@@ -78,10 +78,10 @@ class Queries:
                 "children": children}
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
-                        limit: int = 100, offset: int = 0) -> list[dict]:
-        """Runs, newest first, filtered by statuses (comma separated) and task id; an
-        unfinished run lists the names of its pending approvals."""
-        where, params = _filters(status, task)
+                        limit: int = 100, offset: int = 0, q: str | None = None) -> list[dict]:
+        """Runs, newest first, filtered by statuses (comma separated), task id and search
+        text ``q``; an unfinished run lists the names of its pending approvals."""
+        where, params = _filters(status, task, q)
         sql = ("SELECT * EXCLUDE (payload, output) , output IS NOT NULL AS has_output FROM runs"
                + where + " ORDER BY created_at DESC LIMIT ? OFFSET ?")
         rows = await self.query(sql, [*params, int(limit), int(offset)])
@@ -93,9 +93,10 @@ class Queries:
                 if w.kind == "approval" and w.resolution is None]
         return out
 
-    async def count_runs(self, status: str | None = None, task: str | None = None) -> int:
+    async def count_runs(self, status: str | None = None, task: str | None = None,
+                         q: str | None = None) -> int:
         """How many runs ``list_runs`` pages through with these filters."""
-        where, params = _filters(status, task)
+        where, params = _filters(status, task, q)
         rows = await self.query("SELECT count(*) AS n FROM runs" + where, params)
         return int(rows[0]["n"])
 
@@ -124,6 +125,23 @@ class Queries:
             "values": {n: blobs[h]["data"] for n, h in wanted.items()} if values else {},
         }
 
+    async def step_tries(self, run_id: str, step_key: str, values: bool = False) -> list[dict]:
+        """Every try of one step of the run, oldest first, with its error and the previews
+        of its arguments and output (parsed JSON); with ``values`` also the pickled call
+        (``args``) and output (completed tries). Empty when the run has no such step."""
+        await self.row(run_id)
+        blobs = ", args, CASE WHEN status = 'COMPLETED' THEN output END AS output" \
+            if values else ""
+        rows = await self.query(
+            "SELECT step_key, name, attempt, generation, run_attempt, status, started_at, "
+            "ended_at, error_type, error_message, traceback, retry_delay, args_preview, "
+            f"output_preview, args IS NOT NULL AS has_args{blobs} FROM steps "
+            "WHERE run_id = ? AND step_key = ? ORDER BY started_at, attempt", [run_id, step_key])
+        for r in rows:
+            for col in ("args_preview", "output_preview"):
+                r[col] = _json_or_none(r[col])
+        return rows
+
     async def spans(self, run_id: str) -> list[dict]:
         await self.row(run_id)
         rows = await self.query("SELECT * FROM spans WHERE run_id = ? ORDER BY start_at",
@@ -145,7 +163,14 @@ class Queries:
         return await self._in_thread(self.s.store.read_only, query, limit)
 
 
-def _filters(status: str | None, task: str | None) -> tuple[str, list]:
+# what the search text ``q`` is looked for in: the run id, task id (a cell's name), tags and
+# the notebook it comes from, lower-cased; the text itself is always a parameter
+_SEARCHED = ("lower(concat_ws(chr(10), id, task_id, array_to_string(tags, chr(10)), "
+             "json_extract_string(origin, '$.notebook')))")
+
+
+def _filters(status: str | None, task: str | None,
+             q: str | None = None) -> tuple[str, list]:
     """The WHERE clause (with its leading space, or empty) and parameters of a run list."""
     where: list[str] = []
     params: list = []
@@ -159,4 +184,17 @@ def _filters(status: str | None, task: str | None) -> tuple[str, list]:
     if task:
         where.append("task_id = ?")
         params.append(task)
+    if q:
+        where.append(f"contains({_SEARCHED}, ?)")
+        params.append(q.lower())
     return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
+def _json_or_none(text: str | None) -> Any:
+    """A stored JSON preview, parsed (None when absent or unreadable)."""
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

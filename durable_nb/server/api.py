@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +65,9 @@ class Route:
 
     @property
     def regex(self) -> str:
-        return re.sub(r"\{[a-z_]+\}", r"([^/]+)", self.path)
+        # a step key may hold "/" (it is the route's last part); other parameters may not
+        path = self.path.replace("{step_key}", "(.+)")
+        return re.sub(r"\{[a-z_]+\}", r"([^/]+)", path)
 
     @property
     def path_params(self) -> list[str]:
@@ -116,7 +119,7 @@ async def post_run(r: Request):
             b["task_hash"], _required_b64(b, "payload_b64"),
             idempotency_key=b.get("idempotency_key"), delay=_float(b.get("delay")),
             tags=list(b.get("tags") or []), concurrency_key=b.get("concurrency_key"),
-            ttl=_float(b.get("ttl")),
+            ttl=_float(b.get("ttl")), origin=b.get("origin"),
         )
     except LookupError as exc:
         return 409, {"error": str(exc), "code": "unknown_task"}
@@ -126,8 +129,8 @@ async def post_run(r: Request):
 async def list_runs(r: Request):
     p = r.params
     runs = await r.engine.list_runs(status=p.get("status"), task=p.get("task"),
-                                    limit=p["limit"], offset=p["offset"])
-    total = await r.engine.count_runs(status=p.get("status"), task=p.get("task"))
+                                    limit=p["limit"], offset=p["offset"], q=p.get("q"))
+    total = await r.engine.count_runs(status=p.get("status"), task=p.get("task"), q=p.get("q"))
     return 200, {"runs": runs, "total": total}
 
 
@@ -177,6 +180,28 @@ async def get_checkpoint(r: Request):
         r.args[0], names.split(",") if names else None, values=r.params["values"])
     out["values_b64"] = {n: b64(v) for n, v in out.pop("values").items()}
     return 200, out
+
+
+async def get_step(r: Request):
+    """Every try of one step: status, times, error, previews; pickles with values=1."""
+    run_id, key = r.args[0], urllib.parse.unquote(r.args[1])  # raw on the Unix socket
+    values = r.params["values"]
+    rows = await r.engine.step_tries(run_id, key, values)
+    if not rows:
+        return 404, {"error": f"run {run_id} has no step {key!r}; its steps are listed by "
+                     f"GET /runs/{run_id}", "code": "step_not_found"}
+    tries = []
+    for row in rows:
+        t = {k: row[k] for k in ("attempt", "generation", "run_attempt", "status", "started_at",
+                                 "ended_at", "retry_delay", "args_preview", "output_preview",
+                                 "has_args")}
+        t["error"] = None if row["error_type"] is None else {
+            "type": row["error_type"], "message": row["error_message"],
+            "traceback": row["traceback"]}
+        if values:
+            t["args_b64"], t["output_b64"] = b64(row["args"]), b64(row["output"])
+        tries.append(t)
+    return 200, {"run_id": run_id, "step_key": key, "name": rows[0]["name"], "tries": tries}
 
 
 async def run_spans(r: Request):
@@ -247,8 +272,8 @@ def _out(properties: dict, required: tuple[str, ...] = ()) -> dict:
 
 _STR = {"type": "string"}
 _NUM = {"type": "number"}
-_RUN = _out({"id": _STR, "status": _STR, "task_id": _STR, "kind": _STR},
-            ("id", "status"))
+_RUN = _out({"id": _STR, "status": _STR, "task_id": _STR, "kind": _STR,
+             "origin": {**S.ORIGIN, "type": ["object", "null"]}}, ("id", "status"))
 _RUN_CREATED = _out({"id": _STR, "created": {"type": "boolean"}}, ("id",))
 
 # ---------------------------------------------------------------------- routes
@@ -265,9 +290,9 @@ ROUTES: list[Route] = [
     Route("POST", "/runs", "Trigger a run of a registered task (201 created, 200 when the "
           "idempotency key names an existing run; 409 when the task is not registered)",
           post_run, action="execute", body=S.POST_RUN, response=_RUN_CREATED, status=201),
-    Route("GET", "/runs", "List runs, newest first (filters: status, task; paging: limit, "
-          "offset)", list_runs,
-          query=(S.STATUS_FILTER, S.TASK_FILTER,
+    Route("GET", "/runs", "List runs, newest first (filters: status, task, q (search); "
+          "paging: limit, offset)", list_runs,
+          query=(S.STATUS_FILTER, S.TASK_FILTER, S.SEARCH,
                  S.int_param("limit", 1, 10_000, 100, "at most this many runs"),
                  S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
           response=_out({"runs": {"type": "array", "items": _RUN},
@@ -300,6 +325,13 @@ ROUTES: list[Route] = [
     Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject,
           action="write", body=S.DECIDE,
           response=_out({"run_id": _STR, "wait": _STR, "outcome": _STR}, ("outcome",))),
+    Route("GET", "/runs/{run_id}/steps/{step_key}",
+          "Every try of one step (key like name#1, URL-encoded): status, error, previews of "
+          "its arguments and output; with values=1 the pickled call (args_b64, (args, kwargs)) "
+          "and output (output_b64) as base64", get_step, query=(S.VALUES,),
+          response=_out({"run_id": _STR, "step_key": _STR, "name": _STR,
+                         "tries": {"type": "array", "items": {"type": "object"}}},
+                        ("run_id", "step_key", "tries"))),
     Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans,
           response=_out({"spans": {"type": "array"}}, ("spans",))),
     Route("GET", "/runs/{run_id}/checkpoint",

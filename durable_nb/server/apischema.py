@@ -97,6 +97,13 @@ RETRY = obj({
     "randomize": {"type": "boolean"},
 })
 QUEUE = obj({"name": NAME, "concurrency_limit": nullable(LIMIT)}, required=("name",))
+ORIGIN = obj({
+    "notebook": nullable(string(1024)),
+    "cell_id": nullable(string(1024)),
+    "execution_count": nullable({"type": "integer", "minimum": 0, "maximum": INT32_MAX}),
+})
+ORIGIN["description"] = ("the notebook cell that started the run: its notebook's path, "
+                         "cell id and execution count")
 TASK_OPTIONS = obj({
     "retry": nullable(RETRY),
     "queue": nullable(QUEUE),
@@ -119,6 +126,7 @@ POST_RUN = obj({
     "ttl": nullable(POSITIVE_SECONDS),
     "tags": TAGS,
     "concurrency_key": nullable(string(1000)),
+    "origin": {**ORIGIN, "type": ["object", "null"]},
 }, required=("task_hash", "payload_b64"))
 DECIDE = obj({
     "wait": nullable(string(1000)),
@@ -148,9 +156,14 @@ class Param:
 
 RUN_ID = string(200, 1)
 PATH_PARAMS = {"run_id": RUN_ID, "hash": TASK_HASH, "name": NAME,
-               "key": string(1000, 1, pattern=_NO_CONTROL)}
+               "key": string(1000, 1, pattern=_NO_CONTROL),
+               "step_key": string(3000, 1, pattern=_NO_CONTROL)}
+VALUES = Param("values", {"type": "boolean", "default": False},
+               "include the values (base64 pickles)")
 STATUS_FILTER = Param("status", string(1000), "one status or several, comma-separated")
 TASK_FILTER = Param("task", string(1000), "a task id")
+SEARCH = Param("q", string(200), "text in the run id, task or cell name, tags or notebook "
+               "(any case)")
 
 
 def int_param(name: str, lo: int, hi: int, default: int, description: str) -> Param:

@@ -146,8 +146,10 @@ def test_graph_of_a_waiting_run(graph):
     assert "over max_duration" in text and "queue docs" in text and "tags nightly" in text
     fetch = graph.locator(".dng-node", has_text="fetch").first
     assert "3 tries" in fetch.inner_text()
-    assert fetch.locator(".dng-try").count() == 2  # the two failed tries, with their errors
-    assert "retried after 200 ms" in fetch.inner_text()
+    # each try once with its number: the two failed ones with their errors, then the last
+    labels = fetch.locator(".dng-try-label").all_inner_texts()
+    assert labels == ["↻ try 1 failed · retried after 200 ms",
+                      "↻ try 2 failed · retried after 400 ms", "✓ try 3 · 100 ms"]
     assert fetch.locator("pre.dng-tb").first.is_hidden()  # retried: tracebacks closed
     children = graph.locator(".dng-child")
     assert children.count() == 2
@@ -232,3 +234,128 @@ def test_without_callbacks_there_are_no_buttons(graph):
     assert graph.locator("button.dng-btn-ok").count() == 0
     assert "%durable approve run_parent" in graph.locator(".dng-node", has_text="publish").inner_text()
     assert graph.locator("button.dng-toggle").count() == 0
+
+
+# ---------------------------------------------------------------------- tries, step io, output
+
+def _attempt(n, start, end, outcome):
+    return {"number": n, "worker_pid": 10 + n, "started_at": T0 + start,
+            "ended_at": None if end is None else T0 + end, "outcome": outcome,
+            "error_type": None, "error_message": None, "traceback": None}
+
+
+def _try(attempt, status, start, end, gen=0, run_attempt=1, delay=None, err=None):
+    row = _step("fetch#1", "fetch", attempt, status, start, end, err)
+    row.update(generation=gen, run_attempt=run_attempt, retry_delay=delay)
+    return row
+
+
+def test_each_try_shows_once_under_its_attempt(graph):
+    """A task-level retry starts the step's tries again at 1: one node per attempt."""
+    run = {**CELL, "kind": "task", "checkpoints": [], "attempts": 2,
+           "attempt_list": [_attempt(1, 0.1, 1.0, "FAILED"), _attempt(2, 2.0, 3.0, "COMPLETED")],
+           "steps": [_try(1, "FAILED", 0.2, 0.3, delay=0.1, err="timeout"),
+                     _try(2, "ERRORED", 0.5, 0.6, err="timeout again"),
+                     _try(1, "COMPLETED", 2.1, 2.2, gen=1, run_attempt=2)],
+           "waits": [_wait("retry:fetch#1 retry 1#1", "retry", "fetch#1 retry 1", 0.3, 0.45,
+                           deadline=0.4, outcome="elapsed")]}
+    graph.evaluate("(r) => window.render(r)", run)
+    items = graph.locator(".dng-graph > li")
+    texts = [t.split("\n")[0] for t in items.all_inner_texts()]
+    assert texts[0].startswith("Attempt 1") and texts[2].startswith("Attempt 2"), texts
+    first, second = items.nth(1), items.nth(3)
+    assert first.locator(".dng-try-label").all_inner_texts() == [
+        "↻ try 1 failed · retried after 150 ms", "✕ try 2"]
+    assert "errored" in first.locator(".dng-badge").inner_text()
+    assert second.locator(".dng-try-label").count() == 0  # one try, completed
+    assert "completed" in second.locator(".dng-badge").inner_text()
+    graph.screenshot(path=str(graph.out / "generations.png"), full_page=True)
+
+
+def test_a_failed_try_that_will_be_retried_is_retrying_not_failed(graph):
+    run = {**CELL, "kind": "task", "status": "EXECUTING", "finished_at": None, "duration": None,
+           "checkpoints": [], "waits": [], "now": T0 + 0.4,
+           "steps": [_try(1, "FAILED", 0.2, 0.3, delay=5.0, err="model server busy")]}
+    graph.evaluate("(r) => window.render(r)", run)
+    node = graph.locator(".dng-node", has_text="fetch").first
+    badge = node.locator(".dng-badge")
+    assert badge.inner_text() == "retrying" and "dng-k-wait" in badge.get_attribute("class")
+    assert node.locator(".dng-try-label").inner_text() == "↻ try 1 failed · retrying after 5.00 s"
+    assert node.locator(".dng-k-bad").count() == 0  # nothing red while it will be retried
+    # the kernel behind the view is gone: the last known state, with its time
+    graph.evaluate("(r) => window.render(r, {stale: true})", run)
+    assert badge.inner_text().startswith("retrying (state as of ")
+    graph.screenshot(path=str(graph.out / "stale.png"), full_page=True)
+    # the run ended while waiting to retry: now the try failed for good
+    graph.evaluate("(r) => window.render(r)", {**run, "status": "CANCELED"})
+    assert node.locator(".dng-badge").inner_text() == "failed"
+
+
+STEP_IO = {
+    "run_id": "run_cell", "step_key": "load#1", "name": "load", "tries": [{
+        "attempt": 1, "generation": 0, "run_attempt": 1, "status": "COMPLETED",
+        "started_at": T0 + 0.2, "ended_at": T0 + 0.4, "retry_delay": None, "error": None,
+        "has_args": True,
+        "args_preview": {"args": [{"type": "str", "repr": "'<b>sales</b>.csv'"}],
+                         "kwargs": {"limit": {"type": "int", "repr": "100"}},
+                         "recorded": True, "size": 60},
+        "output_preview": {
+            "type": "pandas.DataFrame", "repr": "...", "shape": [100, 2],
+            "dtypes": {"city": "object", "n": "int64"},
+            "html": "<table><tr><td><img src=x onerror=alert(1)></td></tr></table>",
+            "table": {"columns": ["city", "n"], "index": ["0", "1"],
+                      "rows": [["<i>Oslo</i>", "3"], ["Rome", "5"]], "more_columns": 0}},
+    }],
+}
+PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAIAAAACCAIAAAD91JpzAAAAFklEQVR4nGP8z8DAwMDAxMDAwMDAAAAj"
+       "CAIBwz+2jwAAAABJRU5ErkJggg==")
+
+
+def test_clicking_a_step_shows_its_arguments_and_output(graph):
+    graph.evaluate("""(d) => { window.stepData = d; window.render(window.cellRun, {
+        getJson: async (path) => { window.calls.push(["get", path]); return window.stepData; },
+    }); }""".replace("window.cellRun", json.dumps(CELL)), STEP_IO)
+    graph.locator(".dng-step-title", has_text="load").click()
+    box = graph.locator(".dng-io")
+    box.locator(".dng-io-table").wait_for()
+    assert ["get", "/runs/run_cell/steps/load%231"] in graph.evaluate("window.calls")
+    text = box.inner_text()
+    assert "'<b>sales</b>.csv'" in text and "limit=" in text and "shape 100 × 2" in text
+    assert box.locator("b, i, img").count() == 0  # user text stays text
+    assert box.locator(".dng-io-table td").first.inner_text() == "<i>Oslo</i>"
+    assert "98 more rows" in text and "dtypes: city object, n int64" in text
+    graph.screenshot(path=str(graph.out / "step-io.png"), full_page=True)
+    # an image output is a thumbnail; closing and reopening keeps what was loaded
+    image = json.loads(json.dumps(STEP_IO))
+    image["tries"][0]["output_preview"] = {"type": "PIL.Image.Image", "repr": "<img>",
+                                           "shape": [2, 2], "image": PNG}
+    graph.evaluate("(d) => { window.stepData = d; }", image)
+    graph.locator(".dng-step-title", has_text="load").click()
+    assert graph.locator(".dng-io").count() == 0
+    graph.locator(".dng-step-title", has_text="load").click()
+    assert graph.locator(".dng-io .dng-io-table").count() == 1  # cached while nothing changed
+    # a step whose try changed loads again: now its output is an image
+    later = json.loads(json.dumps(CELL))
+    later["steps"][0].update(attempt=2)
+    graph.evaluate("(r) => window.render(r, {getJson: async () => window.stepData})", later)
+    img = graph.locator(".dng-io img.dng-thumb")
+    img.wait_for()
+    assert img.get_attribute("src") == f"data:image/png;base64,{PNG}"
+    assert graph.evaluate("document.querySelector('.dng-io img').naturalWidth") == 2
+
+
+def test_rich_output_rows_show_their_text(graph):
+    rows = [{"at": T0 + i, "stream": s, "line": line} for i, (s, line) in enumerate([
+        ("stdout", "start"),
+        ("display", json.dumps({"op": "display", "data": {"text/plain": "  0%|"},
+                                "id": "progress-stderr-1", "progress": True})),
+        ("display", json.dumps({"op": "display", "data": {"text/plain": "<DataFrame 3x2>",
+                                                          "text/html": "<table>"}, "id": None})),
+        ("display", json.dumps({"op": "update", "data": {"text/plain": "100%|##########|"},
+                                "id": "progress-stderr-1", "progress": True})),
+        ("display", json.dumps({"op": "clear", "wait": False})),
+        ("display", json.dumps({"op": "display", "data": {"image/png": "AAAA"}, "id": None})),
+        ("stderr", "done")])]
+    graph.evaluate("(r) => window.render(r)", {**CELL, "logs": rows})
+    lines = graph.locator(".dng-logs pre").inner_text().strip().split("\n")
+    assert lines == ["start", "100%|##########|", "<DataFrame 3x2>", "[image/png]", "done"]

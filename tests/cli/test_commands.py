@@ -34,3 +34,27 @@ def test_resume_continues_a_canceled_run(engine):
     assert run.result(timeout=60) == "slept"
     out = run_cli("resume", run.id, env=env)
     assert out.returncode == 1 and "only a" in out.stderr and "Traceback" not in out.stderr
+
+
+@dn.step
+def _shout(word: str, times: int = 1) -> str:
+    return (word.upper() + "!") * times
+
+
+@dn.task(id="cli-io")
+def _io_task() -> str:
+    return _shout("hey", times=2)
+
+
+def test_show_io_prints_each_step_s_arguments_and_output(engine):
+    run = _io_task.trigger()
+    assert run.result(timeout=60) == "HEY!HEY!"
+    env = {"DURABLE_NB_URL": engine.client.url, "DURABLE_NB_TOKEN": engine.client.token}
+    out = run_cli("show", run.id, "--io", env=env)
+    assert out.returncode == 0, out.stderr
+    io = out.stdout.split("steps' inputs and outputs:")[1]
+    assert "step _shout#1" in io and "try 1  COMPLETED" in io
+    assert "arg 0: 'hey'  [str]" in io and "times=2  [int]" in io
+    assert "output: 'HEY!HEY!'  [str]" in io
+    plain = run_cli("show", run.id, env=env)
+    assert "inputs and outputs" not in plain.stdout

@@ -121,6 +121,21 @@ def test_get_routes_answer_with_the_engines_data(env):
     assert view.decided == []
 
 
+def test_a_step_s_tries_are_a_read_route(env):
+    run = gate.trigger(5)
+    pending(run)
+    view = View(env.client)
+    got = view.ask("GET", f"/runs/{run.id}/steps/double%231")  # the key URL-encoded
+    assert got["status"] == 200, got
+    (t,) = got["body"]["tries"]
+    assert t["args_preview"]["args"] == [{"type": "int", "repr": "5"}]
+    assert t["output_preview"] == {"type": "int", "repr": "10"}
+    assert view.ask("GET", f"/runs/{run.id}/steps/nothing%231")["status"] == 404
+    assert view.ask("GET", f"/runs/{run.id}/steps/a/b")["status"] == 403
+    run.approve("ship")
+    run.result(timeout=10)
+
+
 def test_an_unknown_run_is_answered_404(env):
     reply = View(env.client).ask("GET", "/runs/run_nosuchrun")
     assert reply["status"] == 404 and "run_nosuchrun" in reply["body"]["error"]

@@ -33,6 +33,22 @@
 //                                               a banner above the graph (e.g. "kernel
 //                                               restarted; re-attach with ...").
 //         now: () => seconds                    clock for live durations (default: Date.now).
+//         getJson(path) -> Promise<json>        the API (as for loadRun): clicking a step loads
+//                                               its arguments and output from
+//                                               /runs/<id>/steps/<key>. Runs that loadRun
+//                                               fetched remember their getJson, so this is
+//                                               needed only for data from elsewhere.
+//         loadStep(runId, stepKey) -> Promise<json>   instead of getJson, for that one route.
+//         stale: boolean                        the data no longer updates (its source, e.g. a
+//                                               kernel, is gone): states in progress, such as
+//                                               a step waiting to retry, say "as of" the
+//                                               data's time (run.now, else its latest event).
+//
+//       A step's tries: each try shows once with its number (tries are grouped per step, per
+//       task-level generation and, when the run had several attempts, per attempt). A failed
+//       try that will be retried is "retrying" (amber) while the run runs; "retried" once a
+//       later try exists. Log rows of stream "display" (rich output) show their text/plain;
+//       a later "update" of the same display id replaces it in place; "clear" is skipped.
 //
 //   loadRun(getJson, runId, {logs = 200}?) -> Promise<run>
 //       Fetch everything renderRunGraph shows. getJson(path) must return the parsed JSON of
@@ -153,6 +169,8 @@ function stateOf(el) {
       busy: new Set(),       // wait keys being resolved
       messages: new Map(),   // wait key -> {kind, text}
       expanded: new Set(),   // child run ids shown inline
+      stepsOpen: new Set(),  // "<run id>/io/<step key>" of steps whose details show
+      stepIO: new Map(),     // the same keys -> {sig, loading, data, error}
       children: new Map(),   // child run id -> {run, loading, error, at}
       timer: null,
       run: null,
@@ -174,6 +192,9 @@ function details(state, key, summary, body, openByDefault, extraClass) {
 
 // ---------------------------------------------------------------------------- loading
 
+// getJson of the runs loadRun fetched: a clicked step loads its arguments with it.
+const LOADERS = new WeakMap();
+
 /** Fetch a run with its checkpoints and a tail of its logs (see the header). */
 export async function loadRun(getJson, runId, { logs = 200 } = {}) {
   const id = encodeURIComponent(runId);
@@ -190,6 +211,7 @@ export async function loadRun(getJson, runId, { logs = 200 } = {}) {
       size: (s.attributes || {}).size, at: s.start_at,
     }));
   run.logs = tail.logs || [];
+  LOADERS.set(run, getJson);
   return run;
 }
 
@@ -198,27 +220,37 @@ export async function loadRun(getJson, runId, { logs = 200 } = {}) {
 // Turn the run's rows into graph items in time order.
 function buildItems(run) {
   const items = [];
-  const retryWaits = new Map(); // step key -> [wait]
+  const retryWaits = new Map(); // "key|generation|try" -> the wait after that try
   const childTargets = new Set();
   for (const w of run.waits || []) {
     if (w.kind === "retry") {
-      const key = String(w.name || "").replace(/ retry \d+$/, "");
-      if (!retryWaits.has(key)) retryWaits.set(key, []);
-      retryWaits.get(key).push(w);
+      const r = retryOf(w);
+      if (r) retryWaits.set(`${r.key}|${r.generation}|${r.attempt}`, w);
     } else if (w.kind === "child") {
       (w.target || []).forEach((t) => childTargets.add(t));
     }
   }
   const childWaitTasks = new Set(
     (run.waits || []).filter((w) => w.kind === "child").map((w) => w.name));
+  // one node per step, task-level generation and (with several attempts) attempt, so each
+  // try shows once, under the attempt it ran in
+  const split = (run.attempt_list || []).length > 1;
   const groups = new Map();
+  const last = new Map(); // "key|generation" -> its highest try; key -> its latest generation
   for (const s of run.steps || []) {
-    if (!groups.has(s.step_key)) groups.set(s.step_key, []);
-    groups.get(s.step_key).push(s);
+    const gen = s.generation || 0;
+    const gid = s.step_key.startsWith("trigger:") ? s.step_key
+      : `${s.step_key}|${gen}|${split ? s.run_attempt || 0 : 0}`;
+    if (!groups.has(gid)) groups.set(gid, []);
+    groups.get(gid).push(s);
+    const kg = `${s.step_key}|${gen}`;
+    last.set(kg, Math.max(last.get(kg) || 0, s.attempt || 0));
+    last.set(s.step_key, Math.max(last.get(s.step_key) || 0, gen));
   }
   const children = run.children || [];
-  for (const [key, tries] of groups) {
-    tries.sort((a, b) => (a.started_at || 0) - (b.started_at || 0));
+  for (const tries of groups.values()) {
+    const key = tries[0].step_key;
+    tries.sort((a, b) => (a.started_at || 0) - (b.started_at || 0) || a.attempt - b.attempt);
     if (key.startsWith("trigger:")) {
       const task = key.slice(8).replace(/#\d+$/, "");
       if (childWaitTasks.has(task)) continue; // shown by its child wait
@@ -228,8 +260,9 @@ function buildItems(run) {
       items.push({ type: "trigger", at: tries[0].started_at, key, task, ids });
       continue;
     }
-    items.push({ type: "step", at: tries[0].started_at, key, tries,
-      retries: retryWaits.get(key) || [] });
+    const generation = tries[0].generation || 0;
+    items.push({ type: "step", at: tries[0].started_at, key, tries, generation, retryWaits,
+      lastTry: last.get(`${key}|${generation}`), superseded: last.get(key) > generation });
   }
   for (const w of run.waits || []) {
     if (w.kind === "retry") continue;
@@ -433,8 +466,8 @@ function errorBlock(state, key, type, message, traceback, open) {
 
 function renderItem(el, state, run, item, options, depth) {
   switch (item.type) {
-    case "step": return renderStep(state, run, item);
-    case "repeat": return renderRepeat(state, run, item);
+    case "step": return renderStep(el, state, run, item, options);
+    case "repeat": return renderRepeat(el, state, run, item, options);
     case "wait": return renderWait(el, state, run, item.wait, options, depth);
     case "checkpoint": return renderCheckpoint(item.cp);
     case "trigger": return renderChildren(el, state, run, item.ids, options, depth,
@@ -444,53 +477,263 @@ function renderItem(el, state, run, item, options, depth) {
   }
 }
 
-function renderStep(state, run, { key, tries, retries }) {
+// "<key> retry <try>[ g<generation>]": the durable wait before a step's next try
+function retryOf(w) {
+  const m = /^(.*) retry (\d+)(?: g(\d+))?$/.exec(String(w.name || ""));
+  return m ? { key: m[1], attempt: Number(m[2]), generation: Number(m[3] || 0) } : null;
+}
+
+// What became of one try: ok, errored (raised into the task), failed (not retried: the
+// run ended first), retried (a later try exists) or retrying (the run goes on to retry it).
+function tryState(run, item, t) {
+  if (t.status === "COMPLETED") return "ok";
+  if (t.status === "ERRORED") return "errored";
+  if (t.attempt < item.lastTry || item.superseded) return "retried";
+  return TERMINAL.has(run.status) ? "failed" : "retrying";
+}
+
+const TRY_KIND = { ok: "ok", errored: "bad", failed: "bad", retried: "wait", retrying: "wait" };
+
+// The time the data shows (a stale view says "as of" it).
+function dataTime(run) {
+  if (run.now) return run.now;
+  let t = 0;
+  for (const s of run.steps || []) t = Math.max(t, s.ended_at || s.started_at || 0);
+  for (const w of run.waits || []) t = Math.max(t, w.resolved_at || w.created_at || 0);
+  return t || null;
+}
+
+function tryRow(state, run, item, t, st) {
+  const w = item.retryWaits.get(`${item.key}|${item.generation}|${t.attempt}`);
+  const delay = w && w.resolved_at != null ? w.resolved_at - w.created_at
+    : (w && w.deadline ? w.deadline - w.created_at : t.retry_delay);
+  const dur = t.ended_at != null ? ` · ${formatDuration(t.ended_at - t.started_at)}` : "";
+  let text;
+  if (st === "ok") text = `✓ try ${t.attempt}${dur}`;
+  else if (st === "retried") {
+    text = `↻ try ${t.attempt} failed${delay != null ? ` · retried after ${formatDuration(delay)}` : " · retried"}`;
+  } else if (st === "retrying") {
+    text = `↻ try ${t.attempt} failed · retrying${delay != null ? ` after ${formatDuration(delay)}` : ""}`;
+  } else text = `✕ try ${t.attempt}`;
+  const label = h("span", { class: `dng-try-label dng-k-${TRY_KIND[st]}`,
+    dataset: { try: String(t.attempt), state: st } }, text);
+  if (st === "ok") return h("div", { class: "dng-try" }, label);
+  const open = (st === "errored" || st === "failed") && run.status !== "COMPLETED";
+  return h("div", { class: "dng-try" }, label,
+    errorBlock(state, `${run.id}/step/${item.key}/${item.generation}/${t.attempt}`, t.error_type,
+      t.error_message, t.traceback, open));
+}
+
+function renderStep(el, state, run, item, options) {
+  const { key, tries } = item;
   const last = tries[tries.length - 1];
-  const status = last.status;
-  const dur = last.ended_at != null ? formatDuration(last.ended_at - last.started_at) : "";
-  const waitingRetry = retries.find((w) => w.resolved_at == null);
-  const kind = waitingRetry ? "wait" : statusKind(status);
-  const title = h("div", { class: "dng-row" },
-    h("span", { class: "dng-name" }, last.name || key),
-    key !== `${last.name}#1` ? h("span", { class: "dng-key" }, key) : null,
-    badge(waitingRetry ? "WAITING" : status, waitingRetry ? "retrying" : status.toLowerCase()),
-    tries.length > 1 ? h("span", { class: "dng-meta" }, `${tries.length} tries`) : null,
-    dur ? h("span", { class: "dng-meta" }, dur) : null);
-  const body = [title];
-  tries.forEach((t, i) => {
-    if (t.status === "COMPLETED") return;
-    const final = t.status === "ERRORED" || (i === tries.length - 1 && !waitingRetry);
-    const retry = retries.find((w) => w.name === `${key} retry ${t.attempt}`);
-    const after = retry
-      ? ` · retried after ${formatDuration((retry.deadline || retry.resolved_at) - retry.created_at)}`
-      : "";
-    body.push(h("div", { class: "dng-try" },
-      tries.length > 1 || !final ? h("span", { class: `dng-try-label dng-k-${statusKind(t.status)}` },
-        `${final ? "✕" : "↻"} try ${t.attempt}${after}`) : null,
-      errorBlock(state, `${run.id}/step/${key}/${t.attempt}`, t.error_type, t.error_message,
-        t.traceback, final && run.status !== "COMPLETED")));
-  });
-  if (waitingRetry) {
-    body.push(h("div", { class: "dng-muted" },
-      `next try ${waitingRetry.deadline ? `at ${formatTime(waitingRetry.deadline)}` : "soon"}`));
+  const states = tries.map((t) => tryState(run, item, t));
+  const st = states[states.length - 1];
+  const pending = st === "retrying"
+    ? item.retryWaits.get(`${key}|${item.generation}|${last.attempt}`) : null;
+  const kind = { ok: "ok", errored: "bad", failed: "bad", retried: "idle", retrying: "wait" }[st];
+  let label = { ok: "completed", errored: "errored", failed: "failed", retried: "retried" }[st];
+  if (st === "retrying") {
+    const asOf = options.stale ? dataTime(run) : null;
+    label = asOf ? `retrying (state as of ${formatTime(asOf)})` : "retrying";
   }
+  const dur = last.ended_at != null ? formatDuration(last.ended_at - last.started_at) : "";
+  const ioKey = `${run.id}/io/${key}`;
+  const open = state.stepsOpen.has(ioKey);
+  const toggle = () => {
+    if (state.stepsOpen.has(ioKey)) state.stepsOpen.delete(ioKey);
+    else state.stepsOpen.add(ioKey);
+    rerender(el, state);
+  };
+  const title = h("div", {
+    class: "dng-row dng-step-title", role: "button", tabindex: "0",
+    "aria-expanded": open ? "true" : "false", title: "show the step's arguments and output",
+    onclick: toggle,
+    onkeydown: (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        toggle();
+      }
+    },
+  },
+  h("span", { class: "dng-caret" }, open ? "▾" : "▸"),
+  h("span", { class: "dng-name" }, last.name || key),
+  key !== `${last.name}#1` ? h("span", { class: "dng-key" }, key) : null,
+  h("span", { class: `dng-badge dng-k-${kind}` }, label),
+  tries.length > 1 ? h("span", { class: "dng-meta" }, `${tries.length} tries`)
+    : (last.attempt > 1 ? h("span", { class: "dng-meta" }, `try ${last.attempt}`) : null),
+  dur ? h("span", { class: "dng-meta" }, dur) : null);
+  const body = [title];
+  const plainError = tries.length === 1 && last.attempt === 1 && st === "errored";
+  tries.forEach((t, i) => {
+    if (tries.length === 1 && states[i] === "ok") return;
+    if (plainError) {
+      body.push(errorBlock(state, `${run.id}/step/${key}/${item.generation}/${t.attempt}`,
+        t.error_type, t.error_message, t.traceback, run.status !== "COMPLETED"));
+      return;
+    }
+    body.push(tryRow(state, run, item, t, states[i]));
+  });
+  if (pending && pending.resolved_at == null && !options.stale) {
+    body.push(h("div", { class: "dng-muted" },
+      `next try ${pending.deadline ? `at ${formatTime(pending.deadline)}` : "soon"}`));
+  }
+  if (open) body.push(renderStepIO(el, state, run, key, tries, options));
   return node(kind, body);
 }
 
-function renderRepeat(state, run, { steps }) {
+function renderRepeat(el, state, run, { steps }, options) {
   const rows = steps.map((x) => x.tries[0]);
   const total = rows.reduce((acc, t) => acc + (t.ended_at - t.started_at), 0);
   const name = rows[0].name;
-  const list = h("ol", { class: "dng-repeat" }, rows.map((t) => h("li", {},
-    h("span", { class: "dng-key" }, t.step_key), " ",
-    h("span", { class: "dng-meta" }, formatDuration(t.ended_at - t.started_at)))));
+  const opened = [];
+  const list = h("ol", { class: "dng-repeat" }, rows.map((t) => {
+    const ioKey = `${run.id}/io/${t.step_key}`;
+    if (state.stepsOpen.has(ioKey)) opened.push(t);
+    return h("li", {},
+      h("a", {
+        class: "dng-key dng-step-link", href: "#", title: "show its arguments and output",
+        onclick: (e) => {
+          e.preventDefault();
+          if (state.stepsOpen.has(ioKey)) state.stepsOpen.delete(ioKey);
+          else state.stepsOpen.add(ioKey);
+          rerender(el, state);
+        },
+      }, t.step_key), " ",
+      h("span", { class: "dng-meta" }, formatDuration(t.ended_at - t.started_at)));
+  }));
   return node("ok", h("div", { class: "dng-row" },
     h("span", { class: "dng-name" }, name),
     h("span", { class: "dng-count" }, `× ${rows.length}`),
     badge("COMPLETED", "completed"),
     h("span", { class: "dng-meta" },
       `${formatDuration(total)} in all · ${formatDuration(total / rows.length)} each`)),
-  details(state, `${run.id}/repeat/${rows[0].step_key}`, "calls", list, false));
+  details(state, `${run.id}/repeat/${rows[0].step_key}`, "calls", list, false),
+  opened.map((t) => renderStepIO(el, state, run, t.step_key, [t], options)));
+}
+
+// ---------------------------------------------------------------------------- step io
+
+// A clicked step's tries with their previews, from GET /runs/<id>/steps/<key>.
+function stepLoader(state, run, options) {
+  if (options.loadStep) return (key) => options.loadStep(run.id, key);
+  const getJson = options.getJson || LOADERS.get(run) || LOADERS.get(state.run);
+  if (!getJson) return null;
+  return (key) => getJson(
+    `/runs/${encodeURIComponent(run.id)}/steps/${encodeURIComponent(key)}`);
+}
+
+function loadStepIO(el, state, run, key, sig, options) {
+  const id = `${run.id}/io/${key}`;
+  const load = stepLoader(state, run, options);
+  if (!load) {
+    state.stepIO.set(id, { sig, error: "the step's arguments and output need the durable_nb API, "
+      + "which this view cannot reach" });
+    return;
+  }
+  state.stepIO.set(id, { ...(state.stepIO.get(id) || {}), sig, loading: true });
+  Promise.resolve().then(() => load(key)).then(
+    (data) => state.stepIO.set(id, { sig, data }),
+    (err) => state.stepIO.set(id, { sig, error: (err && err.message) || String(err) }),
+  ).then(() => rerender(el, state));
+}
+
+function renderStepIO(el, state, run, key, tries, options) {
+  const id = `${run.id}/io/${key}`;
+  const sig = tries.map((t) => `${t.generation || 0}.${t.attempt}.${t.status}`).join(",");
+  let entry = state.stepIO.get(id);
+  if (!entry || (entry.sig !== sig && !entry.loading)) {
+    loadStepIO(el, state, run, key, sig, options);
+    entry = state.stepIO.get(id);
+  }
+  const box = h("div", { class: "dng-io", dataset: { step: key } });
+  if (entry.error) {
+    box.append(h("div", { class: "dng-notice dng-notice-error" }, entry.error));
+    return box;
+  }
+  if (!entry.data) {
+    box.append(h("div", { class: "dng-muted" }, "loading…"));
+    return box;
+  }
+  const all = entry.data.tries || [];
+  const latest = all[all.length - 1] || {};
+  box.append(h("div", { class: "dng-io-head" }, "Arguments"),
+    h("div", { class: "dng-io-section" }, renderArgs(latest.args_preview)));
+  const done = all.filter((t) => t.status === "COMPLETED").pop();
+  box.append(h("div", { class: "dng-io-head" }, "Output"), done
+    ? renderValue(done.output_preview)
+    : h("div", { class: "dng-muted" }, TERMINAL.has(run.status) || latest.status === "ERRORED"
+      ? "none: the step raised" : "none yet"));
+  const failed = all.filter((t) => t.error);
+  if (failed.length) {
+    box.append(h("div", { class: "dng-io-head" }, "Errors"), ...failed.map((t) => h("div",
+      { class: "dng-io-try" }, h("span", { class: "dng-meta" },
+        `try ${t.attempt}${t.generation ? ` (retry ${t.generation} of the run)` : ""} · `
+        + `${String(t.status).toLowerCase()}`),
+      errorBlock(state, `${id}/err/${t.generation || 0}/${t.attempt}`, t.error.type,
+        t.error.message, t.error.traceback, false))));
+  }
+  return box;
+}
+
+function renderArgs(p) {
+  if (!p) {
+    return h("div", { class: "dng-muted" },
+      "not recorded (a run of an earlier release of durable_nb)");
+  }
+  const rows = [];
+  (p.args || []).forEach((v, i) => rows.push([`arg ${i}`, v]));
+  for (const [name, v] of Object.entries(p.kwargs || {})) rows.push([`${name}=`, v]);
+  const out = [];
+  if (!rows.length) out.push(h("div", { class: "dng-muted" }, "no arguments"));
+  else {
+    out.push(h("div", { class: "dng-io-args" }, rows.map(([name, v]) => [
+      h("div", { class: "dng-io-name" }, name), renderValue(v)])));
+  }
+  if (p.more) out.push(h("div", { class: "dng-muted" }, `… and ${p.more} more`));
+  if (p.note) out.push(h("div", { class: "dng-muted" }, p.note));
+  return out;
+}
+
+function renderValue(p) {
+  if (!p) return h("div", { class: "dng-muted" }, "no preview");
+  const meta = [p.type, p.shape ? `shape ${p.shape.join(" × ")}` : null,
+    p.dtype ? `dtype ${p.dtype}` : null].filter(Boolean).join(" · ");
+  const repr = String(p.repr || "");
+  if (!p.image && !p.table && !p.dtypes && repr.length <= 100 && !repr.includes("\n")) {
+    return h("div", { class: "dng-io-value dng-io-short" }, h("code", { class: "dng-io-code" }, repr),
+      h("span", { class: "dng-io-type" }, meta), p.note ? h("span", { class: "dng-muted" }, p.note)
+        : null);
+  }
+  const parts = [h("div", { class: "dng-io-type" }, meta)];
+  if (typeof p.image === "string" && /^[A-Za-z0-9+/]+={0,2}$/.test(p.image)) {
+    parts.push(h("img", { class: "dng-thumb", alt: `${p.type} thumbnail`,
+      src: `data:image/png;base64,${p.image}` }));
+  } else if (p.table && Array.isArray(p.table.columns)) {
+    parts.push(renderTable(p));
+  } else {
+    parts.push(h("pre", { class: "dng-data dng-io-repr" }, p.repr || ""));
+  }
+  if (p.dtypes) {
+    parts.push(h("div", { class: "dng-muted" }, `dtypes: ${Object.entries(p.dtypes)
+      .map(([k, v]) => `${k} ${v}`).join(", ")}`));
+  }
+  if (p.note) parts.push(h("div", { class: "dng-muted" }, p.note));
+  return h("div", { class: "dng-io-value" }, parts);
+}
+
+// A DataFrame's head, built from the preview's cells as text (never its HTML).
+function renderTable(p) {
+  const t = p.table;
+  const more = t.more_columns ? h("th", {}, `… ${t.more_columns} more`) : null;
+  const rows = (t.rows || []).map((r, i) => h("tr", {},
+    h("th", {}, (t.index || [])[i] ?? ""), r.map((c) => h("td", {}, c)), more ? h("td") : null));
+  const total = p.shape ? p.shape[0] : rows.length;
+  return h("div", { class: "dng-io-tablewrap" }, h("table", { class: "dng-io-table" },
+    h("thead", {}, h("tr", {}, h("th"), t.columns.map((c) => h("th", {}, c)), more)),
+    h("tbody", {}, rows)),
+  total > rows.length ? h("div", { class: "dng-muted" }, `… ${total - rows.length} more rows`)
+    : null);
 }
 
 function renderCheckpoint(cp) {
@@ -696,10 +939,44 @@ function renderEnd(state, run, depth) {
       err && same ? h("div", { class: "dng-muted" }, "raised by the step above") : null));
 }
 
+// Log rows as text: a "display" row (rich output, a JSON record) shows its text/plain; a
+// later display or update of the same id replaces it in place; "clear" is skipped.
+function logRows(logs) {
+  const out = [];
+  const byId = new Map();
+  for (const l of logs) {
+    if (l.stream !== "display") {
+      out.push({ stream: l.stream, text: l.line });
+      continue;
+    }
+    let rec = null;
+    try {
+      rec = JSON.parse(l.line);
+    } catch (e) { /* not a record: shown as it is */ }
+    if (!rec || typeof rec !== "object") {
+      out.push({ stream: "stdout", text: String(l.line) });
+      continue;
+    }
+    if (rec.op !== "display" && rec.op !== "update") continue;
+    const data = rec.data || {};
+    const text = data["text/plain"] != null ? String(data["text/plain"])
+      : `[${Object.keys(data).join(", ") || "output"}]`;
+    const known = rec.id != null ? byId.get(rec.id) : null;
+    if (known) {
+      known.text = text;
+      continue;
+    }
+    const row = { stream: "display", text };
+    if (rec.id != null) byId.set(rec.id, row);
+    out.push(row);
+  }
+  return out;
+}
+
 function renderLogs(state, run) {
-  const lines = run.logs;
+  const lines = logRows(run.logs);
   const pre = h("pre", { class: "dng-log" }, lines.map((l) =>
-    h("span", { class: l.stream === "stderr" ? "dng-stderr" : "" }, `${l.line}\n`)));
+    h("span", { class: l.stream === "stderr" ? "dng-stderr" : "" }, `${l.text}\n`)));
   return details(state, `${run.id}/logs`, `Output · last ${lines.length} line${lines.length === 1 ? "" : "s"}`,
     pre, true, "dng-logs");
 }

@@ -205,6 +205,7 @@ function mountGraph(model, box, { key, trait, pending, runIdOf }) {
     onReject: (w, comment) => decide(false, w, comment),
     loadChild: (id) => loadRun(api.getJson, id, { logs: 0 }),
     onOpenChild: (id) => openRun(box, id),
+    getJson: api.getJson, // a clicked step's arguments and output
   };
   model.on(`change:${trait}`, () => { fresh = null; });
   const draw = () => {
@@ -214,6 +215,7 @@ function mountGraph(model, box, { key, trait, pending, runIdOf }) {
       return;
     }
     options.notice = notice();
+    options.stale = !live && !fresh; // the kernel is gone: in-progress states are "as of"
     options.now = clockOf(run);
     renderRunGraph(box, run, options);
   };
@@ -253,22 +255,6 @@ function clockOf(data) {
 
 // ---------------------------------------------------------------------------- run widget
 
-// display_run() puts a one-line text output before the widget that says how to re-attach;
-// it is for frontends where the live view cannot show. A live view hides it. (The view's
-// element joins the page after render(), hence the retries.)
-function hideFallback(el, runId) {
-  let tries = 0;
-  const look = () => {
-    const child = el.closest(".jp-OutputArea-child, .output_area");
-    const prev = child && child.previousElementSibling;
-    const note = prev && prev.querySelector(
-      `.durable-nb-fallback[data-durable-run="${CSS.escape(runId || "")}"]`);
-    if (note) prev.style.display = "none";
-    else if (tries++ < 8) setTimeout(look, 50 * tries * tries);
-  };
-  look();
-}
-
 function renderRunView({ model, el }) {
   const key = keyFor(model);
   const pending = pendingFor(key);
@@ -279,7 +265,6 @@ function renderRunView({ model, el }) {
     key, trait: "run", pending, runIdOf: () => model.get("run_id"),
   });
   const offMsg = onCustom(model, pending);
-  hideFallback(el, model.get("run_id"));
   model.on("change:run", graph.draw);
   model.on("change:notice", graph.draw);
   graph.draw();
