@@ -125,11 +125,13 @@ class Engine:
                       idempotency_key: str | None = None, delay: float | None = None,
                       tags: list | tuple = (), concurrency_key: str | None = None,
                       ttl: float | None = None,
-                      parent_run_id: str | None = None) -> tuple[str, bool]:
-        """Create a run; returns (run id, created). Durable before it returns."""
+                      parent_run_id: str | None = None,
+                      origin: dict | None = None) -> tuple[str, bool]:
+        """Create a run; returns (run id, created). Durable before it returns. ``origin``
+        names the notebook cell that started it."""
         self.writer.check_writable()
         opts = RunOptions.checked(idempotency_key, delay, tags, concurrency_key, ttl,
-                                  parent_run_id)
+                                  parent_run_id, origin)
         ids, created = self.scheduler.create_runs(task_hash, [payload], opts)
         await self.writer.write_durable([])
         return ids[0], created[0]
@@ -152,7 +154,7 @@ class Engine:
         if row["task_hash"] not in self.state.tasks:
             raise WaitConflict(f"the code of run {run_id}'s task is not in the store")
         opts = RunOptions.checked(None, None, list(row["tags"] or []),
-                                  row["concurrency_key"])
+                                  row["concurrency_key"], origin=row.get("origin"))
         ids, _ = self.scheduler.create_runs(row["task_hash"], [row["payload"]], opts)
         self.state.write([Update("runs", {"id": ids[0]}, {"replay_of": run_id})])
         if ids[0] in self.state.runs:
@@ -256,11 +258,12 @@ class Engine:
         return await self.queries.run_detail(run_id)
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
-                        limit: int = 100, offset: int = 0) -> list[dict]:
-        return await self.queries.list_runs(status, task, limit, offset)
+                        limit: int = 100, offset: int = 0, q: str | None = None) -> list[dict]:
+        return await self.queries.list_runs(status, task, limit, offset, q)
 
-    async def count_runs(self, status: str | None = None, task: str | None = None) -> int:
-        return await self.queries.count_runs(status, task)
+    async def count_runs(self, status: str | None = None, task: str | None = None,
+                         q: str | None = None) -> int:
+        return await self.queries.count_runs(status, task, q)
 
     async def checkpoint(self, run_id: str, names: list[str] | None = None,
                          values: bool = False) -> dict:
@@ -268,6 +271,9 @@ class Engine:
 
     async def spans(self, run_id: str) -> list[dict]:
         return await self.queries.spans(run_id)
+
+    async def step_tries(self, run_id: str, step_key: str, values: bool = False) -> list[dict]:
+        return await self.queries.step_tries(run_id, step_key, values)
 
     async def logs(self, run_id: str, limit: int = 1000) -> list[dict]:
         return await self.queries.logs(run_id, limit)

@@ -87,7 +87,8 @@ def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
         started_at=row["started_at"], delay_until=row["delay_until"],
         generation=row["generation"] or 0, tags=list(row["tags"] or []),
         idempotency_key=row["idempotency_key"], replay_of=row["replay_of"], ttl=row["ttl"],
-        error=row["error"], duration_warning=bool(row["duration_warning"]))
+        error=row["error"], duration_warning=bool(row["duration_warning"]),
+        origin=row.get("origin"))
 
 
 def _marks(ids: list[str]) -> str:

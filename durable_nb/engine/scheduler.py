@@ -38,11 +38,12 @@ class RunOptions:
     concurrency_key: str | None = None
     ttl: float | None = None
     parent_run_id: str | None = None
+    origin: str | None = None  # JSON {notebook, cell_id, execution_count}
 
     @classmethod
     def checked(cls, idempotency_key: Any = None, delay: Any = None, tags: Any = (),
                 concurrency_key: Any = None, ttl: Any = None,
-                parent_run_id: str | None = None) -> RunOptions:
+                parent_run_id: str | None = None, origin: Any = None) -> RunOptions:
         if not all(isinstance(v, (str, type(None))) for v in (idempotency_key,
                                                               concurrency_key)):
             raise ValueError("idempotency_key and concurrency_key must be text")
@@ -52,7 +53,30 @@ class RunOptions:
             tags=[clean_text(str(t)) for t in tags or ()],
             concurrency_key=clean_text(concurrency_key) if concurrency_key else concurrency_key,
             ttl=parse_duration(ttl) if ttl is not None else None,
-            parent_run_id=parent_run_id)
+            parent_run_id=parent_run_id, origin=origin_json(origin))
+
+
+ORIGIN_FIELDS = {"notebook": str, "cell_id": str, "execution_count": int}
+
+
+def origin_json(origin: Any) -> str | None:
+    """The stored form of a run's origin (a JSON object of ``ORIGIN_FIELDS``); ValueError
+    when it is not one. A stored origin (JSON text, as a replay passes it) is kept."""
+    if origin is None or origin == {}:
+        return None
+    if isinstance(origin, str):
+        origin = json.loads(origin)
+    if not isinstance(origin, dict) or set(origin) - set(ORIGIN_FIELDS):
+        raise ValueError(f"origin must be an object with the fields {', '.join(ORIGIN_FIELDS)}")
+    for key, kind in ORIGIN_FIELDS.items():
+        v = origin.get(key)
+        if v is not None and (not isinstance(v, kind) or isinstance(v, bool)
+                              or (isinstance(v, str) and len(v) > 1024)
+                              or (isinstance(v, int) and not 0 <= v <= MAX_INT32)):
+            raise ValueError(f"origin.{key} must be {kind.__name__} (text of at most 1024 "
+                             "characters, or a count from 0)")
+    return json.dumps({k: clean_text(v) if isinstance(v, str) else v
+                       for k in ORIGIN_FIELDS if (v := origin.get(k)) is not None})
 
 
 def _unwired(*args: Any, **kwargs: Any) -> None:
@@ -159,7 +183,7 @@ class Scheduler:
         run = Run(id="run_" + uuid.uuid4().hex[:20], task=task, status=RunStatus.QUEUED,
                   queue=qname, ckey=opts.concurrency_key, payload=payload, created_at=now,
                   seq=next(s.seq), parent_run_id=opts.parent_run_id, tags=tags,
-                  idempotency_key=ikey, ttl=opts.ttl)
+                  idempotency_key=ikey, ttl=opts.ttl, origin=opts.origin)
         if ikey is not None:
             s.idem[(task.task_id, ikey)] = run.id
         s.runs[run.id] = run
@@ -175,7 +199,7 @@ class Scheduler:
                 "idempotency_key": ikey, "tags": tags, "payload": payload,
                 "parent_run_id": opts.parent_run_id, "created_at": now,
                 "delay_until": delay_until, "ttl": opts.ttl, "attempts": 0,
-                "duration_warning": False, "updated_at": now}),
+                "duration_warning": False, "updated_at": now, "origin": opts.origin}),
             Insert("transitions", {"run_id": run.id, "created_at": now, "from_status": None,
                                     "to_status": status, "reason": "triggered"}),
         ])

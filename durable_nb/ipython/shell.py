@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import io
+import os
 import subprocess
 import sys
 import tokenize
@@ -14,6 +15,7 @@ import tokenize
 from ..core.errors import DurableError
 
 SHELL_NAME = "_durable_shell"
+ROOT_ENV = "DURABLE_NB_ROOT_DIR"  # the Jupyter server's root_dir, when it exports one
 
 
 class WorkerShell:
@@ -84,3 +86,50 @@ def magics_in(source: str) -> list[tuple[int, str]]:
                 and node.args and isinstance(node.args[0], ast.Constant)):
             found.append((node.lineno, str(node.args[0].value)))
     return sorted(found)
+
+
+def cell_origin(shell: object) -> dict | None:
+    """Where a cell run comes from: the notebook (relative to the Jupyter root when the
+    server says where that is, else as the frontend gave it), the cell's id (sent by
+    JupyterLab, Notebook 7 and nbclient in the execute request's metadata) and its
+    execution count. None when the kernel knows none of them."""
+    ns = getattr(shell, "user_ns", None) or {}
+    session = ns.get("__session__")
+    notebook = _relative(session) if isinstance(session, str) and session else None
+    cell_id = None
+    kernel = getattr(shell, "kernel", None)
+    try:  # ipykernel >= 6: the parent message of the request being executed
+        parent = kernel.get_parent("shell") if kernel is not None else None
+    except Exception:
+        parent = None
+    parent = parent or getattr(shell, "parent_header", None) or {}
+    meta = parent.get("metadata") if isinstance(parent, dict) else None
+    if isinstance(meta, dict) and isinstance(meta.get("cellId"), str):
+        cell_id = meta["cellId"][:1024] or None
+    count = cell_number(shell)
+    if notebook is None and cell_id is None and count is None:
+        return None
+    return {"notebook": notebook, "cell_id": cell_id, "execution_count": count}
+
+
+def cell_number(shell: object) -> int | None:
+    """The execution count of the cell running now, as the editor shows it ([5]). IPython 9
+    counts the next cell while one runs; the running cell's ExecutionResult has its own."""
+    result = getattr(getattr(shell, "displayhook", None), "exec_result", None)
+    count = getattr(result, "execution_count", None)
+    if not isinstance(count, int) or isinstance(count, bool):
+        count = getattr(shell, "execution_count", None)
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _relative(path: str) -> str:
+    """``path`` relative to the Jupyter root when it lies inside it, with ``/`` separators."""
+    root = os.environ.get(ROOT_ENV)
+    if root and os.path.isabs(path):
+        try:
+            rel = os.path.relpath(path, root)
+        except ValueError:  # another drive
+            rel = ""
+        if rel and not rel.startswith(".."):
+            path = rel
+    return path.replace(os.sep, "/")[:1024]

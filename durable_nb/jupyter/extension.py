@@ -262,6 +262,7 @@ class DurableApp(ExtensionApp):
         config = engine_config({s.name: getattr(self, s.name) for s in SETTINGS if s.jupyter})
         self.host = EngineHost(config, self.log, settings.setdefault("last_activity_times", {}),
                                self.activity_interval)
+        self.host.root_dir = str(getattr(self.serverapp, "root_dir", "") or "") or None
         self.settings["durable_nb_host"] = self.host
 
     def initialize_handlers(self) -> None:

@@ -97,6 +97,8 @@ class EngineHost:
         self.owner: _runtime.RuntimeInfo | None = None
         self.problem = "the durable_nb engine is starting"
         self.url: str | None = None
+        # the Jupyter server's root, so kernels record notebooks relative to it
+        self.root_dir: str | None = None
         self.busy = False
         self._ready = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -127,9 +129,12 @@ class EngineHost:
 
     def env(self) -> dict[str, str]:
         """What kernels and workers need to reach this host's engine."""
-        return {"DURABLE_NB_URL": self.url or "", "DURABLE_NB_TOKEN": self.token,
-                "DURABLE_NB_DB": str(self.config.db_path),
-                "DURABLE_NB_SOCKET": str(self.local.path)}
+        env = {"DURABLE_NB_URL": self.url or "", "DURABLE_NB_TOKEN": self.token,
+               "DURABLE_NB_DB": str(self.config.db_path),
+               "DURABLE_NB_SOCKET": str(self.local.path)}
+        if self.root_dir:
+            env["DURABLE_NB_ROOT_DIR"] = self.root_dir
+        return env
 
     async def stop(self) -> None:
         """Stop the owned engine, remove its runtime file, restore the environment.

@@ -35,6 +35,13 @@ export const CANCELED_OR_EXPIRED: ReadonlyArray<string> = ['CANCELED', 'EXPIRED'
 /** Can be resumed: continued after the last recorded step or checkpoint. */
 export const RESUMABLE: ReadonlyArray<string> = ['FAILED', 'CRASHED', 'TIMED_OUT', 'CANCELED'];
 
+/** The notebook cell a run comes from (a `%%durable` cell); each field may be unknown. */
+export interface IOrigin {
+  notebook?: string | null;
+  cell_id?: string | null;
+  execution_count?: number | null;
+}
+
 /** A run as `GET /runs` lists it. */
 export interface IRun {
   id: string;
@@ -53,6 +60,7 @@ export interface IRun {
   duration_warning?: boolean;
   error?: { type: string; message: string; traceback?: string } | null;
   tags?: string[];
+  origin?: IOrigin | null;
 }
 
 /** A wait of a run (approval, event, sleep, retry delay or child runs). */
@@ -138,6 +146,23 @@ export async function listRuns(status = '', limit = 50): Promise<IRun[]> {
     query.set('status', status);
   }
   return (await request<{ runs: IRun[] }>(`runs?${query}`)).runs;
+}
+
+/** A page of runs filtered by status (comma-separated) and search text, with the total
+ * number of runs that match. */
+export async function searchRuns(
+  status = '',
+  q = '',
+  limit = 50
+): Promise<{ runs: IRun[]; total: number }> {
+  const query = new URLSearchParams({ limit: String(limit) });
+  if (status) {
+    query.set('status', status);
+  }
+  if (q) {
+    query.set('q', q);
+  }
+  return request<{ runs: IRun[]; total: number }>(`runs?${query}`);
 }
 
 export function getRun(id: string): Promise<IRunDetail> {

@@ -16,6 +16,7 @@ import { ACTIVE, decide, IEvent, IWait, RESUMABLE } from './api';
 import { GraphRun, loadRun, renderRunGraph } from './graph';
 import { durableIcon } from './icon';
 import { RunsModel } from './model';
+import { notebookPath, OpenCell, originLink } from './origin';
 import { confirmCancel, replay, resume } from './panel';
 import { shortId } from './util';
 
@@ -44,10 +45,15 @@ export class RunView extends Widget {
   constructor(
     readonly runId: string,
     model: RunsModel,
-    private openRun: (id: string) => void
+    private openRun: (id: string) => void,
+    private openCell?: OpenCell
   ) {
     super();
     this.addClass('jp-DurableRunView');
+    this._origin = document.createElement('div');
+    this._origin.className = 'jp-DurableRunView-origin';
+    this._origin.hidden = true;
+    this.node.appendChild(this._origin);
     this._graph = document.createElement('div');
     this.node.appendChild(this._graph);
     this._stop = model.onEvent(e => this._onEvent(e));
@@ -74,6 +80,7 @@ export class RunView extends Widget {
       return;
     }
     if (this.run) {
+      this._showOrigin(this.run);
       renderRunGraph(this._graph, this.run, {
         onApprove: (wait, comment) => this._decide(true, wait, comment),
         onReject: (wait, comment) => this._decide(false, wait, comment),
@@ -85,6 +92,25 @@ export class RunView extends Widget {
       this._graph.textContent = notice.text;
     }
     this.changed();
+  }
+
+  /** "Started by analysis.ipynb [5] (work/analysis.ipynb)": a cell run's origin, whose
+   * label opens the notebook at that cell. Drawn once: an origin never changes. */
+  private _showOrigin(run: GraphRun): void {
+    if (!this._origin.hidden || !run.origin?.notebook) {
+      return;
+    }
+    const link = originLink(run.origin, this.openCell, 'jp-DurableRunView-originLink');
+    if (!link) {
+      return;
+    }
+    this._origin.append('Started by ', link);
+    const path = notebookPath(run.origin) ?? run.origin.notebook;
+    const name = path.split('/').pop();
+    if (path !== name) {
+      this._origin.append(` (${path})`);
+    }
+    this._origin.hidden = false;
   }
 
   private async _decide(approved: boolean, wait: IWait, comment: string): Promise<void> {
@@ -109,6 +135,7 @@ export class RunView extends Widget {
   }
 
   private _graph: HTMLElement;
+  private _origin: HTMLElement;
   private _stop: () => void;
   private _timer = 0;
 }
@@ -117,9 +144,10 @@ export class RunView extends Widget {
 export function createRunWidget(
   runId: string,
   model: RunsModel,
-  openRun: (id: string) => void
+  openRun: (id: string) => void,
+  openCell?: OpenCell
 ): MainAreaWidget<RunView> {
-  const content = new RunView(runId, model, openRun);
+  const content = new RunView(runId, model, openRun, openCell);
   const widget = new MainAreaWidget({ content });
   widget.id = `durable-run-${runId}`;
   widget.title.label = `Run ${shortId(runId)}`;

@@ -10,7 +10,8 @@ import {
   IEvent,
   IRun,
   IWait,
-  listRuns
+  listRuns,
+  searchRuns
 } from './api';
 
 export interface IApproval {
@@ -28,6 +29,10 @@ export class RunsModel {
   error = '';
   /** Comma-separated statuses to list, or '' for all. */
   filter = '';
+  /** Text the listed runs must hold (id, task or cell name, tag, notebook), or ''. */
+  search = '';
+  /** How many runs match the filter and the search (the list shows at most `limit`). */
+  total = 0;
   limit = 50;
 
   constructor() {
@@ -70,6 +75,11 @@ export class RunsModel {
     void this.refresh();
   }
 
+  setSearch(search: string): void {
+    this.search = search.trim().slice(0, 200); // the API's limit
+    void this.refresh();
+  }
+
   /** Reload the list and the pending approvals (coalesced: one request at a time). */
   async refresh(): Promise<void> {
     if (this._loading) {
@@ -98,8 +108,8 @@ export class RunsModel {
   private async _load(): Promise<void> {
     // approvals can be pending on runs that the filter hides, and during the wait grace
     // period a run waiting on one is still EXECUTING
-    const [runs, candidates] = await Promise.all([
-      listRuns(this.filter, this.limit),
+    const [page, candidates] = await Promise.all([
+      searchRuns(this.filter, this.search, this.limit),
       listRuns('EXECUTING,WAITING', 200)
     ]);
     const approvals: IApproval[] = [];
@@ -117,7 +127,8 @@ export class RunsModel {
       }
     }
     approvals.sort((a, b) => a.wait.created_at - b.wait.created_at);
-    this.runs = runs;
+    this.runs = page.runs;
+    this.total = page.total;
     this.approvals = approvals;
   }
 

@@ -1,6 +1,7 @@
 /**
  * The "Durable runs" sidebar: pending approvals (approve or reject with a comment) above
- * the live list of recent runs (open, cancel, resume, replay).
+ * the live list of recent runs (search, open, cancel, resume, replay; a cell run's label
+ * opens its notebook at that cell).
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import {
@@ -25,6 +26,7 @@ import {
   resumeRun
 } from './api';
 import { IApproval, RunsModel } from './model';
+import { OpenCell, originLabel, originLink } from './origin';
 import { ago, attempt, button, duration, el, preview, shortId } from './util';
 
 const FILTERS: Array<[string, string]> = [
@@ -39,7 +41,8 @@ const FILTERS: Array<[string, string]> = [
 export class RunsPanel extends Widget {
   constructor(
     private model: RunsModel,
-    private openRun: (id: string) => void
+    private openRun: (id: string) => void,
+    private openCell?: OpenCell
   ) {
     super();
     this.addClass('jp-DurablePanel');
@@ -76,6 +79,9 @@ export class RunsPanel extends Widget {
     select.addEventListener('change', () => model.setFilter(select.value));
     runsHeader.appendChild(select);
     runs.appendChild(runsHeader);
+    runs.appendChild(this._searchBox());
+    this._count = el('div', 'jp-DurablePanel-count');
+    runs.appendChild(this._count);
     this._list = el('ul', 'jp-DurablePanel-list');
     runs.appendChild(this._list);
     this._empty = el('div', 'jp-DurablePanel-empty');
@@ -90,7 +96,40 @@ export class RunsPanel extends Widget {
   dispose(): void {
     this._stop();
     window.clearInterval(this._clock);
+    window.clearTimeout(this._typing);
     super.dispose();
+  }
+
+  /** The search box: filters the list by `q` (id, task or cell name, tag, notebook) a
+   * moment after typing stops; Escape clears it. */
+  private _searchBox(): HTMLElement {
+    const box = el('input', 'jp-DurablePanel-search');
+    box.type = 'search';
+    box.placeholder = 'Search runs';
+    box.title = 'Search runs by id, task or cell name, tag or notebook (Escape clears)';
+    box.setAttribute('aria-label', 'Search runs');
+    box.maxLength = 200;
+    box.spellcheck = false;
+    const apply = () => {
+      window.clearTimeout(this._typing);
+      this._typing = 0;
+      if (box.value.trim() !== this.model.search) {
+        this.model.setSearch(box.value);
+      }
+    };
+    box.addEventListener('input', () => {
+      window.clearTimeout(this._typing);
+      this._typing = window.setTimeout(apply, 250);
+    });
+    box.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        apply();
+      } else if (event.key === 'Escape' && box.value) {
+        box.value = '';
+        apply();
+      }
+    });
+    return box;
   }
 
   render(): void {
@@ -182,11 +221,28 @@ export class RunsPanel extends Widget {
     }
     this._rows = rows;
     this._place(this._list, [...rows.values()]);
+    const m = this.model;
+    this._count.textContent = this._countText(runs.length);
     this._empty.textContent = runs.length
       ? ''
-      : this.model.filter
-        ? 'No runs with this status.'
-        : 'No runs yet. Trigger a task or run a %%durable cell.';
+      : m.search
+        ? `No runs match “${m.search}”${m.filter ? ' with this status' : ''}.`
+        : m.filter
+          ? 'No runs with this status.'
+          : 'No runs yet. Trigger a task or run a %%durable cell.';
+  }
+
+  /** "3 runs match", "showing 50 of 212 runs", or nothing when all runs are listed. */
+  private _countText(shown: number): string {
+    const { total, search, filter } = this.model;
+    const runs = (n: number) => `${n} run${n === 1 ? '' : 's'}`;
+    if (shown < total) {
+      return `showing ${shown} of ${runs(total)}${search ? ' that match' : ''}`;
+    }
+    if (search) {
+      return total ? `${runs(total)} match${total === 1 ? 'es' : ''}` : '';
+    }
+    return filter && total ? runs(total) : '';
   }
 
   private _runRow(run: IRun): HTMLElement {
@@ -199,9 +255,21 @@ export class RunsPanel extends Widget {
     row.appendChild(el('span', 'jp-DurableStatus-dot'));
     const main = el('div', 'jp-DurableRun-main');
     const top = el('div', 'jp-DurableRun-line');
-    top.appendChild(el('span', 'jp-DurableRun-task', run.task_id || run.kind));
+    const name = run.task_id || run.kind;
+    // an unnamed cell is already called after its notebook and cell: its name is the link
+    const link = originLink(run.origin, this.openCell, 'jp-DurableRun-origin');
+    const named = link && originLabel(run.origin) === name;
+    if (link && named) {
+      link.classList.add('jp-DurableRun-task');
+    }
+    top.appendChild(named && link ? link : el('span', 'jp-DurableRun-task', name));
     top.appendChild(el('span', 'jp-DurableRun-id', shortId(run.id)));
     main.appendChild(top);
+    if (link && !named) {
+      const from = el('div', 'jp-DurableRun-line jp-DurableRun-from', 'from ');
+      from.appendChild(link);
+      main.appendChild(from);
+    }
     const bottom = el('div', 'jp-DurableRun-line jp-DurableRun-meta');
     const status = el('span', 'jp-DurableRun-status', run.status.toLowerCase());
     bottom.appendChild(status);
@@ -275,7 +343,9 @@ export class RunsPanel extends Widget {
   private _approvalsTitle: HTMLElement;
   private _approvals: HTMLElement;
   private _list: HTMLElement;
+  private _count: HTMLElement;
   private _empty: HTMLElement;
+  private _typing = 0;
   private _cards = new Map<string, HTMLElement>();
   private _rows = new Map<string, HTMLElement>();
   private _stop: () => void;
