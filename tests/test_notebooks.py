@@ -281,7 +281,7 @@ def test_the_data_job_notebook_runs_all_without_waiting_flags(notebook_db, tmp_p
     from durable_nb.client.client import use_client
 
     nb = nbformat.read(NOTEBOOKS / "03-data-job.ipynb", as_version=4)
-    assert "--wait" not in "".join(c.source for c in nb.cells)
+    assert "--wait" not in "".join(c.source for c in nb.cells if c.cell_type == "code")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DURABLE_NB_")}
     NotebookClient(nb, timeout=180, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute(

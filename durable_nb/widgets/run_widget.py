@@ -2,8 +2,13 @@
 approvals), drawn by ``static/run_graph.js``, and how a kernel displays it.
 
 The kernel keeps one widget model per run (`widget_for`); every display of the run is a
-view of it. Beside each live view goes a one-line fallback that says how to re-attach,
-shown where the widget cannot be (a notebook reopened without its kernel).
+view of it. A display is one output whose bundle holds, besides the widget view (for
+frontends without the JupyterLab extension, e.g. VS Code): ``RUN_MIME``, the run's id and
+last known state, which the JupyterLab extension draws live from its server's REST API
+with no kernel (only when the kernel uses that server's engine, else the extension could
+not find the run); a static HTML snapshot of the last known state (GitHub, nbviewer); and
+text. The kernel re-sends a display when the run's status or pending approvals change, so
+a notebook saved after the run ended keeps its final state.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ from ..core.status import TERMINAL
 from .assets import css, esm
 from .feed import RunFeed, fetch_run
 from .kernel_api import ApiMixin, engine_info
+from .snapshot import last_known, pending_approvals, run_html, run_text
 
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+RUN_MIME = "application/vnd.durable-nb.run+json"
 
 
 def fallback_text(run_id: str, task_id: str | None = None) -> str:
@@ -61,6 +68,7 @@ class RunWidget(ApiMixin, anywidget.AnyWidget):
         self.client = handle.client
         self._lock = threading.RLock()
         self.feed = RunFeed(handle, self._set_run, self._set_notice)
+        self.display_ids: list[str] = []  # this kernel's displays of the run (display_run)
         data = fetch_run(self.client, handle.id)
         super().__init__(run_id=handle.id, run=data, engine=engine_info(self.client),
                          **kwargs)
@@ -75,7 +83,18 @@ class RunWidget(ApiMixin, anywidget.AnyWidget):
 
     def _set_run(self, data: dict) -> None:
         with self._lock:
+            before = _shown_state(self.run)
             self.run = data
+        if self.display_ids and _shown_state(data) != before:
+            self.update_displays()
+
+    def update_displays(self) -> None:
+        """Send this kernel's displays of the run again, with the current state in their
+        static parts (the frontend keeps, and saves, the newest)."""
+        from IPython.display import update_display
+
+        for display_id in list(self.display_ids):
+            update_display(self, display_id=display_id)
 
     def _set_notice(self, text: str) -> None:
         with self._lock:
@@ -110,8 +129,18 @@ class RunWidget(ApiMixin, anywidget.AnyWidget):
         bundle, meta = data if isinstance(data, tuple) else (data, {})
         if bundle is None:  # no view to show (the widget is closed)
             return data
-        bundle["text/plain"] = fallback_text(self.run_id, self.run.get("task_id"))
+        run = {"id": self.run_id, **self.run}
+        bundle["text/plain"] = (f"{run_text(run)}\n"
+                                f"{fallback_text(self.run_id, self.run.get('task_id'))}")
+        bundle["text/html"] = run_html(run)
+        if self.engine.get("server"):  # the page's Jupyter server has the run
+            bundle[RUN_MIME] = {**last_known(run), "instance": self.engine.get("instance")}
         return bundle, meta
+
+
+def _shown_state(run: dict) -> tuple:
+    """What a status change is: a display is re-sent when this changes."""
+    return run.get("status"), tuple(pending_approvals(run))
 
 
 _live: dict[str, RunWidget] = {}
@@ -126,18 +155,18 @@ def widget_for(handle: RunHandle) -> RunWidget:
 
 
 def display_run(handle: RunHandle | str) -> RunWidget:
-    """Display the live run widget, preceded by a one-line fallback that says how to
-    re-attach (the live view hides it; it shows where the widget cannot, e.g. after the
-    kernel restarted and the notebook was reopened)."""
+    """Display the run: one output with the live widget, the run's id for the JupyterLab
+    extension and a static snapshot (see the module docstring), re-sent as the run's
+    status changes."""
     from IPython.display import display
 
     if not isinstance(handle, RunHandle):
         handle = RunHandle(str(handle))
     w = widget_for(handle)
-    task, status = w.run.get("task_id"), w.run.get("status")
-    display({"text/html": fallback_html(handle.id, task, status),
-             "text/plain": fallback_text(handle.id, task)}, raw=True)
-    display(w)
+    shown = display(w, display_id=True)
+    if shown is not None and w.run.get("status") not in TERMINAL:
+        w.display_ids.append(shown.display_id)
+        w.feed.start()  # follows the run to its end (a no-op when already following)
     return w
 
 

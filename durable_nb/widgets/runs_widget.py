@@ -4,6 +4,10 @@ row shows that run's graph below the table.
 It reads everything through the REST API (``GET /runs`` with the status and task filters,
 ``limit`` and ``offset``, which answers with the total under those filters and each run's
 pending approvals), and refreshes when the engine's events say a run or a wait changed.
+
+Its display bundle also holds a static HTML table of the page shown (GitHub, nbviewer) and,
+when the kernel uses its Jupyter server's engine, ``RUNS_MIME``: the filters, which the
+JupyterLab extension draws as a live table with no kernel.
 """
 
 from __future__ import annotations
@@ -24,7 +28,10 @@ from ..core.status import STATUSES, TERMINAL
 from .assets import css, esm
 from .feed import RunFeed
 from .kernel_api import ApiMixin, engine_info
+from .snapshot import runs_html, runs_text
 from .streams import HUB, Pump
+
+RUNS_MIME = "application/vnd.durable-nb.runs+json"
 
 MAX_PAGE = 10_000  # the most runs ``GET /runs`` returns at once
 ROW_FIELDS = ("id", "task_id", "status", "created_at", "started_at", "finished_at",
@@ -120,6 +127,20 @@ class RunsWidget(ApiMixin, anywidget.AnyWidget):
     def __repr__(self) -> str:
         total = self.total if self.total >= 0 else "?"
         return f"<RunsWidget {len(self.rows)} of {total} runs>"
+
+    def _repr_mimebundle_(self, **kwargs: Any):
+        data = super()._repr_mimebundle_(**kwargs)
+        bundle, meta = data if isinstance(data, tuple) else (data, {})
+        if bundle is None:  # closed
+            return data
+        with self._lock:
+            rows, total, approvals = list(self.rows), self.total, dict(self.approvals)
+            filters = {"status": self.status, "task": self.task, "limit": self.limit}
+        bundle["text/plain"] = runs_text(rows, total)
+        bundle["text/html"] = runs_html(rows, total, approvals)
+        if self.engine.get("server"):  # the page's Jupyter server lists these runs
+            bundle[RUNS_MIME] = {**filters, "instance": self.engine.get("instance")}
+        return bundle, meta
 
     # -- data -------------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 /**
  * durable_nb for JupyterLab: a "Durable runs" sidebar (live runs, pending approvals with a
  * count badge on its tab) and a main-area view of each run's graph. It talks to the
- * server's durable API directly, so it needs no kernel.
+ * server's durable API directly, so it needs no kernel. Run outputs in notebooks are drawn
+ * live the same way (`mime.ts`).
  */
 import {
   ILayoutRestorer,
@@ -9,11 +10,15 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
 import { createRunWidget, RunView } from './detail';
 import { durableIcon } from './icon';
+import { runOutputFactory } from './mime';
 import { RunsModel } from './model';
+import { cellOpener } from './origin';
 import { RunsPanel } from './panel';
+import { runsOutputFactory } from './runs_mime';
 
 const OPEN_RUN = 'durable-nb:open-run';
 const REFRESH = 'durable-nb:refresh';
@@ -22,13 +27,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'durable_nb:runs',
   description: 'A sidebar with live durable_nb runs and pending approvals.',
   autoStart: true,
-  optional: [ILayoutRestorer],
-  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null) => {
+  optional: [ILayoutRestorer, IRenderMimeRegistry],
+  activate: (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    rendermime: IRenderMimeRegistry | null
+  ) => {
     const model = new RunsModel();
     const tracker = new WidgetTracker<MainAreaWidget<RunView>>({
       namespace: 'durable-nb-run'
     });
     const openRun = (id: string) => void app.commands.execute(OPEN_RUN, { id });
+    const openCell = cellOpener(app);
 
     app.commands.addCommand(OPEN_RUN, {
       label: 'Open Durable Run',
@@ -39,7 +49,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.activateById(open.id);
           return open;
         }
-        const widget = createRunWidget(id, model, openRun);
+        const widget = createRunWidget(id, model, openRun, openCell);
         void tracker.add(widget);
         app.shell.add(widget, 'main');
         return widget;
@@ -50,7 +60,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => model.refresh()
     });
 
-    const panel = new RunsPanel(model, openRun);
+    const panel = new RunsPanel(model, openRun, openCell);
     panel.id = 'durable-nb-runs';
     panel.title.icon = durableIcon;
     panel.title.caption = 'Durable runs';
@@ -67,6 +77,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     app.shell.add(panel, 'left', { rank: 650 });
+    // run outputs in notebooks, live from the API (notebooks copy this registry when opened)
+    rendermime?.addFactory(runOutputFactory(model, openRun));
+    // `%durable list` outputs: safe, since they only read filters and show this server's API
+    rendermime?.addFactory(runsOutputFactory(model, openRun));
 
     if (restorer) {
       restorer.add(panel, 'durable-nb-runs');

@@ -184,10 +184,45 @@ def test_finished_run_needs_no_stream_and_display_bundle_says_how_to_reattach(en
     bundle, _ = w._repr_mimebundle_()
     assert bundle[_widgets.WIDGET_MIME]["model_id"] == w.model_id
     assert f"%durable attach {h.id}" in bundle["text/plain"]
+    assert f"widgets-idle · {h.id}: COMPLETED" in bundle["text/plain"]
     html = _widgets.fallback_html(h.id, "idle", "COMPLETED")
     assert f"%durable attach {h.id}" in html and 'data-durable-run="' in html
     assert w.engine["instance"] == engine.client.health()["instance"]
+    # not the Jupyter server's engine: the JupyterLab extension could not find the run
+    assert _widgets.RUN_MIME not in bundle
+    w.engine = {**w.engine, "server": True}
+    bundle, _ = w._repr_mimebundle_()
+    assert bundle[_widgets.RUN_MIME] == {
+        "run_id": h.id, "task_id": "widgets-idle", "kind": "task", "status": "COMPLETED",
+        "updated_at": w.run.get("updated_at") or w.run["finished_at"],
+        "instance": w.engine["instance"]}
+    static = bundle["text/html"]  # the last known state, for GitHub and nbviewer
+    assert f'data-durable-run="{h.id}"' in static and "COMPLETED" in static
+    assert "widgets-idle" in static and "<script" not in static and "class=" not in static
     w.close()
+
+
+def test_static_snapshot_shows_steps_approvals_and_error_escaped():
+    steps = [{"name": "fetch", "status": "COMPLETED", "started_at": 1.0, "ended_at": 1.5}
+             for _ in range(3)] + [
+        {"name": "<b>parse</b>", "status": "ERRORED", "started_at": 2.0, "ended_at": 4.5}]
+    run = {"id": "run_1", "task_id": "<script>alert(1)</script>", "kind": "task",
+           "status": "FAILED", "duration": 3.5, "steps": steps, "updated_at": 5.0,
+           "waits": [{"kind": "approval", "name": "ship & <go>", "resolved_at": None},
+                     {"kind": "approval", "name": "done", "resolved_at": 3.0}],
+           "error": {"type": "ValueError", "message": "bad <img src=x onerror=alert(1)>"}}
+    html = _widgets.run_html(run)
+    assert "<script" not in html and "<img" not in html and "<b>parse" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "fetch × 3" in html and "1.50 s" in html  # a loop folds into one line
+    assert "&lt;b&gt;parse&lt;/b&gt;" in html and "ERRORED" in html and "2.50 s" in html
+    assert "waiting for approval: <b>ship &amp; &lt;go&gt;</b>" in html and "done" not in html
+    assert "ValueError: bad &lt;img src=x onerror=alert(1)&gt;" in html
+    assert "FAILED" in html and "3.50 s" in html
+    text = _widgets.run_text(run)
+    assert "FAILED in 3.50 s; waiting for approval: ship & <go>" in text
+    many = {**run, "steps": [{"name": f"s{i}", "status": "COMPLETED"} for i in range(40)]}
+    assert "… 10 earlier" in _widgets.run_html(many) and "s39" in _widgets.run_html(many)
 
 
 def test_widget_follows_an_engine_restart(engine):
@@ -236,6 +271,47 @@ def test_run_handle_display_outside_a_kernel_is_its_repr(capsys):
 
 
 # ---------------------------------------------------------------------- inside a real kernel
+
+@pytest.mark.slow
+def test_display_is_sent_again_with_the_final_state(engine):
+    """In a real kernel using the Jupyter server's engine (as a kernel that server started
+    sees it): one output per display, with the run's id for the JupyterLab extension; when
+    the run ends the kernel updates that display, so a notebook saved then has the end."""
+    from jupyter_client.manager import start_new_kernel
+
+    env = {**os.environ, "DURABLE_NB_URL": engine.client.url,
+           "DURABLE_NB_TOKEN": engine.client.token or "", "JPY_PARENT_PID": str(os.getpid()),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(HERE), *sys.path])}
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        kc.execute_interactive("from test_run_widget import ticks\n"
+                               "h = ticks.trigger(3)\nh", timeout=60)
+        shown: list[dict] = []
+        deadline = time.monotonic() + 60
+        msg_id = kc.execute("h.result(timeout=30)")
+        while time.monotonic() < deadline:
+            try:
+                msg = kc.get_iopub_msg(timeout=1)
+            except queue.Empty:
+                continue
+            if msg["msg_type"] in ("display_data", "update_display_data"):
+                shown.append(msg)
+            if msg["msg_type"] == "update_display_data" and msg["content"]["data"][
+                    _widgets.RUN_MIME]["status"] == "COMPLETED":
+                break
+            if msg["parent_header"].get("msg_id") == msg_id and msg["msg_type"] == "error":
+                raise AssertionError("\n".join(msg["content"]["traceback"]))
+        updates = [m for m in shown if m["msg_type"] == "update_display_data"]
+        assert updates, [m["msg_type"] for m in shown]
+        last = updates[-1]["content"]
+        assert last["data"][_widgets.RUN_MIME]["status"] == "COMPLETED"
+        assert "COMPLETED" in last["data"]["text/html"] and "tick × 3" in last["data"]["text/html"]
+        assert _widgets.WIDGET_MIME in last["data"]
+        assert last["transient"]["display_id"]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
 
 @pytest.mark.slow
 def test_comm_messages_leave_a_busy_kernel(engine):

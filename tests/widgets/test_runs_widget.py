@@ -137,3 +137,22 @@ def test_runs_widget_stays_fast_with_10000_runs(tmp_path):
         rw.close()
     finally:
         e.stop()
+
+
+def test_runs_widget_bundle_has_a_static_table(engine):
+    from durable_nb.widgets.runs_widget import RUNS_MIME
+
+    h = needs_approval.trigger(1)
+    wait_for(lambda: h.status == "WAITING", 20, "WAITING")
+    rw = RunsWidget(limit=5, live=False)
+    bundle, _ = rw._repr_mimebundle_()
+    static = bundle["text/html"]  # the page shown, for GitHub and nbviewer
+    assert h.id in static and "runs-widget-approve" in static and "WAITING" in static
+    assert "ship" in static and "<script" not in static and "class=" not in static
+    assert h.id in bundle["text/plain"] and "application/vnd.jupyter.widget-view+json" in bundle
+    assert RUNS_MIME not in bundle  # not the Jupyter server's engine
+    rw.engine = {**rw.engine, "server": True}
+    assert rw._repr_mimebundle_()[0][RUNS_MIME]["limit"] == 5
+    h.approve("ship")
+    h.result(timeout=30)
+    rw.close()
