@@ -154,9 +154,12 @@ export class RunsOutput extends Widget implements IRenderMime.IRenderer {
     this._static = el('div', 'jp-DurableRunsOutput-static');
     this._bar = el('div', 'jp-DurableRunsOutput-detailBar');
     this._bar.hidden = true;
-    this.node.append(header, this._notice, this._table, this._static, this._bar);
-    // the selected run's view (a RunOutput, as for a run's own output) goes after the bar
-    this.layout = new PanelLayout();
+    // the table, then the selected run's view (a RunOutput, as for a run's own output)
+    const table = new Widget();
+    table.node.append(header, this._notice, this._table, this._static, this._bar);
+    const layout = new PanelLayout();
+    layout.addWidget(table);
+    this.layout = layout;
     this._stop = this.events.onEvent(e => {
       if (['hello', 'run', 'wait'].includes(e.type)) {
         this._soon();

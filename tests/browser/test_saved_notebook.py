@@ -107,6 +107,14 @@ def add_refused_runs_output(nb, saved: dict) -> None:
             "text/html": saved["text/html"], "text/plain": saved["text/plain"]})]))
 
 
+def add_filtered_runs_output(nb, saved: dict) -> None:
+    """A runs table saved with a status filter (lower case, as a user may type it)."""
+    nb.cells.append(nbformat.v4.new_code_cell("%durable list --status completed", outputs=[
+        nbformat.v4.new_output("display_data", data={
+            RUNS_MIME: {"status": "completed", "task": "", "limit": 25, "instance": None},
+            "text/html": saved["text/html"], "text/plain": saved["text/plain"]})]))
+
+
 def live_tables(page):
     return page.locator('.jp-DurableRunsOutput[data-state="live"]')
 
@@ -142,9 +150,73 @@ def check_paging(page, newer: str, older: str) -> None:
     paged.screenshot(path=str(page.out / "runs-page-2.png"))
 
 
+def shown_runs(table) -> list[str]:
+    """The run ids a runs table lists, in order."""
+    return table.locator("tbody tr[data-run-id]").evaluate_all(
+        "rows => rows.map(r => r.dataset.runId)")
+
+
+def show_filtered(table, status: str, task: str, ids: list[str], what: str) -> None:
+    """Pick a status group (by its label) and a task; the table lists just `ids`."""
+    table.locator("select[aria-label='status']").select_option(label=status)
+    table.locator("select[aria-label='task']").select_option(value=task)
+    wait_until(lambda: shown_runs(table) == ids, 30, what)
+
+
+def check_filters(page, waiting_id: str, cell_id: str, cell_task: str) -> None:
+    """The status and task dropdowns offer the runs widget's choices, start from the saved
+    filters and change the rows the table lists."""
+    runs = live_tables(page).first
+    status = runs.locator("select[aria-label='status']")
+    task = runs.locator("select[aria-label='task']")
+    assert status.input_value() == "" and task.input_value() == ""
+    assert status.locator("option").all_inner_texts() == [
+        "all statuses", "active", "queued", "delayed", "executing", "waiting", "completed",
+        "failed", "canceled / expired"]
+    assert task.locator("option").all_inner_texts() == ["all tasks", *sorted(
+        {"saved-ship", cell_task})]
+    show_filtered(runs, "waiting", "", [waiting_id], "only the waiting run listed")
+    assert runs.locator(".jp-DurableRunsOutput-range").inner_text() == "1–1 of 1"
+    runs.screenshot(path=str(page.out / "runs-filter-waiting.png"))
+    show_filtered(runs, "completed", "", [cell_id], "only the completed run listed")
+    show_filtered(runs, "failed", "", [], "no failed run listed")
+    assert runs.locator(".jp-DurableRunsOutput-range").inner_text() == "no runs match"
+    show_filtered(runs, "active", "saved-ship", [waiting_id], "the task's active run")
+    show_filtered(runs, "completed", "saved-ship", [], "the task has no completed run")
+    show_filtered(runs, "all statuses", "saved-ship", [waiting_id], "the task's runs")
+    runs.screenshot(path=str(page.out / "runs-filter-task.png"))
+    show_filtered(runs, "all statuses", "", [cell_id, waiting_id], "all runs again")
+    # a table saved with a status filter starts from it
+    saved = live_tables(page).nth(2)
+    wait_until(lambda: shown_runs(saved) == [cell_id], 30, "the saved filter's runs")
+    assert saved.locator("select[aria-label='status']").input_value() == "COMPLETED"
+
+
+def check_row_graph(page, waiting_id: str, cell_id: str) -> None:
+    """A click on a row shows that run's graph under the table (a click on another row
+    switches to it); the close button hides it."""
+    runs = live_tables(page).first
+    live_row(page, cell_id, "COMPLETED").click()
+    detail = runs.locator(f'.jp-DurableRunsOutput-detail[data-run-id="{cell_id}"]')
+    detail.locator('.dng-run[data-status="COMPLETED"]').wait_for()
+    assert "total 6" in detail.inner_text()  # its log, from the server
+    assert "jp-mod-selected" in live_row(page, cell_id, "COMPLETED").get_attribute("class")
+    runs.screenshot(path=str(page.out / "runs-row-graph.png"))
+    live_row(page, waiting_id, "WAITING").click()
+    other = runs.locator(f'.jp-DurableRunsOutput-detail[data-run-id="{waiting_id}"]')
+    other.locator("button.dng-btn-ok").wait_for()  # its approval form
+    assert runs.locator(".jp-DurableRunsOutput-detail").count() == 1
+    runs.screenshot(path=str(page.out / "runs-row-graph-waiting.png"))
+    runs.locator("button[aria-label='Hide this run']").click()
+    runs.locator(".jp-DurableRunsOutput-detail").wait_for(state="detached")
+    assert not runs.locator(".jp-DurableRunsOutput-detailBar").is_visible()
+
+
 def open_from_table(page, run_id: str) -> None:
-    """A click on a row of the live table opens that run's view in the main area."""
+    """A click on a row shows the run under the table; its button opens the run's view in
+    the main area."""
     live_row(page, run_id, "COMPLETED").click()
+    live_tables(page).first.get_by_role("button", name="Open in main area").click()
     view = page.locator(f"#durable-run-{run_id} .jp-DurableRunView")
     view.locator('.dng-run[data-status="COMPLETED"]').wait_for()
     assert "total 6" in view.inner_text()
@@ -196,6 +268,7 @@ def test_saved_notebook_shows_live_runs_without_a_kernel(page, lab):
     nb.metadata.pop("language_info", None)
     add_foreign_output(nb)
     add_refused_runs_output(nb, table)
+    add_filtered_runs_output(nb, table)
     nbformat.write(nb, str(lab.root / "saved.ipynb"))
     wait_until(lambda: lab.request("GET", f"durable/api/runs/{cell_id}")[1]["status"]
                == "COMPLETED", 60, "the cell run to complete")
@@ -224,6 +297,9 @@ def test_saved_notebook_shows_live_runs_without_a_kernel(page, lab):
     runs.screenshot(path=str(page.out / "runs-table.png"))
     check_refused_table(page)
     check_paging(page, cell_id, waiting_id)
+    cell_task = lab.request("GET", f"durable/api/runs/{cell_id}")[1]["task_id"]
+    check_filters(page, waiting_id, cell_id, cell_task)
+    check_row_graph(page, waiting_id, cell_id)
 
     waiting.locator("input.dng-comment").fill("shipped from the saved notebook")
     approve.click()
