@@ -29,7 +29,7 @@ from ..client.tasks import RunHandle
 from ..core.errors import DurableError
 from ..core.source import names_assigned, names_needed
 from ..core.status import TERMINAL, RunStatus
-from .follow import say, short_type
+from .follow import drop_connection, say, short_type, shown
 from .shell import SHELL_NAME
 
 if TYPE_CHECKING:
@@ -58,25 +58,10 @@ class Pending:
         return self.assigns - self.shadowed
 
 
-def _shown(exc: BaseException, lines: list[str]) -> BaseException:
-    """``exc``, displayed by IPython as ``lines`` instead of a traceback."""
-    exc.__dict__["_render_traceback_"] = lambda: list(lines)
-    return exc
-
-
 def _listing(names: Iterable[str]) -> str:
     names = sorted(names)
     more = " ..." if len(names) > SHOWN_NAMES else ""
     return ", ".join(names[:SHOWN_NAMES]) + more
-
-
-def _drop_connection(run: RunHandle) -> None:
-    """After an interrupt mid-request, the thread's keep-alive connection is unusable."""
-    local = run.client._local
-    conn = getattr(local, "conn", None)
-    if conn is not None:
-        conn.close()
-        local.conn = None
 
 
 class Registry:
@@ -120,8 +105,8 @@ class Registry:
                 run.wait()
                 summary = run._summary or run._poll()
         except KeyboardInterrupt:
-            _drop_connection(run)
-            raise _shown(KeyboardInterrupt(), [
+            drop_connection(run)
+            raise shown(KeyboardInterrupt(), [
                 f"KeyboardInterrupt: stopped waiting for {label}; it goes on. Run this cell "
                 "again to wait for it."]) from None
         if summary["status"] != RunStatus.COMPLETED:
@@ -140,7 +125,7 @@ def _failed(entry: Pending, summary: dict, names: set[str]) -> BaseException:
              f"ended {summary['status']}{why}")
     second = (f"This cell did not run. `%durable resume {rid}` continues that run after its "
               f"last checkpoint (then run this cell again); `%durable attach {rid}` shows it.")
-    return _shown(DependencyFailed(first.split(": ", 1)[1]), [first, second])
+    return shown(DependencyFailed(first.split(": ", 1)[1]), [first, second])
 
 
 _REGISTRIES: weakref.WeakKeyDictionary[Any, Registry] = weakref.WeakKeyDictionary()
@@ -195,7 +180,7 @@ def install(shell: InteractiveShell) -> None:
             registry(shell).wait_for(shell, names)
         except DurableError as exc:  # shown as its message, not a traceback through here
             if not hasattr(exc, "_render_traceback_"):
-                _shown(exc, [f"{type(exc).__name__}: {exc}"])
+                shown(exc, [f"{type(exc).__name__}: {exc}"])
             raise
 
     if not callable(shell.user_ns.get(WAIT_NAME)):

@@ -14,6 +14,7 @@ import json
 import sys
 import threading
 import time
+from typing import TypeVar
 
 from ..client.show import fmt_secs
 from ..client.tasks import RunHandle
@@ -23,6 +24,7 @@ from ..core.status import TERMINAL, RunStatus, StepStatus
 from ..core.tracebacks import clean_traceback
 from .outputs import Outputs, collapse, parse
 
+ExcT = TypeVar("ExcT", bound=BaseException)
 PREFIX = "[durable]"
 DISPLAY = "display"  # the log stream of output records (see worker.display)
 BACKFILL_LINES = 1000
@@ -32,6 +34,22 @@ def say(text: str, err: bool = False) -> None:
     """One notice line, into the current cell's output."""
     stream = sys.stderr if err else sys.stdout
     print(f"{PREFIX} {text}", file=stream, flush=True)
+
+
+def shown(exc: ExcT, lines: list[str] | None = None) -> ExcT:
+    """``exc``, displayed by IPython as ``lines`` (default: one line) instead of a traceback."""
+    text = lines or [f"{type(exc).__name__}: {exc}"]
+    exc.__dict__["_render_traceback_"] = lambda: list(text)  # IPython's custom-traceback hook
+    return exc
+
+
+def drop_connection(run: RunHandle) -> None:
+    """After an interrupt mid-request, the thread's keep-alive connection is unusable."""
+    local = run.client._local
+    conn = getattr(local, "conn", None)
+    if conn is not None:
+        conn.close()
+        local.conn = None
 
 
 def short_type(name: str | None) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shlex
 from collections.abc import Collection
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -24,25 +24,15 @@ from ..core.status import TERMINAL, RunStatus
 from ..core.tracebacks import clean_traceback
 from . import depends
 from .args import HelpShown, cell_parser, line_parser
-from .follow import Follower, describe, end_line, error_lines, say
+from .follow import Follower, describe, drop_connection, end_line, error_lines, say, shown
 from .shell import SHELL_NAME, cell_number, cell_origin, magics_in, rename_get_ipython, shell
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
 
-ExcT = TypeVar("ExcT", bound=BaseException)
-
-
-def _shown(exc: ExcT, lines: list[str] | None = None) -> ExcT:
-    """``exc``, displayed by IPython as ``lines`` (default: one line) instead of a traceback."""
-    text = lines or [f"{type(exc).__name__}: {exc}"]
-    exc.__dict__["_render_traceback_"] = lambda: list(text)  # IPython's custom-traceback hook
-    return exc
-
-
 def _failure(summary: dict, source: str | None) -> RunFailed:
     exc = RunFailed.from_error(summary["id"], summary["status"], summary.get("error"))
-    return _shown(exc, [end_line(summary)] + error_lines(summary.get("error"), source))
+    return shown(exc, [end_line(summary)] + error_lines(summary.get("error"), source))
 
 
 class CellSyntaxError(DurableError):
@@ -55,7 +45,7 @@ def _syntax_error(exc: SyntaxError) -> CellSyntaxError:
     lines = [f"SyntaxError in the %%durable cell{where}: {exc.msg}"]
     if exc.text:
         lines.append("    " + exc.text.rstrip())
-    return _shown(CellSyntaxError(lines[0]), lines)
+    return shown(CellSyntaxError(lines[0]), lines)
 
 
 def _split(line: str) -> list[str]:
@@ -63,15 +53,6 @@ def _split(line: str) -> list[str]:
         return shlex.split(line)
     except ValueError as exc:  # an unclosed quote
         raise UsageError(f"cannot read the options: {exc}") from None
-
-
-def _drop_connection(run: RunHandle) -> None:
-    """After an interrupt mid-request, the thread's keep-alive connection is unusable."""
-    local = run.client._local
-    conn = getattr(local, "conn", None)
-    if conn is not None:
-        conn.close()
-        local.conn = None
 
 
 @magics_class
@@ -115,7 +96,7 @@ class DurableMagics(Magics):
         except DurableError as exc:
             if hasattr(exc, "_render_traceback_"):
                 raise
-            raise _shown(exc) from None
+            raise shown(exc) from None
 
     def _kernel(self) -> InteractiveShell:
         """The IPython shell these magics are registered with."""
@@ -197,7 +178,7 @@ class DurableMagics(Magics):
             run.wait()
             follower.join(5.0)  # let the last log lines print before the summary
         except KeyboardInterrupt:
-            _drop_connection(run)
+            drop_connection(run)
             follower.announce_end = True
             say(f"stopped waiting (kernel interrupt). The run goes on in its worker; "
                 f"`%durable attach {run.id} --wait` brings its results back when it is done.",

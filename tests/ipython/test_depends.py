@@ -9,34 +9,10 @@ import re
 from pathlib import Path
 
 import pytest
-from _support import EngineProcess
-from test_magics import Kernel, run_id
+from test_magics import run_id
 
 WAITING = re.compile(r"\[durable\] waiting for run (run_[0-9a-f]{20}) \(([^)]*)\) which assigns "
                      r"(.*)")
-
-
-@pytest.fixture(scope="module")
-def engine_env(tmp_path_factory):
-    eng = EngineProcess(tmp_path_factory.mktemp("depends") / "store.duckdb",
-                        ["--wait-grace", "0.3"])
-    client = eng.start()
-    yield {"DURABLE_NB_URL": client.url, "DURABLE_NB_TOKEN": client.token}
-    eng.stop()
-
-
-@pytest.fixture(scope="module")
-def kernel(engine_env):
-    k = Kernel.start(engine_env)
-    k.ok("%load_ext durable_nb\nimport durable_nb as dn")
-    yield k
-    k.close()
-
-
-@pytest.fixture
-def scratch(tmp_path, kernel) -> Path:
-    kernel.ok(f"scratch = {str(tmp_path)!r}")
-    return tmp_path
 
 
 def held(name: str, body: str, gate: str = "go") -> str:

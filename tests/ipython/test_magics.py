@@ -9,8 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-from _support import EngineProcess, wait_for
+from _support import wait_for
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -169,31 +168,6 @@ def run_id(text: str) -> str:
 
 def wait_file(path: Path, timeout: float = 30.0) -> None:
     wait_for(path.exists, timeout, f"{path} to appear")
-
-
-# ---------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def engine_env(tmp_path_factory):
-    eng = EngineProcess(tmp_path_factory.mktemp("magics") / "store.duckdb",
-                        ["--wait-grace", "0.3"])
-    client = eng.start()
-    yield {"DURABLE_NB_URL": client.url, "DURABLE_NB_TOKEN": client.token}
-    eng.stop()
-
-
-@pytest.fixture(scope="module")
-def kernel(engine_env):
-    k = Kernel.start(engine_env)
-    k.ok("%load_ext durable_nb\nimport durable_nb as dn")
-    yield k
-    k.close()
-
-
-@pytest.fixture
-def scratch(tmp_path, kernel) -> Path:
-    kernel.ok(f"scratch = {str(tmp_path)!r}")
-    return tmp_path
 
 
 # ---------------------------------------------------------------------- %%durable
