@@ -154,11 +154,37 @@ function findCell(notebook: INotebookLike, origin: IOrigin): number {
 async function selectCell(notebook: INotebookLike, index: number): Promise<void> {
   notebook.activeCellIndex = index;
   notebook.mode = 'command';
-  if (notebook.scrollToItem) {
-    await notebook.scrollToItem(index, 'center');
-  } else if (notebook.scrollToCell) {
-    await notebook.scrollToCell(notebook.widgets[index], 'center');
+  // a notebook just opened or revealed may still be laying out its (windowed) cells: scroll,
+  // let two frames pass, and scroll again if the cell is not in view yet
+  for (let round = 0; round < 3; round++) {
+    if (notebook.scrollToItem) {
+      await notebook.scrollToItem(index, 'center');
+    } else if (notebook.scrollToCell) {
+      await notebook.scrollToCell(notebook.widgets[index], 'center');
+    }
+    await nextFrame();
+    await nextFrame();
+    const node = (notebook.widgets[index] as { node?: HTMLElement } | undefined)?.node;
+    if (!node?.isConnected) {
+      continue;
+    }
+    if (inView(node)) {
+      return;
+    }
+    node.scrollIntoView({ block: 'center' });
   }
+}
+
+function nextFrame(): Promise<void> {
+  return new Promise(resolve => requestAnimationFrame(() => resolve()));
+}
+
+/** Whether some of `node` shows inside its scrolling notebook. */
+function inView(node: HTMLElement): boolean {
+  const box = node.getBoundingClientRect();
+  const view = (node.closest('.jp-WindowedPanel-outer') ?? node.closest('.jp-Notebook'))
+    ?.getBoundingClientRect();
+  return !!view && box.bottom > view.top && box.top < view.bottom;
 }
 
 /** The action behind an origin label: open the notebook, then select the cell. */
