@@ -109,6 +109,11 @@ class SqlResult(list):
 class RunHandle:
     """A run in the store. Cheap to create; every property asks the engine."""
 
+    # set by %%durable: the run's output is printed into the cell that shows this handle,
+    # so the handle's view keeps its own copy of the output folded (a class default: handles
+    # unpickled from older checkpoints have it too)
+    outputs_in_cell = False
+
     def __init__(self, run_id: str, client: Client | None = None, summary: dict | None = None):
         self.id = run_id
         self._client = client

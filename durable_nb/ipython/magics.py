@@ -154,6 +154,7 @@ class DurableMagics(Magics):
         source = f"%%durable {line}\n{source}"  # as the editor numbers the lines
         follower = Follower(run, announce_end=not opts.wait, source=source,
                             end_hint=hint).start()
+        run.outputs_in_cell = True  # its view keeps the output folded: the follower prints it
         if not opts.wait:
             return run
         summary = self._wait(run, follower)
@@ -253,7 +254,7 @@ class DurableMagics(Magics):
         summary = run._poll()
         print(describe(run))
         if in_kernel():
-            display_run(run)
+            display_run(run, outputs_in_cell=True)
         running = summary["status"] not in TERMINAL
         hint = f"`%durable attach {run.id}` again brings its results back"
         follower = Follower(run, announce_end=running and not args.wait, end_hint=hint).start()

@@ -60,6 +60,9 @@ class RunWidget(ApiMixin, anywidget.AnyWidget):
     run = t.Dict().tag(sync=True)
     engine = t.Dict().tag(sync=True)
     notice = t.Unicode("").tag(sync=True)
+    # the run's output is also printed in the cell (a %%durable cell's follower): the view
+    # keeps its copy folded, so nothing shows twice
+    outputs_in_cell = t.Bool(False).tag(sync=True)
     _mid = t.Unicode("").tag(sync=True)
 
     def __init__(self, run: RunHandle | str, *, live: bool = True, **kwargs: Any):
@@ -134,7 +137,8 @@ class RunWidget(ApiMixin, anywidget.AnyWidget):
                                 f"{fallback_text(self.run_id, self.run.get('task_id'))}")
         bundle["text/html"] = run_html(run)
         if self.engine.get("server"):  # the page's Jupyter server has the run
-            bundle[RUN_MIME] = {**last_known(run), "instance": self.engine.get("instance")}
+            bundle[RUN_MIME] = {**last_known(run), "instance": self.engine.get("instance"),
+                                "outputs_in_cell": self.outputs_in_cell}
         return bundle, meta
 
 
@@ -154,15 +158,18 @@ def widget_for(handle: RunHandle) -> RunWidget:
     return w
 
 
-def display_run(handle: RunHandle | str) -> RunWidget:
+def display_run(handle: RunHandle | str, outputs_in_cell: bool = False) -> RunWidget:
     """Display the run: one output with the live widget, the run's id for the JupyterLab
     extension and a static snapshot (see the module docstring), re-sent as the run's
-    status changes."""
+    status changes. ``outputs_in_cell``: the run's output is printed in this cell too
+    (``%%durable``, ``%durable attach``), so the view keeps its copy folded."""
     from IPython.display import display
 
     if not isinstance(handle, RunHandle):
         handle = RunHandle(str(handle))
     w = widget_for(handle)
+    if outputs_in_cell or handle.outputs_in_cell:
+        w.outputs_in_cell = True
     shown = display(w, display_id=True)
     if shown is not None and w.run.get("status") not in TERMINAL:
         w.display_ids.append(shown.display_id)

@@ -17,6 +17,8 @@ export interface IGraphOptions {
   loadChild?: (runId: string) => Promise<GraphRun>;
   onOpenChild?: (runId: string) => void;
   notice?: { kind: 'info' | 'warning' | 'error'; text: string; code?: string } | null;
+  /** The run's output is printed in the cell too: the Output section starts folded. */
+  outputsInCell?: boolean;
 }
 
 /** Render or re-render `run` into `node` (what the user opened or typed survives). */

@@ -30,6 +30,8 @@ interface ILastKnown {
   kind?: string | null;
   status?: string | null;
   updated_at?: number | null;
+  /** The kernel prints the run's output in the cell as well (a %%durable cell). */
+  outputs_in_cell?: boolean;
 }
 
 /** Where the renderer hears about changes: the sidebar's model and its WebSocket. */
@@ -123,6 +125,7 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
       onReject: (wait, comment) => this._decide(false, wait, comment),
       loadChild: id => loadRun(id),
       onOpenChild: id => this.openRun(id),
+      outputsInCell: !!this._last?.outputs_in_cell,
       notice: error
         ? { kind: 'warning', text: `Could not refresh the run: ${error.message}` }
         : null

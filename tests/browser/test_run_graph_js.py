@@ -359,3 +359,16 @@ def test_rich_output_rows_show_their_text(graph):
     graph.evaluate("(r) => window.render(r)", {**CELL, "logs": rows})
     lines = graph.locator(".dng-logs pre").inner_text().strip().split("\n")
     assert lines == ["start", "100%|##########|", "<DataFrame 3x2>", "[image/png]", "done"]
+
+
+def test_output_printed_in_the_cell_too_starts_folded(graph):
+    logs = [{"at": T0 + 1, "stream": "stdout", "line": "loaded 3 rows"}]
+    graph.evaluate("(r) => window.render(r)", {**CELL, "logs": logs})
+    assert graph.locator(".dng-logs").get_attribute("open") is not None
+    graph.evaluate("(r) => window.render(r, {outputsInCell: true})", {**CELL, "id": "run_c2",
+                                                                      "logs": logs})
+    folded = graph.locator(".dng-logs")
+    assert folded.get_attribute("open") is None, "the cell shows the output: no second copy"
+    assert "also in the cell below" in folded.locator("summary").inner_text()
+    folded.locator("summary").click()  # still one click away
+    assert "loaded 3 rows" in folded.locator("pre").inner_text()

@@ -195,7 +195,10 @@ def test_finished_run_needs_no_stream_and_display_bundle_says_how_to_reattach(en
     assert bundle[_widgets.RUN_MIME] == {
         "run_id": h.id, "task_id": "widgets-idle", "kind": "task", "status": "COMPLETED",
         "updated_at": w.run.get("updated_at") or w.run["finished_at"],
-        "instance": w.engine["instance"]}
+        "instance": w.engine["instance"], "outputs_in_cell": False}
+    # a %%durable cell prints the run's output below its view: the view folds its own copy
+    w.outputs_in_cell = True
+    assert w._repr_mimebundle_()[0][_widgets.RUN_MIME]["outputs_in_cell"] is True
     static = bundle["text/html"]  # the last known state, for GitHub and nbviewer
     assert f'data-durable-run="{h.id}"' in static and "COMPLETED" in static
     assert "widgets-idle" in static and "<script" not in static and "class=" not in static

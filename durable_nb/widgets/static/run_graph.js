@@ -39,6 +39,9 @@
 //                                               fetched remember their getJson, so this is
 //                                               needed only for data from elsewhere.
 //         loadStep(runId, stepKey) -> Promise<json>   instead of getJson, for that one route.
+//         outputsInCell: boolean                the run's output is printed in the cell below
+//                                               the view too (a %%durable cell): the Output
+//                                               section starts folded, so nothing shows twice.
 //         stale: boolean                        the data no longer updates (its source, e.g. a
 //                                               kernel, is gone): states in progress, such as
 //                                               a step waiting to retry, say "as of" the
@@ -977,6 +980,8 @@ function renderLogs(state, run) {
   const lines = logRows(run.logs);
   const pre = h("pre", { class: "dng-log" }, lines.map((l) =>
     h("span", { class: l.stream === "stderr" ? "dng-stderr" : "" }, `${l.text}\n`)));
-  return details(state, `${run.id}/logs`, `Output · last ${lines.length} line${lines.length === 1 ? "" : "s"}`,
-    pre, true, "dng-logs");
+  const inCell = !!state.options.outputsInCell; // printed in the cell too: folded here
+  const summary = `Output · last ${lines.length} line${lines.length === 1 ? "" : "s"}` +
+    (inCell ? " · also in the cell below" : "");
+  return details(state, `${run.id}/logs`, summary, pre, !inCell, "dng-logs");
 }

@@ -216,6 +216,7 @@ function mountGraph(model, box, { key, trait, pending, runIdOf }) {
     }
     options.notice = notice();
     options.stale = !live && !fresh; // the kernel is gone: in-progress states are "as of"
+    options.outputsInCell = !!model.get("outputs_in_cell");
     options.now = clockOf(run);
     renderRunGraph(box, run, options);
   };
