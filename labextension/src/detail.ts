@@ -12,8 +12,8 @@ import {
 } from '@jupyterlab/ui-components';
 import { Widget } from '@lumino/widgets';
 
-import { ACTIVE, decide, IEvent, IWait, RESUMABLE } from './api';
-import { GraphRun, loadRun, renderRunGraph } from './graph';
+import { ACTIVE, IEvent, RESUMABLE } from './api';
+import { concernsRun, decideThenReload, GraphRun, loadRun, renderRunGraph } from './graph';
 import { durableIcon } from './icon';
 import { RunsModel } from './model';
 import { notebookPath, OpenCell, originLink } from './origin';
@@ -81,9 +81,10 @@ export class RunView extends Widget {
     }
     if (this.run) {
       this._showOrigin(this.run);
+      const reload = () => this.load();
       renderRunGraph(this._graph, this.run, {
-        onApprove: (wait, comment) => this._decide(true, wait, comment),
-        onReject: (wait, comment) => this._decide(false, wait, comment),
+        onApprove: (wait, comment) => decideThenReload(this.runId, true, wait, comment, reload),
+        onReject: (wait, comment) => decideThenReload(this.runId, false, wait, comment, reload),
         loadChild: id => loadRun(id),
         onOpenChild: id => this.openRun(id),
         notice
@@ -113,18 +114,8 @@ export class RunView extends Widget {
     this._origin.hidden = false;
   }
 
-  private async _decide(approved: boolean, wait: IWait, comment: string): Promise<void> {
-    // a refused decision rejects: the graph shows the server's message next to the form
-    await decide(this.runId, approved, wait.name, comment);
-    await this.load();
-  }
-
   private _onEvent(e: IEvent): void {
-    const children = this.run?.children ?? [];
-    const mine =
-      e.type === 'hello' ||
-      e.run_id === this.runId ||
-      (e.type === 'run' && children.some(c => c.id === e.run_id));
+    const mine = concernsRun(e, this.runId, this.run);
     if (mine && !this._timer) {
       // at most one reload per 200 ms, however many events arrive
       this._timer = window.setTimeout(() => {

@@ -6,7 +6,7 @@
 import * as graph from '../../durable_nb/widgets/static/run_graph.js';
 import '../../durable_nb/widgets/static/run_graph.css';
 
-import { IRunDetail, IWait, request } from './api';
+import { decide, IEvent, IRunDetail, IWait, request } from './api';
 
 /** A run with what the graph shows besides GET /runs/{id}: checkpoints and a log tail. */
 export type GraphRun = IRunDetail & { logs?: unknown[]; checkpoints?: unknown[] };
@@ -29,4 +29,27 @@ export function renderRunGraph(node: HTMLElement, run: GraphRun, options: IGraph
 /** Everything the graph shows for one run, from the REST API. */
 export function loadRun(runId: string): Promise<GraphRun> {
   return graph.loadRun((path: string) => request(path.replace(/^\//, '')), runId);
+}
+
+/** Whether a server event concerns `run`: its own, a child's, or a reconnect (hello). */
+export function concernsRun(e: IEvent, runId: string, run: GraphRun | null): boolean {
+  const children = run?.children ?? [];
+  return (
+    e.type === 'hello' ||
+    (!!e.run_id && e.run_id === runId) ||
+    (e.type === 'run' && children.some(c => c.id === e.run_id))
+  );
+}
+
+/** Approve or reject from a graph's form, then `reload`. A refused decision rejects: the
+ * graph shows the server's message next to the form. */
+export async function decideThenReload(
+  runId: string,
+  approved: boolean,
+  wait: IWait,
+  comment: string,
+  reload: () => Promise<void>
+): Promise<void> {
+  await decide(runId, approved, wait.name, comment);
+  await reload();
 }

@@ -12,8 +12,8 @@
 import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
-import { ApiError, decide, IEvent, IWait } from './api';
-import { GraphRun, loadRun, renderRunGraph } from './graph';
+import { ACTIVE, ApiError, IEvent } from './api';
+import { concernsRun, decideThenReload, GraphRun, loadRun, renderRunGraph } from './graph';
 
 export const RUN_MIME = 'application/vnd.durable-nb.run+json';
 
@@ -39,7 +39,6 @@ export interface IEventSource {
   onEvent(fn: (event: IEvent) => void): () => void;
 }
 
-const TERMINAL = ['COMPLETED', 'FAILED', 'CANCELED', 'CRASHED', 'TIMED_OUT', 'EXPIRED'];
 
 export class RunOutput extends Widget implements IRenderMime.IRenderer {
   constructor(
@@ -99,7 +98,7 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
     }
     this._show(error);
     window.clearTimeout(this._poll);
-    if (this.run && !TERMINAL.includes(this.run.status)) {
+    if (this.run && ACTIVE.includes(this.run.status)) {
       this._poll = window.setTimeout(() => void this.load(), POLL_MS);
     }
   }
@@ -120,9 +119,10 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
     }
     this._notice.hidden = this._static.hidden = true;
     this._static.replaceChildren();
+    const reload = () => this.load();
     renderRunGraph(this._graph, this.run, {
-      onApprove: (wait, comment) => this._decide(true, wait, comment),
-      onReject: (wait, comment) => this._decide(false, wait, comment),
+      onApprove: (wait, comment) => decideThenReload(this.runId, true, wait, comment, reload),
+      onReject: (wait, comment) => decideThenReload(this.runId, false, wait, comment, reload),
       loadChild: id => loadRun(id),
       onOpenChild: id => this.openRun(id),
       outputsInCell: !!this._last?.outputs_in_cell,
@@ -132,18 +132,8 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
     });
   }
 
-  private async _decide(approved: boolean, wait: IWait, comment: string): Promise<void> {
-    // a refused decision rejects: the graph shows the server's message next to the form
-    await decide(this.runId, approved, wait.name, comment);
-    await this.load();
-  }
-
   private _onEvent(e: IEvent): void {
-    const children = this.run?.children ?? [];
-    const mine =
-      e.type === 'hello' ||
-      (!!e.run_id && e.run_id === this.runId) ||
-      (e.type === 'run' && children.some(c => c.id === e.run_id));
+    const mine = concernsRun(e, this.runId, this.run);
     if (mine && this.runId && !this._timer) {
       // at most one reload per 200 ms, however many events arrive
       this._timer = window.setTimeout(() => {
