@@ -119,9 +119,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest payload, step result or return value of a run, in MiB; larger values "
             "are refused with an error that says so.",
             flag="--max-payload-mb", field="max_payload", scale=MB, minimum=0.001),
-    Setting("max_checkpoint_mb", float, 1024.0,
-            "Largest checkpoint of one %%durable cell (all its variables), in MiB.",
-            flag="--max-checkpoint-mb", field="max_checkpoint", scale=MB, minimum=0.001),
+    Setting("max_checkpoint_mb", float, 0.0,
+            "Largest checkpoint of one %%durable cell (all its variables), in MiB. 0 (the "
+            "default): no fixed limit; what a checkpoint adds may take at most half of the "
+            "free space on the database's disk, and one that would take more is refused "
+            "with an error that says so, before the disk fills.",
+            flag="--max-checkpoint-mb", field="max_checkpoint", scale=MB, minimum=0.0),
     Setting("activity_interval", float, 5.0,
             "Seconds between checks for QUEUED or EXECUTING runs. While there are any, the "
             "Jupyter server reports activity, so idle culling does not stop it mid-run.",

@@ -24,6 +24,9 @@ from .scheduler import RunOptions, Scheduler
 from .state import EngineState
 from .waits import Waits
 
+# free disk space a checkpoint may not take: the store's reserve and room for its journal
+DISK_MARGIN = 64 * 1024 * 1024
+
 
 class WorkerMessages:
     """Handles each op a worker sends (``core.protocol``)."""
@@ -103,7 +106,11 @@ class WorkerMessages:
 
     def checkpoint(self, run: Run, worker: Any, msg: dict) -> None:
         """A cell's checkpoint: large values become files first, then the rows that refer
-        to them are journaled."""
+        to them are journaled. One that would fill the disk is refused first."""
+        refused = self._no_room(msg)
+        if refused:
+            reply(worker, msg, {"error": refused})
+            return
         big = {h: d for h, d in msg["blobs"].items() if len(d) >= EXTERNAL_BLOB_BYTES}
         if not big:
             self._record_checkpoint(run, worker, msg, big)
@@ -118,6 +125,31 @@ class WorkerMessages:
                 self._record_checkpoint(run, worker, msg, big)
 
         fut.add_done_callback(written)
+
+    def _no_room(self, msg: dict) -> str | None:
+        """Why the checkpoint's new values cannot be stored without filling the disk, if
+        so: they may take the free space less a margin, and at most half of it when no
+        fixed limit is set (``--max-checkpoint-mb 0``), leaving room for what comes next."""
+        need = sum(len(d) for d in msg["blobs"].values())
+        if not need:
+            return None
+        try:
+            free = self.s.store.free_bytes()
+        except OSError:
+            return None  # cannot tell: the store's own full-disk handling still applies
+        room = max(0, free - DISK_MARGIN)
+        if not self.s.config.max_checkpoint:
+            room //= 2
+        if need <= room:
+            return None
+        share = "half of " if not self.s.config.max_checkpoint else ""
+        return (f"the checkpoint after statement {msg['statement']} adds "
+                f"{_serial.fmt_size(need)} of new values, more than {share}the free space on "
+                f"the disk that holds the database ({_serial.fmt_size(free)} free, "
+                f"{_serial.fmt_size(DISK_MARGIN)} of it kept for the store); nothing of it "
+                "was stored, and earlier checkpoints are intact. Free disk space and resume "
+                "the run, or delete what the cell no longer needs (del name) or mark large "
+                "variables --transient.")
 
     def _record_checkpoint(self, run: Run, worker: Any, msg: dict, big: dict) -> None:
         s = self.s

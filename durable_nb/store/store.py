@@ -511,6 +511,11 @@ class Store:
             raise ValueError(f"not a blob hash: {h!r}")
         return self.blob_dir / h
 
+    def free_bytes(self) -> int:
+        """Free space (for this user) on the disk that holds the database."""
+        st = os.statvfs(self.db_path.parent)
+        return st.f_bavail * st.f_frsize
+
     def put_blob_files(self, blobs: dict[str, bytes]) -> None:
         """Write values as files named by their hash, durable when this returns (call it
         before journaling the rows that refer to them; may run in another thread)."""

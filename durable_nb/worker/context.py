@@ -301,7 +301,7 @@ class RunContext:
             if h not in self._sent_blobs:
                 new[h] = data
         size = sum(sizes.values())
-        if size > self.max_checkpoint:
+        if self.max_checkpoint and size > self.max_checkpoint:
             largest = sorted(sizes.items(), key=lambda p: -p[1])[:3]
             listing = ", ".join(f"'{n}' {_serial.fmt_size(b)}" for n, b in largest)
             raise PayloadTooLarge(

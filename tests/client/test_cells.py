@@ -202,3 +202,44 @@ def test_a_failed_cell_resumes_after_its_last_checkpoint(engine, marks):
     assert [a["outcome"] for a in run.attempts] == ["FAILED", "COMPLETED"]
     with pytest.raises(dn.WaitConflict, match="is COMPLETED; only a"):
         run.resume()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 MB tmpfs mounted for the test (root only): the database's disk."""
+    import os
+    import shutil
+    import subprocess
+
+    if os.geteuid() != 0 or not shutil.which("mount"):
+        pytest.skip("mounting a small tmpfs needs root")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_that_would_fill_the_disk_is_refused_clearly(small_disk):
+    from _support import EngineProcess
+
+    eng = EngineProcess(small_disk / "store.duckdb", ["--wait-grace", "0.3"])
+    eng.start()  # the default limit: half of the free space on the database's disk
+    try:
+        run = trigger_cell("a = b'x' * 5_000_000\nbig = bytes(150_000_000)\nc = 3\n", {})
+        with pytest.raises(dn.RunFailed) as err:
+            run.result(timeout=120)
+        msg = err.value.error["message"]
+        assert "after statement 2 adds 143.1 MB" in msg, msg
+        assert "more than half of the free space" in msg and "earlier checkpoints are intact" in msg
+        cp = run.client.request("GET", f"/runs/{run.id}/checkpoint")
+        assert cp["statement"] == 1 and set(cp["variables"]) == {"a"}
+        assert len(fetch_variables(run, ["a"])["a"]) == 5_000_000
+        # the engine goes on: a cell that fits is stored
+        assert trigger_cell("small = list(range(10))\n", {}).wait(timeout=60) == "COMPLETED"
+    finally:
+        eng.stop()

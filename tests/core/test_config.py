@@ -114,7 +114,7 @@ def test_engine_config_comes_from_the_settings():
             assert fields[s.field] == s.to_engine(s.default), s.name
     config = EngineConfig(db_path=Path("x.duckdb"))
     assert (config.max_workers, config.min_idle_workers, config.wait_grace) == (8, 1, 1.0)
-    assert config.max_payload == DEFAULT_MAX_PAYLOAD and config.max_checkpoint == 1024 * MB
+    assert config.max_payload == DEFAULT_MAX_PAYLOAD and config.max_checkpoint == 0  # the disk decides
 
 
 def test_trait_config_beats_the_environment_which_beats_the_default(monkeypatch, tmp_path):
