@@ -3,7 +3,7 @@
 import socket
 
 import pytest
-from _support import count
+from _support import count, small_tmpfs
 
 import durable_nb as dn
 from durable_nb.client.cells import fetch_variables, trigger_cell
@@ -207,20 +207,8 @@ def test_a_failed_cell_resumes_after_its_last_checkpoint(engine, marks):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 256 MB tmpfs mounted for the test (root only): the database's disk."""
-    import os
-    import shutil
-    import subprocess
-
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small tmpfs needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256m,mode=0700", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with small_tmpfs(tmp_path, "256m") as mnt:
+        yield mnt
 
 
 @pytest.mark.slow

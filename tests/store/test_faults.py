@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -14,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _support import wait_for
+from _support import small_tmpfs, wait_for
 
 import durable_nb as dn
 from durable_nb.store import journal as _journal
@@ -159,16 +158,8 @@ def test_a_stop_keeps_segments_whose_records_are_not_ingested(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A 24 MB tmpfs mounted for the test (root only)."""
-    if os.geteuid() != 0 or not shutil.which("mount"):
-        pytest.skip("mounting a small tmpfs to fill needs root")
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m,mode=0700", "tmpfs", str(mnt)],
-                       capture_output=True, text=True)
-    if r.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {r.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with small_tmpfs(tmp_path, "24m") as mnt:
+        yield mnt
 
 
 def _fill(folder: Path) -> Path:
