@@ -296,27 +296,28 @@ def _payload(fn: Callable, task_id: str, args: tuple, kwargs: dict, limit: int |
     what = f"the arguments of task '{task_id}'"
     try:  # functions among them keep the source of their notebook cells for tracebacks
         data: bytes | None = _codepickle.dumps((args, kwargs))
-    except Exception:  # pickling raises many types; cloudpickle's own names the culprit
+    except Exception:  # pickling raises many types
         data = None
+    if data is None:  # plain cloudpickle, as before; if it fails too, the argument is named
+        try:
+            data = _serial.dumps((args, kwargs), what)
+        except NotPicklable:
+            data = None
     if data is not None and (limit is None or len(data) <= limit):
         return data
-    try:
-        return _serial.dumps((args, kwargs), what, limit)
-    except (NotPicklable, PayloadTooLarge):
-        pass
     try:
         bound = inspect.signature(fn).bind_partial(*args, **kwargs).arguments
     except (TypeError, ValueError):
         bound = {**{str(i): a for i, a in enumerate(args)}, **kwargs}
     sizes = []
     for argname, value in bound.items():
-        data = _serial.dumps(value, f"argument '{argname}' of task '{task_id}'")
-        sizes.append((argname, len(data)))
+        one = _serial.dumps(value, f"argument '{argname}' of task '{task_id}'")
+        sizes.append((argname, len(one)))
     sizes.sort(key=lambda p: -p[1])
     listing = ", ".join(f"'{n}' {_serial.fmt_size(s)}" for n, s in sizes[:3])
-    total = _serial.dumps((args, kwargs), what)
+    total = len(data) if data is not None else len(_serial.dumps((args, kwargs), what))
     raise PayloadTooLarge(
-        f"{what} are {_serial.fmt_size(len(total))}, over the limit of "
+        f"{what} are {_serial.fmt_size(total)}, over the limit of "
         f"{_serial.fmt_size(limit or 0)} (max_payload_bytes); largest: {listing}. "
         "Pass a file path instead of the data, or raise the limit with "
         "`durable-nb serve --max-payload-mb N`.")

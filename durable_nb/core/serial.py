@@ -21,7 +21,8 @@ def fmt_size(n: int) -> str:
     return f"{n} B"
 
 
-def _type_name(value: Any) -> str:
+def type_name(value: Any) -> str:
+    """``value``'s class as errors and previews name it: ``int``, ``pandas.core.frame.DataFrame``."""
     t = type(value)
     return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
@@ -32,7 +33,7 @@ def dumps(value: Any, what: str, limit: int | None = None) -> bytes:
         data = cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:  # pickling raises many types
         raise NotPicklable(
-            f"{what} cannot be stored: {_type_name(value)} — {exc}. "
+            f"{what} cannot be stored: {type_name(value)} — {exc}. "
             "Return or pass plain data (numbers, strings, lists, dicts, dataclasses, arrays), "
             "or re-create the object where it is used."
         ) from None

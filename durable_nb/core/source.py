@@ -19,9 +19,10 @@ def split_statements(source: str) -> list[tuple[int, str]]:
     return out
 
 
-def names_read(source: str) -> set[str]:
+def names_read(source: str | ast.AST) -> set[str]:
     """Names a cell loads (candidates to take from the notebook's namespace)."""
-    return {n.id for n in ast.walk(ast.parse(source))
+    tree = ast.parse(source) if isinstance(source, str) else source
+    return {n.id for n in ast.walk(tree)
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
 
 
@@ -39,8 +40,7 @@ def names_needed(cell: str | ast.Module) -> set[str]:
     try:
         return _needed_in(tree.body, set())
     except (SyntaxError, ValueError, RecursionError):  # symtable refused: read it all
-        return {n.id for n in ast.walk(tree)
-                if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        return names_read(tree)
 
 
 def _needed_in(body: list[ast.stmt], bound: set[str]) -> set[str]:

@@ -143,6 +143,10 @@ def summarize(row: dict) -> dict:
     return out
 
 
+# a run's origin: the notebook cell that started it (stored as JSON in runs.origin)
+ORIGIN_FIELDS = {"notebook": str, "cell_id": str, "execution_count": int}
+
+
 def parse_origin(text: str | None) -> dict | None:
     """A stored origin as {notebook, cell_id, execution_count} (None for runs without one)."""
     try:
@@ -151,4 +155,4 @@ def parse_origin(text: str | None) -> dict | None:
         return None
     if not isinstance(value, dict):
         return None
-    return {k: value.get(k) for k in ("notebook", "cell_id", "execution_count")}
+    return {k: value.get(k) for k in ORIGIN_FIELDS}

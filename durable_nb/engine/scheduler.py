@@ -24,7 +24,7 @@ from ..core.messages import Resolution, RunAttempt
 from ..core.serial import clean_text
 from ..core.status import RunStatus
 from ..store.records import Insert, InsertIgnore, Update, Upsert
-from .model import MAX_INT32, Run, TaskInfo, aid
+from .model import MAX_INT32, ORIGIN_FIELDS, Run, TaskInfo, aid
 from .state import EngineState
 
 
@@ -56,7 +56,6 @@ class RunOptions:
             parent_run_id=parent_run_id, origin=origin_json(origin))
 
 
-ORIGIN_FIELDS = {"notebook": str, "cell_id": str, "execution_count": int}
 
 
 def origin_json(origin: Any) -> str | None:

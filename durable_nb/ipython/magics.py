@@ -25,7 +25,7 @@ from ..core.tracebacks import clean_traceback
 from . import depends
 from .args import HelpShown, cell_parser, line_parser
 from .follow import Follower, describe, drop_connection, end_line, error_lines, say, shown
-from .shell import SHELL_NAME, cell_number, cell_origin, magics_in, rename_get_ipython, shell
+from .shell import SHELL_NAME, cell_origin, magics_in, rename_get_ipython, shell
 
 if TYPE_CHECKING:
     from IPython.core.interactiveshell import InteractiveShell
@@ -46,6 +46,15 @@ def _syntax_error(exc: SyntaxError) -> CellSyntaxError:
     if exc.text:
         lines.append("    " + exc.text.rstrip())
     return shown(CellSyntaxError(lines[0]), lines)
+
+
+def _cell_name(origin: dict | None) -> str:
+    """An unnamed cell's run is named after its notebook and cell, as the editor shows them
+    (``analysis.ipynb [5]``); ``cell [5]`` when the kernel has no notebook."""
+    origin = origin or {}
+    notebook = origin.get("notebook")
+    where = os.path.basename(notebook) if notebook else "cell"
+    return f"{where} [{origin.get('execution_count') or '?'}]"
 
 
 def _split(line: str) -> list[str]:
@@ -131,11 +140,12 @@ class DurableMagics(Magics):
                 f"%{name} (line {line_no + 1} of the cell) is an IPython magic: magics act on "
                 "the kernel, and a %%durable cell runs in a worker process. Nothing ran; "
                 "move the magic to a normal cell.")
-        run_name = opts.name or self._cell_name()
+        origin = cell_origin(self._kernel())
+        run_name = opts.name or _cell_name(origin)
         pending = depends.registry(self._kernel())
-        # its inputs are the values those runs end with
-        pending.wait_for(self._kernel(), names_needed(source))
-        pending.shadow(assigns)
+        if pending.pending:  # its inputs are the values those runs end with
+            pending.wait_for(self._kernel(), names_needed(source))
+            pending.shadow(assigns)
         ns = self._kernel().user_ns
         if SHELL_NAME in reads:
             ns = {**ns, SHELL_NAME: shell}
@@ -145,7 +155,7 @@ class DurableMagics(Magics):
                 queue=opts.queue,
                 concurrency=opts.concurrency, timeout=timeout, max_duration=max_duration,
                 idempotency_key=opts.idempotency_key, transient=opts.transient, first_line=2,
-                origin=cell_origin(self._kernel()))
+                origin=origin)
         except SyntaxError as exc:
             raise _syntax_error(exc) from None
         if not opts.wait:  # later cells that read what it assigns wait for it
@@ -164,14 +174,6 @@ class DurableMagics(Magics):
             raise _failure(summary, source)
         self._bring_back(run, summary, opts.out, opts.transient)
         return None
-
-    def _cell_name(self) -> str:
-        """An unnamed cell's run is named after its notebook and cell, as the editor shows
-        them (``analysis.ipynb [5]``); ``cell [5]`` when the kernel has no notebook."""
-        shell = self._kernel()
-        session = shell.user_ns.get("__session__")
-        where = os.path.basename(session) if isinstance(session, str) and session else "cell"
-        return f"{where} [{cell_number(shell) or '?'}]"
 
     def _wait(self, run: RunHandle, follower: Follower) -> dict | None:
         """Block until the run ends; None when a kernel interrupt stopped the waiting."""

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import math
 import re
-import urllib.parse
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,7 +183,7 @@ async def get_checkpoint(r: Request):
 
 async def get_step(r: Request):
     """Every try of one step: status, times, error, previews; pickles with values=1."""
-    run_id, key = r.args[0], urllib.parse.unquote(r.args[1])  # raw on the Unix socket
+    run_id, key = r.args[0], r.args[1]
     values = r.params["values"]
     rows = await r.engine.step_tries(run_id, key, values)
     if not rows:

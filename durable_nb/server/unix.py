@@ -17,6 +17,7 @@ import os
 import shutil
 import socket
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 from ..core import runtime as _runtime
@@ -120,8 +121,10 @@ class LocalServer:
                     await self._reply(writer, *refusal)
                     break
                 body = await reader.readexactly(blen) if blen else b""
+                # the path decoded, as the HTTP hosts (tornado) hand it to dispatch
+                path = urllib.parse.unquote(req["path"])
                 await self._reply(writer, *await _api.dispatch(
-                    engine, req["method"], req["path"], req["query"], body, user=self.user))
+                    engine, req["method"], path, req["query"], body, user=self.user))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:

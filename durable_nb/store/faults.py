@@ -108,6 +108,12 @@ RESERVE = "reserve"
 RESERVE_BYTES = 8 * 1024 * 1024
 
 
+def free_bytes(folder: Path) -> int:
+    """Free space (for this user) on the disk that holds ``folder``."""
+    st = os.statvfs(folder)
+    return st.f_bavail * st.f_frsize
+
+
 class Reserve:
     """Disk space the store keeps for itself, given back when the disk fills.
 
@@ -125,8 +131,7 @@ class Reserve:
 
     def room(self) -> bool:
         """Whether the disk has room for the reserve and as much again."""
-        st = os.statvfs(self.path.parent)
-        return st.f_bavail * st.f_frsize >= 2 * self.size
+        return free_bytes(self.path.parent) >= 2 * self.size
 
     def make(self) -> bool:
         """Take the space (True), or leave nothing behind if the disk is too full."""

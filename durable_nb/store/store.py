@@ -47,6 +47,7 @@ from .faults import (
     Reserve,
     damaged_count,
     describe,
+    free_bytes,
     is_disk_full,
     is_transient,
     set_aside,
@@ -513,8 +514,7 @@ class Store:
 
     def free_bytes(self) -> int:
         """Free space (for this user) on the disk that holds the database."""
-        st = os.statvfs(self.db_path.parent)
-        return st.f_bavail * st.f_frsize
+        return free_bytes(self.db_path.parent)
 
     def put_blob_files(self, blobs: dict[str, bytes]) -> None:
         """Write values as files named by their hash, durable when this returns (call it

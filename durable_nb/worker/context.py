@@ -77,7 +77,7 @@ def error_info(exc: BaseException, with_exception: bool = False) -> ErrorInfo:
     ``with_exception`` adds the pickled exception ("exc_b64"), so that a client can raise
     one of its type again."""
     t = type(exc)
-    name = t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    name = _serial.type_name(exc)
     full = clean_text("".join(traceback.format_exception(t, exc, exc.__traceback__)))
     info: dict[str, Any] = {
         "type": clean_text(name),

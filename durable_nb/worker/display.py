@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..core.serial import fmt_size
+
 STREAM = "display"
 MAX_RECORD = 8 << 20  # characters of one record's JSON: the image of a big figure fits
 PROGRESS_INTERVAL = 0.1  # a bar sends at most ~10 updates a second, plus its final state
@@ -53,12 +55,6 @@ def _dumps(obj: Any) -> str:
     return json.dumps(obj, default=repr, ensure_ascii=False)
 
 
-def _size(n: int) -> str:
-    if n >= 1 << 20:
-        return f"{n / (1 << 20):.1f} MB"
-    return f"{n / 1024:.0f} kB" if n >= 1024 else f"{n} bytes"
-
-
 def encode(record: dict, limit: int = MAX_RECORD) -> str:
     """``record`` as one JSON line (binary data base64, as Jupyter sends images). Over
     ``limit`` its largest representations are dropped, and its text says which."""
@@ -71,9 +67,9 @@ def encode(record: dict, limit: int = MAX_RECORD) -> str:
     dropped: list[str] = []
     for n, mime in sorted(((len(_dumps(v)), k) for k, v in data.items()), reverse=True):
         del data[mime]
-        dropped.append(f"{mime} ({_size(n)})")
+        dropped.append(f"{mime} ({fmt_size(n)})")
         note = (f"[output dropped: {', '.join(dropped)}; one output of a durable run is "
-                f"limited to {_size(limit)}]")
+                f"limited to {fmt_size(limit)}]")
         kept = data.get("text/plain")
         line = _dumps({**record, "metadata": {}, "data": {
             **data, "text/plain": f"{kept}\n{note}" if kept else note}})

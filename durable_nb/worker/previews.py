@@ -24,7 +24,7 @@ from typing import Any
 import cloudpickle
 
 from ..core import serial as _serial
-from ..core.serial import clean_text
+from ..core.serial import clean_text, type_name
 
 MAX_REPR = 2000  # characters of a value's repr
 MAX_IMAGE = 64 * 1024  # bytes of a thumbnail's PNG
@@ -61,11 +61,6 @@ def _short(exc: BaseException) -> str:
         return str(exc)[:200]
     except Exception:
         return "?"
-
-
-def type_name(value: Any) -> str:
-    t = type(value)
-    return t.__qualname__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
 
 
 def safe_repr(value: Any) -> str:
