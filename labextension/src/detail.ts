@@ -13,7 +13,7 @@ import {
 import { Widget } from '@lumino/widgets';
 
 import { ACTIVE, IEvent, RESUMABLE } from './api';
-import { concernsRun, decideThenReload, GraphRun, loadRun, renderRunGraph } from './graph';
+import { concernsRun, GraphRun, loadRun, renderRunGraph, runActions } from './graph';
 import { durableIcon } from './icon';
 import { RunsModel } from './model';
 import { notebookPath, OpenCell, originLink } from './origin';
@@ -83,10 +83,7 @@ export class RunView extends Widget {
       this._showOrigin(this.run);
       const reload = () => this.load();
       renderRunGraph(this._graph, this.run, {
-        onApprove: (wait, comment) => decideThenReload(this.runId, true, wait, comment, reload),
-        onReject: (wait, comment) => decideThenReload(this.runId, false, wait, comment, reload),
-        loadChild: id => loadRun(id),
-        onOpenChild: id => this.openRun(id),
+        ...runActions(this.runId, reload, id => this.openRun(id)),
         notice
       });
     } else if (notice) {

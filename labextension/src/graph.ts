@@ -41,15 +41,22 @@ export function concernsRun(e: IEvent, runId: string, run: GraphRun | null): boo
   );
 }
 
-/** Approve or reject from a graph's form, then `reload`. A refused decision rejects: the
- * graph shows the server's message next to the form. */
-export async function decideThenReload(
+/** The actions of a live run view: approve or reject from the graph's form, then `reload`
+ * (a refused decision rejects: the graph shows the server's message next to the form);
+ * child runs expand inline or open with `openRun`. */
+export function runActions(
   runId: string,
-  approved: boolean,
-  wait: IWait,
-  comment: string,
-  reload: () => Promise<void>
-): Promise<void> {
-  await decide(runId, approved, wait.name, comment);
-  await reload();
+  reload: () => Promise<void>,
+  openRun: (id: string) => void
+): IGraphOptions {
+  const decideThenReload = async (approved: boolean, wait: IWait, comment: string) => {
+    await decide(runId, approved, wait.name, comment);
+    await reload();
+  };
+  return {
+    onApprove: (wait, comment) => decideThenReload(true, wait, comment),
+    onReject: (wait, comment) => decideThenReload(false, wait, comment),
+    loadChild: id => loadRun(id),
+    onOpenChild: id => openRun(id)
+  };
 }

@@ -13,7 +13,7 @@ import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
 import { ACTIVE, ApiError, IEvent } from './api';
-import { concernsRun, decideThenReload, GraphRun, loadRun, renderRunGraph } from './graph';
+import { concernsRun, GraphRun, loadRun, renderRunGraph, runActions } from './graph';
 
 export const RUN_MIME = 'application/vnd.durable-nb.run+json';
 
@@ -121,10 +121,7 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
     this._static.replaceChildren();
     const reload = () => this.load();
     renderRunGraph(this._graph, this.run, {
-      onApprove: (wait, comment) => decideThenReload(this.runId, true, wait, comment, reload),
-      onReject: (wait, comment) => decideThenReload(this.runId, false, wait, comment, reload),
-      loadChild: id => loadRun(id),
-      onOpenChild: id => this.openRun(id),
+      ...runActions(this.runId, reload, id => this.openRun(id)),
       outputsInCell: !!this._last?.outputs_in_cell,
       notice: error
         ? { kind: 'warning', text: `Could not refresh the run: ${error.message}` }

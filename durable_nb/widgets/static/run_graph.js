@@ -543,11 +543,7 @@ function renderStep(el, state, run, item, options) {
   const dur = last.ended_at != null ? formatDuration(last.ended_at - last.started_at) : "";
   const ioKey = `${run.id}/io/${key}`;
   const open = state.stepsOpen.has(ioKey);
-  const toggle = () => {
-    if (state.stepsOpen.has(ioKey)) state.stepsOpen.delete(ioKey);
-    else state.stepsOpen.add(ioKey);
-    rerender(el, state);
-  };
+  const toggle = () => toggleStepIO(el, state, ioKey);
   const title = h("div", {
     class: "dng-row dng-step-title", role: "button", tabindex: "0",
     "aria-expanded": open ? "true" : "false", title: "show the step's arguments and output",
@@ -598,9 +594,7 @@ function renderRepeat(el, state, run, { steps }, options) {
         class: "dng-key dng-step-link", href: "#", title: "show its arguments and output",
         onclick: (e) => {
           e.preventDefault();
-          if (state.stepsOpen.has(ioKey)) state.stepsOpen.delete(ioKey);
-          else state.stepsOpen.add(ioKey);
-          rerender(el, state);
+          toggleStepIO(el, state, ioKey);
         },
       }, t.step_key), " ",
       h("span", { class: "dng-meta" }, formatDuration(t.ended_at - t.started_at)));
@@ -616,6 +610,13 @@ function renderRepeat(el, state, run, { steps }, options) {
 }
 
 // ---------------------------------------------------------------------------- step io
+
+// Show or hide a step's arguments and output (``ioKey``: "<run id>/io/<step key>").
+function toggleStepIO(el, state, ioKey) {
+  if (state.stepsOpen.has(ioKey)) state.stepsOpen.delete(ioKey);
+  else state.stepsOpen.add(ioKey);
+  rerender(el, state);
+}
 
 // A clicked step's tries with their previews, from GET /runs/<id>/steps/<key>.
 function stepLoader(state, run, options) {
