@@ -31,6 +31,15 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("checkpoint", "6. checkpoint growth, 50 MB array + counter", (100, 20), "lower"),
     Workload("notebook", "7. notebook round trip, %%durable --wait", (50, 10), "lower"),
     Workload("memory", "8. resident set after n finished one-step runs", (10000, 1000), "lower"),
+    Workload("namespace", "9. 1 GB DataFrame in a namespace, n trivial statements: s each",
+             (10, 3), "lower"),
+    Workload("column", "10. the same, one column changed per statement: s each", (10, 3), "lower"),
+    Workload("concurrency", "11. 8 concurrent runs of n steps: aggregate steps/s", (1000, 200),
+             "higher"),
+    Workload("million", "12. n finished runs: filtered, paginated runs() in ms", (1_000_000, 100_000),
+             "lower"),
+    Workload("bigrun", "13. a run of n steps: widget first render in ms (Chromium)", (10_000, 2_000),
+             "lower"),
 )
 
 FLOORS: tuple[Workload, ...] = (
@@ -38,6 +47,9 @@ FLOORS: tuple[Workload, ...] = (
     Workload("floor_fdatasync", "os.write + os.fdatasync, 200 B", (500, 100), "lower"),
     Workload("floor_duckdb", "DuckDB autocommit INSERT, file db", (500, 100), "lower"),
     Workload("floor_sqlite", "SQLite WAL synchronous=FULL autocommit INSERT", (500, 100), "lower"),
+    Workload("floor_hash", "xxh3_128 over 1 GB (quick 200 MB) in memory", (1, 1), "higher"),
+    Workload("floor_disk_write", "write + fdatasync of 1 GB (quick 200 MB)", (1, 1), "higher"),
+    Workload("floor_disk_read", "read of it, page cache dropped (fadvise)", (1, 1), "higher"),
 )
 
 
@@ -96,6 +108,9 @@ DBOS = System(
     na={
         "checkpoint": "DBOS has no state object to checkpoint; only step outputs are stored",
         "notebook": "durable_nb only (IPython magic)",
+        "namespace": "DBOS has no state object to checkpoint; only step outputs are stored",
+        "column": "DBOS has no state object to checkpoint; only step outputs are stored",
+        "bigrun": "no notebook widget to render a run in",
     },
     # The default queue polls every second and takes at most 2 runs per poll.
     params={"latency": {"n_default": (60, 4)}, "throughput": {"n_default": (120, 4)}},
@@ -109,20 +124,36 @@ DBOS = System(
 LANGGRAPH = System(
     name="langgraph",
     script="langgraph_bench.py",
-    packages=("langgraph", "langgraph-checkpoint-sqlite", "numpy"),
-    dists=("langgraph", "langgraph-checkpoint-sqlite", "langgraph-checkpoint", "numpy"),
+    packages=("langgraph", "langgraph-checkpoint-sqlite", "numpy", "pandas"),
+    dists=("langgraph", "langgraph-checkpoint-sqlite", "langgraph-checkpoint", "numpy", "pandas"),
     settings=(
         "SqliteSaver on a file (it sets journal_mode=WAL; synchronous left at FULL), "
         'invoke(..., durability="sync"); a run = one graph.invoke on a new thread_id; a step = one '
         "node execution (superstep) followed by a checkpoint; step workload = one node looping on "
         "itself through a conditional edge; memory: the resident set of the process that invokes "
-        "the graph"
+        "the graph; namespace/column: the DataFrame in the graph's state (JsonPlusSerializer with "
+        "pickle_fallback=True, as msgpack has no DataFrame type), one superstep per statement"
+    ),
+    # Each superstep stores the whole frame (twice when the node returns it): at 1 GB, 10
+    # statements would take some 10-20 GB of disk and most of the time limit.
+    caps={"namespace": (5, 3), "column": (5, 3)},
+    # SQLite stores at most 1,000,000,000 bytes in one value (SQLITE_MAX_LENGTH) and
+    # SqliteSaver puts the whole checkpoint in one: a 1.02 GB frame fails with "string or
+    # blob too big", so the full-mode frame is 7,500,000 rows (960 MB) here.
+    params={"namespace": {"rows": (7_500_000, 1_600_000)},
+            "column": {"rows": (7_500_000, 1_600_000)}},
+    notes=(
+        "langgraph, namespace/column: the frame is 960 MB in full mode (7,500,000 rows), as "
+        "SqliteSaver stores the whole checkpoint in one SQLite value and SQLite refuses values "
+        'over 1,000,000,000 bytes ("string or blob too big" at 1.02 GB); its ratios use that size',
     ),
     na={
         "latency": "LangGraph (the library) has no queue or trigger; invoke runs in the caller",
         "throughput": "LangGraph (the library) has no queue",
         "recovery": "no automatic recovery: the application must re-invoke each thread itself",
         "notebook": "durable_nb only (IPython magic)",
+        "bigrun": "no notebook widget to render a run in",
+        "million": "no store of runs to list: a checkpointer lists the checkpoints of one thread",
     },
 )
 
@@ -145,6 +176,11 @@ PREFECT = System(
         "checkpoint": "Prefect has no state object to checkpoint; only task results are stored",
         "memory": "not run: at its run overhead (~0.27 s per flow run) 10,000 runs take ~45 min",
         "notebook": "durable_nb only (IPython magic)",
+        "namespace": "Prefect has no state object to checkpoint; only task results are stored",
+        "column": "Prefect has no state object to checkpoint; only task results are stored",
+        "bigrun": "no notebook widget to render a run in",
+        "million": "not run: its server's database is built only through its API, and "
+                   "1,000,000 flow runs at ~0.27 s each take three days",
     },
     caps={"step": (2000, 150), "run": (200, 20), "latency": (100, 20), "throughput": (150, 12)},
     params={"run": {"n_default": (20, 2)}},
@@ -160,7 +196,39 @@ PREFECT = System(
     ),
 )
 
-PEERS: tuple[System, ...] = (DBOS, LANGGRAPH, PREFECT)
+NOT_AN_ENGINE = "not a durable execution engine; measured only for namespace checkpoints"
+_DATA_ONLY = ("step", "run", "latency", "throughput", "recovery", "checkpoint", "notebook",
+              "memory", "concurrency", "million", "bigrun")
+
+DILL = System(
+    name="dill",
+    script="dill_bench.py",
+    packages=("dill", "pandas", "xxhash"),  # xxhash: only for the inline hashing floor
+    dists=("dill", "pandas", "numpy"),
+    settings=(
+        "the statements run in a plain module namespace; after each one dill.dump_module (the "
+        "current name of dump_session) writes the whole namespace to a new file, then fsync, an "
+        "atomic rename over the previous one and an fsync of the folder"
+    ),
+    na=dict.fromkeys(_DATA_ONLY, NOT_AN_ENGINE),
+)
+
+KISHU = System(
+    name="kishu",
+    script="kishu_bench.py",
+    packages=("kishu", "pandas"),
+    dists=("kishu", "pandas", "numpy", "ipykernel"),
+    settings=(
+        "incremental kernel checkpoints (init_kishu in a real ipykernel driven by jupyter_client, "
+        "one cell per statement, the time is execute request to reply, which Kishu sends after "
+        "its post_run_cell checkpoint); its SQLite file beside the notebook (rollback journal, "
+        "synchronous FULL); no Jupyter server, so its own headless switches are set "
+        "(TEST_NOTEBOOK_PATH, ENV_KISHU_TEST_MODE: no browser save/reload)"
+    ),
+    na=dict.fromkeys(_DATA_ONLY, NOT_AN_ENGINE),
+)
+
+PEERS: tuple[System, ...] = (DBOS, LANGGRAPH, PREFECT, DILL, KISHU)
 SYSTEMS: tuple[System, ...] = (DURABLE_NB, *PEERS)
 
 FLOORS_SYSTEM = System(

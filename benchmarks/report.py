@@ -133,12 +133,17 @@ def render(
             continue
         if e["errors"]:
             txt = "error " + notes.ref(f"floor {f.key}: {e['errors'][0]}")
+        elif e["na"] is not None and not e["values"]:
+            txt = "n/a " + notes.ref(f"floor {f.key}: {e['na']}")
         else:
             txt = f"{cell(e['values'])} {e['unit']}"
             p99 = e["metrics"].get("p99")
             if p99 and p99["values"]:
                 txt += f"  (p99 {cell(p99['values'])} {p99['unit']})"
         lines.append(f"  {f.title:<48} {txt}")
+        for label, m in e["metrics"].items():  # secondary figures, e.g. sha256 beside xxh3
+            if label != "p99" and m["values"]:
+                lines.append(f"      {label:<44} {cell(m['values'])} {m['unit']}")
     lines.append("")
 
     names = [s.name for s in systems]
@@ -189,7 +194,8 @@ def render(
         vers = ", ".join(f"{k} {v}" for k, v in meta["versions"].get(s.name, {}).items())
         lines.append(f"  {s.name} ({vers}): {s.settings}")
         for key, (full, quick) in s.caps.items():
-            if key in workloads:
+            std = {w.key: w.n for w in WORKLOADS}.get(key, (None, None))[1 if meta["quick"] else 0]
+            if key in workloads and (quick if meta["quick"] else full) != std:
                 lines.append(f"    n for {key} lowered to {quick if meta['quick'] else full} (slow system, time limit)")
         for note in s.notes:
             lines.append(f"    {note}")

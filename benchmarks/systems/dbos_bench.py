@@ -55,6 +55,18 @@ def one() -> int:
 
 
 @DBOS.workflow()
+def timed_steps(n: int) -> list[float]:
+    """n steps, each timed as the workflow waits for it (benchmark 11)."""
+    clock = time.perf_counter
+    out = []
+    for i in range(n):
+        t = clock()
+        noop(i)
+        out.append(clock() - t)
+    return out
+
+
+@DBOS.workflow()
 def stamp() -> float:
     """First line of user code records the wall clock for trigger->start."""
     return time.time()
@@ -274,6 +286,27 @@ def w_recovery(n: int, work: str, p: dict[str, Any]) -> c.Result:
     )
 
 
+def w_concurrency(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    """Benchmark 11: 1, 2, 4 and 8 workflows of n steps at once (DBOS runs each started
+    workflow in a thread of this process); aggregate steps/s and per-step latency."""
+    launch(work)
+    for h in [DBOS.start_workflow(timed_steps, 20) for _ in range(8)]:  # warm-up
+        h.get_result()
+    metrics: dict[str, Any] = {}
+    top = first = 0.0
+    for k in (1, 2, 4, 8):
+        t = time.perf_counter()
+        handles = [DBOS.start_workflow(timed_steps, n) for _ in range(k)]
+        lat = [x * 1000 for h in handles for x in h.get_result()]
+        top = k * n / (time.perf_counter() - t)
+        first = first or top
+        metrics[f"{k} runs: aggregate"] = c.metric(top, "steps/s")
+        metrics[f"{k} runs: step latency median"] = c.metric(c.median(lat), "ms")
+        metrics[f"{k} runs: step latency p99"] = c.metric(c.percentile(lat, 99), "ms")
+    return c.result(top, "steps/s", n=n, runs=8, scaling_1_to_8=round(top / first, 2),
+                    metrics=metrics)
+
+
 def w_memory(n: int, work: str, p: dict[str, Any]) -> c.Result:
     """Resident set of the process that runs the workflows (DBOS is a library) after n runs."""
     launch(work)
@@ -298,5 +331,7 @@ if __name__ == "__main__":
                 "throughput": w_throughput,
                 "recovery": w_recovery,
                 "memory": w_memory,
+                "concurrency": w_concurrency,
+                "million": lambda n, w, p: __import__("dbos_million").w_million(n, w, p),
             }
         )

@@ -383,6 +383,16 @@ def w_memory(n: int, work: str, p: dict[str, Any]) -> c.Result:
         )
 
 
+def _lazy(module: str, name: str) -> Any:
+    """A workload kept in its own module (``systems/<module>.py``), imported when it runs."""
+    def call(n: int, work: str, p: dict[str, Any]) -> c.Result:
+        import importlib
+
+        return getattr(importlib.import_module(module), name)(n, work, p)
+
+    return call
+
+
 if __name__ == "__main__":
     c.run_main(
         {
@@ -394,5 +404,10 @@ if __name__ == "__main__":
             "checkpoint": w_checkpoint,
             "notebook": w_notebook,
             "memory": w_memory,
+            "namespace": _lazy("dnb_data", "w_namespace"),
+            "column": _lazy("dnb_data", "w_column"),
+            "concurrency": _lazy("dnb_concurrency", "w_concurrency"),
+            "million": _lazy("dnb_million", "w_million"),
+            "bigrun": _lazy("dnb_bigrun", "w_bigrun"),
         }
     )

@@ -14,6 +14,7 @@ import timeit
 from typing import Any
 
 import _common as c
+import _data as d
 
 
 def _noop(i: int) -> int:
@@ -96,6 +97,69 @@ def floor_sqlite(n: int, work: str, params: dict[str, Any]) -> c.Result:
         con.close()
 
 
+def _floor_size(params: dict[str, Any]) -> int:
+    """Bytes of the bandwidth floors: 1 GB, or 200 MB in quick mode."""
+    return int(params.get("bytes") or d.FLOOR_BYTES[1 if params.get("quick") else 0])
+
+
+def floor_hash(n: int, work: str, params: dict[str, Any]) -> c.Result:
+    """xxh3_128 over an in-memory buffer in one call, GB/s (best of 3); the same in 4 MiB
+    chunks, sha256 and a plain memory copy as metrics."""
+    size = _floor_size(params)
+    buf = d.payload(size)
+    xxh = d.hash_gbps(buf)
+    if xxh is None:
+        raise c.NotAvailable("the xxhash package is not installed in this interpreter")
+    t = time.perf_counter()
+    copy = bytearray(buf)  # new memory: each page is faulted in as it is first written
+    fresh = size / (time.perf_counter() - t) / 1e9
+    t = time.perf_counter()
+    memoryview(copy)[:] = buf  # the same pages again: a plain memcpy
+    touched = size / (time.perf_counter() - t) / 1e9
+    del copy
+    return c.result(xxh, "GB/s", bytes=size, metrics={
+        "xxh3_128 in 4 MiB chunks": c.metric(d.hash_gbps(buf, chunk=4 << 20), "GB/s"),
+        "xxh3_64": c.metric(d.hash_gbps(buf, "xxh3_64"), "GB/s"),
+        "sha256": c.metric(d.hash_gbps(buf, "sha256", rounds=1), "GB/s"),
+        "memory copy into touched memory": c.metric(touched, "GB/s"),
+        "copy into new memory (page faults)": c.metric(fresh, "GB/s"),
+    })
+
+
+def floor_disk_write(n: int, work: str, params: dict[str, Any]) -> c.Result:
+    """Write of a buffer to a new file in 16 MiB pieces, then fdatasync, GB/s (median of 3)."""
+    size = _floor_size(params)
+    buf = d.payload(size)
+    path = os.path.join(work, "floor-disk.bin")
+    runs = []
+    for _ in range(3):
+        runs.append(d.write_fsync(path, buf))
+        os.unlink(path)
+    runs.sort(key=lambda r: r["total_s"])
+    mid = runs[1]
+    return c.result(size / mid["total_s"] / 1e9, "GB/s", bytes=size, runs=runs, metrics={
+        "into the page cache (before fdatasync)": c.metric(size / mid["write_s"] / 1e9, "GB/s"),
+        "the fdatasync": c.metric(mid["sync_s"], "s"),
+    })
+
+
+def floor_disk_read(n: int, work: str, params: dict[str, Any]) -> c.Result:
+    """Read back a file just written and fsynced, after posix_fadvise(DONTNEED) dropped it
+    from the page cache (a cold read of this machine's disk, as far as the guest can
+    tell), GB/s (median of 3); the read from the page cache as a metric."""
+    size = _floor_size(params)
+    path = os.path.join(work, "floor-disk.bin")
+    d.write_fsync(path, d.payload(size))
+    cold, dropped = [], True
+    for _ in range(3):
+        dropped = d.drop_cache(path) and dropped
+        cold.append(d.read_seconds(path))
+    warm = min(d.read_seconds(path) for _ in range(2))
+    os.unlink(path)
+    return c.result(size / c.median(cold) / 1e9, "GB/s", bytes=size, page_cache_dropped=dropped,
+                    metrics={"from the page cache": c.metric(size / warm / 1e9, "GB/s")})
+
+
 if __name__ == "__main__":
     c.run_main(
         {
@@ -103,5 +167,8 @@ if __name__ == "__main__":
             "floor_fdatasync": floor_fdatasync,
             "floor_duckdb": floor_duckdb,
             "floor_sqlite": floor_sqlite,
+            "floor_hash": floor_hash,
+            "floor_disk_write": floor_disk_write,
+            "floor_disk_read": floor_disk_read,
         }
     )

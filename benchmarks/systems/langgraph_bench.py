@@ -150,5 +150,83 @@ def w_checkpoint(n: int, work: str, p: dict[str, Any]) -> c.Result:
     )
 
 
+class FrameState(TypedDict):
+    df: Any
+    i: int
+    n: int
+
+
+def _frame_graph(kind: str, saver: SqliteSaver, entries: list[float]) -> Any:
+    """One node looping on itself n times; each execution is one statement of workload 9
+    (touches only the counter) or 10 (replaces one column of the frame), and appends the
+    clock at its entry to ``entries``."""
+
+    def statement(state: dict[str, Any]) -> dict[str, Any]:
+        entries.append(time.perf_counter())
+        if kind == "column":
+            df = state["df"]
+            df["c3"] = df["c3"] + 1
+            return {"df": df, "i": state["i"] + 1}
+        return {"i": state["i"] + 1}
+
+    g = StateGraph(FrameState)
+    g.add_node("step", statement)
+    g.add_edge(START, "step")
+    g.add_conditional_edges("step", _route, ["step", END])
+    return g.compile(checkpointer=saver)
+
+
+def _bytes_per_step(conn: sqlite3.Connection, n: int) -> list[float | None]:
+    """Bytes stored for each node execution k = 1..n: the checkpoint after it (metadata
+    step k) plus the task writes recorded against the checkpoint it started from."""
+    steps = dict(conn.execute(
+        "select checkpoint_id, json_extract(metadata, '$.step') from checkpoints").fetchall())
+    sizes = {steps[cid]: size for cid, size in conn.execute(
+        "select checkpoint_id, length(checkpoint) + length(metadata) from checkpoints")}
+    writes: dict[int, int] = {}
+    for cid, size in conn.execute(
+            "select checkpoint_id, sum(length(value)) from writes group by checkpoint_id"):
+        writes[steps.get(cid, -99)] = size
+    return [sizes.get(k, 0) + writes.get(k - 1, 0) if k in sizes else None for k in range(1, n + 1)]
+
+
+def _frame(kind: str, n: int, work: str, p: dict[str, Any]) -> c.Result:
+    """Workloads 9 and 10: the frame in the graph's state, one superstep per statement."""
+    import _data as d
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+
+    nrows = d.rows(p)
+    floors = d.inline_floors(work, nrows)
+    ns: dict[str, Any] = {}
+    exec(d.IMPORTS + f"df = {d.build_expr(nrows)}\n", ns)
+    path = os.path.join(work, "checkpoints.sqlite")
+    conn = sqlite3.connect(path, check_same_thread=False)
+    # msgpack has no DataFrame type: pickle_fallback is LangGraph's way to store one
+    saver = SqliteSaver(conn, serde=JsonPlusSerializer(pickle_fallback=True))
+    saver.setup()
+    entries: list[float] = []
+    graph = _frame_graph(kind, saver, entries)
+    kw = _durable_kwargs(graph)
+    t0 = time.perf_counter()
+    out = graph.invoke({"df": ns["df"], "i": 0, "n": n}, _config(f"frame-{kind}", n + 10), **kw)
+    end = time.perf_counter()
+    assert out["i"] == n and len(entries) == n
+    marks = [*entries, end]
+    times = [marks[k + 1] - marks[k] for k in range(n)]
+    written = _bytes_per_step(conn, n)
+    conn.close()
+    return d.figures(kind, times, written, nrows, floors, entries[0] - t0, durability=kw,
+                     db_mb=c.dir_bytes(work, "checkpoints.sqlite") / 1e6)
+
+
+def w_namespace(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    return _frame("namespace", n, work, p)
+
+
+def w_column(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    return _frame("column", n, work, p)
+
+
 if __name__ == "__main__":
-    c.run_main({"step": w_step, "run": w_run, "checkpoint": w_checkpoint, "memory": w_memory})
+    c.run_main({"step": w_step, "run": w_run, "checkpoint": w_checkpoint, "memory": w_memory,
+                "namespace": w_namespace, "column": w_column})

@@ -1,5 +1,5 @@
 """The `durable-nb` command: serve | runs | show | approve | reject | cancel | resume | replay | sql |
-stop | doctor | demo."""
+prune | stop | doctor | demo."""
 
 from __future__ import annotations
 
@@ -116,6 +116,21 @@ def cmd_sql(args) -> int:
     return 0
 
 
+def cmd_prune(args) -> int:
+    """Delete finished runs older than --older-than, through the engine."""
+    from ..core.serial import fmt_size
+
+    out = _connect(args).request(
+        "POST", "/prune", {"older_than": args.older_than, "status": args.status,
+                           "dry_run": args.dry_run}, timeout=24 * 3600)
+    when = time.strftime("%Y-%m-%d %H:%M", time.localtime(out["before"]))
+    verb = "would prune" if out["dry_run"] else "pruned"
+    print(f"{verb} {out['runs']} runs ({', '.join(out['statuses'])}) finished before {when}: "
+          f"{out['rows']} of their rows, {out['blobs']} blobs and {out['files']} blob files, "
+          f"{fmt_size(out['blob_bytes'])} ({out['blob_bytes']} bytes) of checkpoint values")
+    return 0
+
+
 def cmd_doctor(args) -> int:
     from ..core.paths import resolve_db
     from .doctor import run
@@ -172,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run")
     sp = add("sql", cmd_sql, "a read-only SQL query over the store")
     sp.add_argument("query")
+    sp = add("prune", cmd_prune, "delete finished runs (and their steps, logs, checkpoints "
+             "and the values only they refer to) that finished longer ago than a duration")
+    sp.add_argument("--older-than", required=True, metavar="DURATION",
+                    help="e.g. 30d, 12h, 90m, or seconds")
+    sp.add_argument("--status", help="only these finished statuses, joined by commas "
+                    "(default: every finished status)")
+    sp.add_argument("--dry-run", action="store_true", help="only count what would go")
     add("doctor", cmd_doctor, "check a database's store (database, journal, quarantine, file "
         "modes, disk): what is wrong and what to do; exit status 1 on a problem")
     add("demo", cmd_demo, "run an example task: steps, a retry, a killed worker, an approval")

@@ -559,6 +559,12 @@ def get_run(run_id: str) -> RunHandle:
 
 
 def sql(query: str, limit: int = 10_000) -> SqlResult:
-    """A read-only SQL query over the store (tables runs, steps, spans, ...)."""
+    """A read-only SQL query over the store (tables runs, steps, spans, ...), or over
+    DataFrames of cells' checkpoints: ``checkpoint_frame('<run>', '<name>')`` (see
+    ``client.frames``)."""
+    from . import frames
+
+    if frames.uses_frames(query):
+        return SqlResult(*frames.query_frames(query, limit, get_run))
     out = get_client().request("POST", "/sql", {"query": query, "limit": limit})
     return SqlResult(out["columns"], out["rows"])

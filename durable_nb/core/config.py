@@ -17,6 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from .durations import parse_duration
 from .errors import DurableError
 from .paths import default_db_path, resolve_db
 from .serial import DEFAULT_MAX_PAYLOAD
@@ -28,6 +29,11 @@ KIND_NAMES = {int: "a whole number", float: "a number", str: "a text"}
 
 class ConfigError(DurableError, ValueError):
     """A setting's value (from an option, a trait or the environment) is not valid."""
+
+
+def _duration_or_off(text: Any) -> float | None:
+    """Seconds of a duration setting such as ``30d``; None when empty or 0 (off)."""
+    return parse_duration(str(text).strip() or None) or None
 
 
 @dataclass(frozen=True)
@@ -46,6 +52,7 @@ class Setting:
     jupyter: bool = True  # a trait of DurableApp
     env_name: str | None = None  # when not DURABLE_NB_<NAME>
     fallback: Callable[[], Any] | None = None  # computes the default when it depends on more
+    convert: Callable[[Any], Any] | None = None  # the engine's value of a text (a duration)
 
     @property
     def env(self) -> str:
@@ -64,6 +71,11 @@ class Setting:
         except ValueError:
             raise ConfigError(f"{source} is {text!r}, not {KIND_NAMES[self.kind]}"
                               f"{self._hint(source)}") from None
+        if self.convert is not None:
+            try:
+                self.convert(value)
+            except ValueError as exc:
+                raise ConfigError(f"{source}: {exc}{self._hint(source)}") from None
         return self.check(value, source)
 
     def check(self, value: Any, source: str) -> Any:
@@ -94,6 +106,8 @@ class Setting:
         """``value`` in the engine's unit (bytes for sizes, a resolved Path for the db)."""
         if self.name == "db_path":
             return resolve_db(value or None)
+        if self.convert is not None:
+            return self.convert(value)
         return int(value * self.scale) if self.scale != 1 else value
 
 
@@ -125,6 +139,12 @@ SETTINGS: tuple[Setting, ...] = (
             "free space on the database's disk, and one that would take more is refused "
             "with an error that says so, before the disk fills.",
             flag="--max-checkpoint-mb", field="max_checkpoint", scale=MB, minimum=0.0),
+    Setting("prune_after", str, "",
+            "Delete finished runs (with their steps, logs, checkpoints and the values only "
+            "they refer to) once they finished this long ago, e.g. 30d or 12h: at start, "
+            "then every hour. Empty or 0 (the default): never; `durable-nb prune` does it "
+            "by hand.",
+            flag="--prune-after", field="prune_after", convert=_duration_or_off),
     Setting("activity_interval", float, 5.0,
             "Seconds between checks for QUEUED or EXECUTING runs. While there are any, the "
             "Jupyter server reports activity, so idle culling does not stop it mid-run.",
@@ -148,6 +168,7 @@ class EngineConfig:
     wait_grace: float = _engine_default("wait_grace")
     max_payload: int = _engine_default("max_payload")
     max_checkpoint: int = _engine_default("max_checkpoint")
+    prune_after: float | None = _engine_default("prune_after")
 
 
 def engine_config(values: Mapping[str, Any]) -> EngineConfig:

@@ -109,7 +109,7 @@ class TriggerOptions(TypedDict):
 
 class _CheckpointBase(TypedDict):
     statement: int  # top-level statements completed
-    manifest: dict[str, str]  # variable -> hash of its value
+    manifest: dict[str, Any]  # variable -> its entry (``core.checkpoints``)
     counts: dict[str, int]  # step occurrence counters at that point
 
 
@@ -117,7 +117,8 @@ class CheckpointState(_CheckpointBase, total=False):
     """The latest checkpoint of a cell, sent with the attempt that resumes it."""
 
     seq: int
-    blobs: dict[str, bytes]  # hash -> value, every hash of the manifest
+    blobs: dict[str, bytes]  # hash -> bytes of the pieces kept in the database
+    sizes: dict[str, int]  # hash -> size of every piece of the manifest
 
 
 # -- worker -> engine ---------------------------------------------------------------------
@@ -215,9 +216,10 @@ class Checkpoint(_Request):
     op: Literal["checkpoint"]
     statement: int
     total: int  # statements in the cell
-    manifest: dict[str, str]
+    manifest: dict[str, Any]  # variable -> its entry (``core.checkpoints``)
     counts: dict[str, int]
-    blobs: dict[str, bytes]  # only values the engine has not been sent yet
+    blobs: dict[str, bytes]  # new small pieces, for the database
+    files: dict[str, int]  # new large pieces (hash -> size), already durable as files
     size: int  # bytes of every value of the manifest
 
 
@@ -266,6 +268,7 @@ class _RunBase(TypedDict):
     waits: dict[str, Resolution]  # wait key -> resolution, for waits already resolved
     max_payload: int
     max_checkpoint: int
+    blob_dir: str  # where large checkpoint pieces are files
 
 
 @final
@@ -285,9 +288,13 @@ class OkReply(_ReplyBase):
     ok: bool
 
 
-@final
-class ErrorReply(_ReplyBase):
+class _ErrorReplyBase(_ReplyBase):
     error: str
+
+
+@final
+class ErrorReply(_ErrorReplyBase, total=False):
+    missing: list[str]  # a checkpoint's files that are not there (the worker writes them again)
 
 
 @final

@@ -19,7 +19,7 @@ from typing import Any
 
 from .messages import EngineMessage, WorkerMessage
 
-_LEN = struct.Struct("<Q")
+_LEN = FRAME_HEADER = struct.Struct("<Q")  # a frame: body length, then the body
 
 
 def encode(msg: Mapping[str, Any]) -> bytes:
@@ -30,27 +30,44 @@ def encode(msg: Mapping[str, Any]) -> bytes:
 
 
 class SyncChannel:
-    """The worker's end: blocking send and receive on a socket."""
+    """The worker's end: blocking send and receive on a socket. A receive reads what the
+    socket has (up to ``CHUNK``), so a small message costs one system call; bytes past the
+    message are kept for the next one."""
+
+    CHUNK = 64 * 1024
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
+        self._rest = b""  # received bytes past the last message
 
     def send(self, msg: WorkerMessage) -> None:
         self.sock.sendall(encode(msg))
 
-    def _recv_exact(self, n: int) -> bytes:
-        buf = bytearray()
-        while len(buf) < n:
-            chunk = self.sock.recv(n - len(buf))
-            if not chunk:
-                raise EOFError("the engine closed the channel")
-            buf += chunk
-        return bytes(buf)
+    def _more(self) -> bytes:
+        chunk = self.sock.recv(self.CHUNK)
+        if not chunk:
+            raise EOFError("the engine closed the channel")
+        return chunk
 
     def recv(self) -> EngineMessage:
         """The engine's next message (as the engine sent it: its op says which)."""
-        (n,) = _LEN.unpack(self._recv_exact(_LEN.size))
-        msg: EngineMessage = pickle.loads(self._recv_exact(n))
+        buf: bytes | bytearray = self._rest
+        size = _LEN.size
+        while len(buf) < size:
+            buf += self._more()
+        end = size + _LEN.unpack_from(buf)[0]
+        if len(buf) < end:  # the rest of a large message goes straight into its buffer
+            whole = bytearray(end)
+            whole[:len(buf)] = buf
+            view, got = memoryview(whole), len(buf)
+            while got < end:
+                n = self.sock.recv_into(view[got:])
+                if not n:
+                    raise EOFError("the engine closed the channel")
+                got += n
+            buf = whole
+        msg: EngineMessage = pickle.loads(memoryview(buf)[size:end])
+        self._rest = bytes(buf[end:])
         return msg
 
 

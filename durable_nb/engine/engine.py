@@ -36,6 +36,7 @@ from .model import summarize as summarize
 from .pool import PoolEvents, PoolFactory, WorkerPool
 from .processes import ProcessPool
 from .queries import Queries
+from .retention import Pruner
 from .scheduler import RunOptions, Scheduler
 from .state import EngineState
 from .waits import Waits
@@ -65,6 +66,7 @@ class Engine:
         self.scheduler.finish = self.lifecycle.finish
         self.messages = WorkerMessages(s, self.scheduler, self.waits, self.lifecycle)
         self.queries = Queries(s)
+        self.pruner = Pruner(s)
 
     def _process_pool(self, events: PoolEvents) -> WorkerPool:
         return ProcessPool(self.config.max_workers, self.config.min_idle_workers,
@@ -88,6 +90,7 @@ class Engine:
         recovery.resume(self.state, self.scheduler, self.waits)
         self.state.pool.ensure(0)
         self.scheduler.dispatch()
+        self.pruner.start()
 
     async def stop(self) -> None:
         """Stop workers and close the store; executing runs resume on the next start."""
@@ -96,6 +99,7 @@ class Engine:
         self.state.emit({"type": "stopping", "instance": self.instance,
                          "at": self.clock.now()})  # event streams close
         self.state.stopped = self.writer.stopped = True
+        await self.pruner.stop()
         for run in self.state.runs.values():
             for t in run.timers + run.attempt_timers:
                 t.cancel()
@@ -132,9 +136,21 @@ class Engine:
         self.writer.check_writable()
         opts = RunOptions.checked(idempotency_key, delay, tags, concurrency_key, ttl,
                                   parent_run_id, origin)
+        await self._recall_idempotent(task_hash, opts.idempotency_key)
         ids, created = self.scheduler.create_runs(task_hash, [payload], opts)
         await self.writer.write_durable([])
         return ids[0], created[0]
+
+    async def _recall_idempotent(self, task_hash: str, key: str | None) -> None:
+        """Memory holds the idempotency keys of unfinished runs only: a key it lacks is
+        looked up in the store, so a finished run's key still names that run."""
+        task = self.state.tasks.get(task_hash)
+        if key is None or task is None or (task.task_id, key) in self.state.idem:
+            return
+        found = await asyncio.get_running_loop().run_in_executor(
+            None, recovery.idempotent_run, self.state, task.task_id, key)
+        if found is not None:
+            self.state.idem.setdefault((task.task_id, key), found)
 
     async def cancel(self, run_id: str) -> None:
         self.writer.check_writable()
@@ -172,8 +188,10 @@ class Engine:
                 f"run {run_id} is {row['status']}; only a {', '.join(sorted(RESUMABLE))} "
                 "run can be resumed" + ("" if row["status"] != RunStatus.COMPLETED else
                                         " (replay() starts a completed one again)"))
+        self._not_pruning(run_id)
         loaded = await asyncio.get_running_loop().run_in_executor(
             None, recovery.read_run, self.state, run_id)
+        self._not_pruning(run_id)
         if loaded is None:
             raise WaitConflict(f"the code of run {run_id}'s task is not in the store")
         run, children_of, child_results = loaded
@@ -185,6 +203,16 @@ class Engine:
         self.lifecycle.resume(run, by)
         await self.writer.write_durable([])
         return run.row()
+
+    def _not_pruning(self, run_id: str) -> None:
+        if run_id in self.pruner.pruning:
+            raise WaitConflict(f"run {run_id} is being pruned (deleted as an old finished "
+                               "run); it cannot be resumed")
+
+    async def prune(self, older_than: str | float, status: str | list[str] | None = None,
+                    dry_run: bool = False) -> dict:
+        """Delete finished runs older than ``older_than`` (``retention.Pruner``)."""
+        return await self.pruner.prune(older_than, status, dry_run)
 
     # ------------------------------------------------------------------ decisions
 
@@ -242,7 +270,7 @@ class Engine:
                 for w in (pool.workers if pool else [])]
 
     def health(self) -> dict:
-        store = self.store.health()
+        store = {**self.store.health(), **self.writer.stats()}
         runs = self.state.runs.values()
         return {"ok": store["problem"] is None, "problem": store["problem"], "store": store,
                 "pid": os.getpid(), "db": str(self.config.db_path),
@@ -268,6 +296,9 @@ class Engine:
     async def checkpoint(self, run_id: str, names: list[str] | None = None,
                          values: bool = False) -> dict:
         return await self.queries.checkpoint(run_id, names, values)
+
+    async def piece(self, run_id: str, h: str) -> bytes:
+        return await self.queries.piece(run_id, h)
 
     async def spans(self, run_id: str) -> list[dict]:
         return await self.queries.spans(run_id)

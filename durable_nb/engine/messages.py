@@ -8,7 +8,6 @@ dropped. A request is answered only once what it reported is durable.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -17,15 +16,11 @@ from ..core import serial as _serial
 from ..core.errors import DurableError, WaitConflict
 from ..core.status import StepStatus
 from ..store.records import Insert, InsertIgnore, Record
-from ..store.store import EXTERNAL_BLOB_BYTES
 from .lifecycle import Lifecycle
 from .model import Run, aid, reply
 from .scheduler import RunOptions, Scheduler
 from .state import EngineState
 from .waits import Waits
-
-# free disk space a checkpoint may not take: the store's reserve and room for its journal
-DISK_MARGIN = 64 * 1024 * 1024
 
 
 class WorkerMessages:
@@ -105,76 +100,48 @@ class WorkerMessages:
                      "error": {"type": err["type"], "message": err["message"]}})
 
     def checkpoint(self, run: Run, worker: Any, msg: dict) -> None:
-        """A cell's checkpoint: large values become files first, then the rows that refer
-        to them are journaled. One that would fill the disk is refused first."""
-        refused = self._no_room(msg)
-        if refused:
-            reply(worker, msg, {"error": refused})
+        """A cell's checkpoint. The worker wrote its new large pieces as durable files and
+        checked the disk's room first (``worker.snapshot``); they are checked to be there,
+        then the rows that refer to them are journaled, with the small pieces. One that
+        refers to a blob a prune is deleting waits until the prune is done."""
+        files: dict[str, int] = msg.get("files") or {}
+        if self.s.blobs_in_deletion & (set(files) | set(msg["blobs"])):
+            self.s.held_checkpoints.append(
+                lambda: self.checkpoint(run, worker, msg) if run.worker is worker else None)
             return
-        big = {h: d for h, d in msg["blobs"].items() if len(d) >= EXTERNAL_BLOB_BYTES}
-        if not big:
-            self._record_checkpoint(run, worker, msg, big)
+        missing = self.s.store.missing_blob_files(files)
+        if missing:
+            reply(worker, msg, {"error": f"the checkpoint after statement {msg['statement']} "
+                                f"could not be stored: {len(missing)} of its files are "
+                                f"missing from {self.s.store.blob_dir} (first: {missing[0]})",
+                                "missing": missing})
             return
-        fut = self.s.writer.run_in_thread(self.s.store.put_blob_files, big)
-
-        def written(f: asyncio.Future) -> None:
-            if f.exception() is not None:
-                reply(worker, msg, {"error": f"the checkpoint could not be stored: "
-                                    f"{f.exception()}"})
-            elif run.worker is worker:
-                self._record_checkpoint(run, worker, msg, big)
-
-        fut.add_done_callback(written)
-
-    def _no_room(self, msg: dict) -> str | None:
-        """Why the checkpoint's new values cannot be stored without filling the disk, if
-        so: they may take the free space less a margin, and at most half of it when no
-        fixed limit is set (``--max-checkpoint-mb 0``), leaving room for what comes next."""
-        need = sum(len(d) for d in msg["blobs"].values())
-        if not need:
-            return None
-        try:
-            free = self.s.store.free_bytes()
-        except OSError:
-            return None  # cannot tell: the store's own full-disk handling still applies
-        room = max(0, free - DISK_MARGIN)
-        if not self.s.config.max_checkpoint:
-            room //= 2
-        if need <= room:
-            return None
-        share = "half of " if not self.s.config.max_checkpoint else ""
-        return (f"the checkpoint after statement {msg['statement']} adds "
-                f"{_serial.fmt_size(need)} of new values, more than {share}the free space on "
-                f"the disk that holds the database ({_serial.fmt_size(free)} free, "
-                f"{_serial.fmt_size(DISK_MARGIN)} of it kept for the store); nothing of it "
-                "was stored, and earlier checkpoints are intact. Free disk space and resume "
-                "the run, or delete what the cell no longer needs (del name) or mark large "
-                "variables --transient.")
-
-    def _record_checkpoint(self, run: Run, worker: Any, msg: dict, big: dict) -> None:
         s = self.s
         now = s.now()
         seq = (run.checkpoint or {}).get("seq", 0) + 1
         run.progress += 1
         run.checkpoint = {"statement": msg["statement"], "manifest": msg["manifest"],
                           "counts": msg["counts"], "seq": seq}
-        records: list[Record] = [InsertIgnore("blobs", {"hash": h, "data": None if h in big else data,
-                                                  "size": len(data), "created_at": now,
-                                                  "external": h in big})
-                         for h, data in msg["blobs"].items()]
+        records: list[Record] = [
+            InsertIgnore("blobs", {"hash": h, "data": data, "size": len(data),
+                                   "created_at": now, "external": False})
+            for h, data in msg["blobs"].items()]
+        records += [InsertIgnore("blobs", {"hash": h, "data": None, "size": size,
+                                           "created_at": now, "external": True})
+                    for h, size in files.items()]
         records.append(Insert("checkpoints", {
             "run_id": run.id, "seq": seq, "statement": msg["statement"], "created_at": now,
             "manifest": json.dumps({"vars": msg["manifest"], "counts": msg["counts"],
                                     "seq": seq, "total": msg["total"]}),
             "size": msg["size"]}))
+        new_bytes = sum(len(b) for b in msg["blobs"].values()) + sum(files.values())
         records.append(Insert("span_records", {
             "span_id": f"{run.id}/c{seq}", "run_id": run.id,
             "parent_id": f"{run.id}/a{run.attempts}", "kind": "checkpoint",
             "name": f"statement {msg['statement']}", "start_at": now, "end_at": now,
             "status": StepStatus.COMPLETED, "attributes": json.dumps({
                 "statement": msg["statement"], "total": msg["total"], "size": msg["size"],
-                "new_bytes": sum(len(b) for b in msg["blobs"].values()),
-                "variables": sorted(msg["manifest"])})}))
+                "new_bytes": new_bytes, "variables": sorted(msg["manifest"])})}))
         s.write(records, lambda: reply(worker, msg, {"ok": True}))
         s.emit({"type": "checkpoint", "run_id": run.id, "statement": msg["statement"],
                 "total": msg["total"], "size": msg["size"], "at": now})

@@ -32,25 +32,37 @@ def load(s: EngineState) -> None:
                                         json.loads(row["sys_path"]), json.loads(row["options"]))
     for row in q("SELECT name, concurrency_limit FROM queues", sync=False):
         s.queues[row["name"]] = row["concurrency_limit"]
-    for row in q("SELECT task_id, idempotency_key, id FROM runs "
-                 "WHERE idempotency_key IS NOT NULL", sync=False):
-        s.idem[(row["task_id"], row["idempotency_key"])] = row["id"]
     for row in q("SELECT key, data FROM events", sync=False):
         s.events[row["key"]] = row["data"]
     # log lines keep their order across restarts: numbering goes on after the last one
     (last,) = q("SELECT coalesce(max(seq), -1) AS n FROM logs", sync=False)
     s.log_seq = itertools.count(int(last["n"]) + 1)
-    for row in q(f"SELECT * FROM runs WHERE status NOT IN ({sql_list(TERMINAL)}) "
-                 "ORDER BY created_at", sync=False):
+    # sorted here: DuckDB sorting the wide rows (payloads) costs more than the query
+    rows = q(f"SELECT * FROM runs WHERE status NOT IN ({sql_list(TERMINAL)})", sync=False)
+    rows.sort(key=lambda r: r["created_at"])
+    for row in rows:
         task = s.tasks.get(row["task_hash"])
         if task is not None:
             s.runs[row["id"]] = _run_of(s, row, task)
+    del rows
     if not s.runs:
         return
+    ids = [list(s.runs)]
+    # idempotency keys of unfinished runs and of their children; a finished run's key is
+    # looked up in the store when a trigger names it (``idempotent_run``)
+    for run in s.runs.values():
+        if run.idempotency_key is not None:
+            s.idem[(run.task.task_id, run.idempotency_key)] = run.id
+    for row in q("SELECT task_id, idempotency_key, id FROM runs WHERE parent_run_id IS NOT NULL "
+                 "AND idempotency_key IS NOT NULL AND parent_run_id IN "
+                 "(SELECT unnest(?::VARCHAR[]))", ids, sync=False):
+        s.idem[(row["task_id"], row["idempotency_key"])] = row["id"]
     for run in s.runs.values():
         if run.parent_run_id in s.runs:
             s.runs[run.parent_run_id].children.append(run.id)
-    _fill(partial(q, sync=False), s.runs, s.children_of, s.child_results)
+    # the ids as one list parameter: binding thousands of parameters costs far more
+    _fill(partial(q, sync=False), s.runs, s.children_of, s.child_results,
+          ("SELECT unnest(?::VARCHAR[])", ids))
 
 
 def read_run(s: EngineState, run_id: str) -> tuple[Run, dict, dict] | None:
@@ -64,16 +76,28 @@ def read_run(s: EngineState, run_id: str) -> tuple[Run, dict, dict] | None:
     run = _run_of(s, row, task)
     children_of: dict[str, list[str]] = defaultdict(list)
     child_results: dict[str, tuple] = {}
-    _fill(s.store.query, {run.id: run}, children_of, child_results)
+    _fill(s.store.query, {run.id: run}, children_of, child_results, ("?", [run.id]))
     return run, children_of, child_results
 
 
-def _fill(q: Query, runs: dict[str, Run], children_of: dict, child_results: dict) -> None:
-    """Steps, attempts, waits, the latest checkpoint and finished children of ``runs``."""
-    ids = list(runs)
-    _load_steps(q, runs, ids)
-    _load_waits(q, runs, ids)
-    _load_checkpoints_and_children(q, runs, ids, children_of, child_results)
+def idempotent_run(s: EngineState, task_id: str, key: str) -> str | None:
+    """The run of ``task_id`` created with idempotency key ``key``, from the store (in a
+    thread): the engine keeps only the keys of unfinished runs in memory."""
+    rows = s.store.query("SELECT id FROM runs WHERE task_id = ? AND idempotency_key = ? "
+                         "ORDER BY created_at LIMIT 1", [task_id, key])
+    return rows[0]["id"] if rows else None
+
+
+Scope = tuple[str, list]  # SQL giving run ids (for ``run_id IN (...)``) and its parameters
+
+
+def _fill(q: Query, runs: dict[str, Run], children_of: dict, child_results: dict,
+          scope: Scope) -> None:
+    """Steps, attempts, waits, the latest checkpoint and finished children of ``runs``
+    (the runs ``scope`` selects)."""
+    _load_steps(q, runs, scope)
+    _load_waits(q, runs, scope)
+    _load_checkpoints_and_children(q, runs, scope, children_of, child_results)
 
 
 Query = Callable[..., list[dict]]  # Store.query, with or without syncing first
@@ -91,16 +115,14 @@ def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
         origin=row.get("origin"))
 
 
-def _marks(ids: list[str]) -> str:
-    return ",".join("?" * len(ids))
-
-
-def _load_steps(q: Query, runs: dict[str, Run], ids: list[str]) -> None:
+def _load_steps(q: Query, runs: dict[str, Run], scope: Scope) -> None:
     """Completed steps of any generation; failed tries and errors of the current one; and
     how many attempts raised (the retry policy counts them) and crashed in a row."""
     for row in q(f"SELECT run_id, step_key, status, output, attempt, generation FROM steps "
-                 f"WHERE run_id IN ({_marks(ids)}) ORDER BY started_at", ids):
-        run = runs[row["run_id"]]
+                 f"WHERE run_id IN ({scope[0]}) ORDER BY started_at", scope[1]):
+        run = runs.get(row["run_id"])
+        if run is None:  # a run whose task's code is not in the store
+            continue
         if row["status"] == StepStatus.COMPLETED:
             run.steps[row["step_key"]] = ("ok", row["output"])
         elif row["generation"] == run.generation:
@@ -110,8 +132,10 @@ def _load_steps(q: Query, runs: dict[str, Run], ids: list[str]) -> None:
                 run.step_failures[row["step_key"]] = max(
                     run.step_failures.get(row["step_key"], 0), row["attempt"])
     for row in q(f"SELECT run_id, list(outcome ORDER BY number) AS outcomes FROM attempts "
-                 f"WHERE run_id IN ({_marks(ids)}) GROUP BY run_id", ids):
-        run = runs[row["run_id"]]
+                 f"WHERE run_id IN ({scope[0]}) GROUP BY run_id", scope[1]):
+        run = runs.get(row["run_id"])
+        if run is None:
+            continue
         outcomes = list(row["outcomes"])
         run.failures = outcomes.count(AttemptOutcome.FAILED)
         while outcomes and outcomes[-1] == AttemptOutcome.CRASHED:  # a crash loop goes on
@@ -119,10 +143,12 @@ def _load_steps(q: Query, runs: dict[str, Run], ids: list[str]) -> None:
             outcomes.pop()
 
 
-def _load_waits(q: Query, runs: dict[str, Run], ids: list[str]) -> None:
-    for row in q(f"SELECT * FROM waits WHERE run_id IN ({_marks(ids)}) "
-                 "ORDER BY resolved_at NULLS LAST, created_at", ids):
-        run = runs[row["run_id"]]
+def _load_waits(q: Query, runs: dict[str, Run], scope: Scope) -> None:
+    for row in q(f"SELECT * FROM waits WHERE run_id IN ({scope[0]}) "
+                 "ORDER BY resolved_at NULLS LAST, created_at", scope[1]):
+        run = runs.get(row["run_id"])
+        if run is None:
+            continue
         if row["wait_key"] in run.waits:
             continue  # an earlier release could leave a second row of the same key
         w = Wait(row["wait_key"], row["kind"], row["name"], row["created_at"],
@@ -132,19 +158,21 @@ def _load_waits(q: Query, runs: dict[str, Run], ids: list[str]) -> None:
         run.waits[w.key] = w
 
 
-def _load_checkpoints_and_children(q: Query, runs: dict[str, Run], ids: list[str],
+def _load_checkpoints_and_children(q: Query, runs: dict[str, Run], scope: Scope,
                                    children_of: dict, child_results: dict) -> None:
     for row in q(f"SELECT run_id, statement, manifest FROM checkpoints "
-                 f"WHERE run_id IN ({_marks(ids)}) "
+                 f"WHERE run_id IN ({scope[0]}) "
                  "QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY seq DESC) = 1",
-                 ids):
+                 scope[1]):
+        if row["run_id"] not in runs:
+            continue
         m = json.loads(row["manifest"])
         runs[row["run_id"]].checkpoint = {
             "statement": row["statement"], "manifest": m["vars"], "counts": m["counts"],
             "seq": m["seq"]}
     for row in q(f"SELECT id, parent_run_id, status, output, error FROM runs "
-                 f"WHERE parent_run_id IN ({_marks(ids)}) "
-                 f"AND status IN ({sql_list(TERMINAL)})", ids):
+                 f"WHERE parent_run_id IS NOT NULL AND parent_run_id IN ({scope[0]}) "
+                 f"AND status IN ({sql_list(TERMINAL)})", scope[1]):
         children_of[row["parent_run_id"]].append(row["id"])
         child_results[row["id"]] = (
             row["status"], row["output"], json.loads(row["error"]) if row["error"] else None)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from ..core import serial as _serial
+from ..core.checkpoints import manifest_blobs
 from ..core.durations import parse_duration
 from ..core.errors import PayloadTooLarge
 from ..core.messages import Resolution, RunAttempt
@@ -314,17 +315,20 @@ class Scheduler:
                       if w.resolution is not None},
             "max_payload": self.s.config.max_payload,
             "max_checkpoint": self.s.config.max_checkpoint,
+            "blob_dir": str(self.s.store.blob_dir),
         }
 
     async def _send_with_checkpoint(self, run: Run, worker: Any, msg: RunAttempt) -> None:
-        """Resume a cell: send the attempt with the blobs of its latest checkpoint."""
+        """Resume a cell: send the attempt with its latest checkpoint's small pieces and
+        the size of each piece; the worker reads the large ones from their files."""
         cp = run.checkpoint or {}
-        hashes = sorted(set(cp["manifest"].values()))
+        hashes = sorted(manifest_blobs(cp["manifest"]))
         rows = await asyncio.get_running_loop().run_in_executor(
-            None, self.s.store.blobs, hashes)
-        blobs = {h: r["data"] for h, r in rows.items()}
+            None, lambda: self.s.store.blobs(hashes, files=False))
+        blobs = {h: r["data"] for h, r in rows.items() if not r["external"]}
+        sizes = {h: r["size"] for h, r in rows.items()}
         if run.worker is worker:
-            worker.send({**msg, "checkpoint": {**cp, "blobs": blobs}})
+            worker.send({**msg, "checkpoint": {**cp, "blobs": blobs, "sizes": sizes}})
 
     def warn_duration(self, run: Run, worker: Any) -> None:
         """The attempt ran past the task's max_duration: record a warning (once)."""

@@ -46,11 +46,26 @@ class EngineState:
         self.child_results: dict[str, tuple] = {}  # finished child -> (status, out, err)
         self.children_of: dict[str, list[str]] = defaultdict(list)
         self.finished: OrderedDict[str, dict] = OrderedDict()  # recent final rows
+        # blobs a prune is deleting, and checkpoints held until it is done (they refer to
+        # one of them: recorded now, they could lose the piece to the delete)
+        self.blobs_in_deletion: set[str] = set()
+        self.held_checkpoints: list[Callable[[], None]] = []
         self._finished_bytes = 0
         self.seq = itertools.count()  # the order runs were queued in
         self.log_seq = itertools.count()
         self._subscribers: list[Callable[[dict], None]] = []
         self.result_waiters: dict[str, list[asyncio.Future]] = defaultdict(list)
+        writer.concurrent = self.concurrent
+
+    def concurrent(self) -> bool:
+        """Whether more than one attempt executes: others may send records while one
+        batch syncs, so the writer pipelines its syncs (``writer``)."""
+        n = 0
+        for count in self.executing.values():
+            n += count
+            if n > 1:
+                return True
+        return False
 
     def now(self) -> float:
         return self.clock.now()

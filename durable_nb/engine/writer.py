@@ -3,14 +3,21 @@ engine acts on it or acknowledges it.
 
 Pipelined: at the end of a loop turn the buffered records go out in one write + fdatasync;
 whatever arrives meanwhile is buffered and goes in the next sync, started as soon as this
-one completes. When the disk refuses (full), nothing in the refused batch is acknowledged:
-it is held, written first when the disk takes it again, and write requests are refused
-with ``StoreUnavailable`` meanwhile.
+one completes. While other attempts execute (they may send steps during a sync), the sync
+runs on the journal thread, so the loop goes on reading and handling their messages
+meanwhile and one fdatasync serves every step that arrived during the previous one; a
+reply goes out only once its records are durable. With a single attempt executing, a small
+batch syncs on the loop itself: nothing else would arrive meanwhile, and the hand-off to
+the thread and back would only add latency. When the disk refuses (full), nothing in the
+refused batch is acknowledged: it is held, written first when the disk takes it again, and
+write requests are refused with ``StoreUnavailable`` meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -20,8 +27,9 @@ from ..store.records import Record
 from ..store.store import Store
 from .clock import Clock
 
-# Journal batches up to this size are written and synced on the event loop itself;
-# larger ones (checkpoint blobs, big outputs) go to the syncing thread.
+# Journal batches up to this size are written and synced on the event loop itself while no
+# other attempt executes; larger ones (checkpoint blobs, big outputs) always go to the
+# journal thread.
 INLINE_SYNC_BYTES = 256 * 1024
 # Seconds between tries to write a batch the journal refused (a full disk).
 WRITE_RETRY = 0.5
@@ -45,10 +53,17 @@ class JournalWriter:
         self._syncing = False
         self._retry_armed = False
         self._durable_waiters: set[asyncio.Future] = set()
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="durable-journal")
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="durable-writer")
+        # whether attempts other than the one whose records are buffered may send records
+        # during a sync (set by the engine's state): then syncs go to the journal thread
+        self.concurrent: Callable[[], bool] = lambda: False
+        self.syncs = 0  # batches written and fdatasync'd (one fdatasync each)
+        self.records = 0  # records they made durable
+        self._syncer = _SyncThread(store)
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._syncer.start(loop, self._synced)
         if self.store.write_problem is not None:  # e.g. started on a nearly full disk
             self._arm_retry()
 
@@ -70,8 +85,19 @@ class JournalWriter:
             self._durable_waiters.discard(fut)
 
     def run_in_thread(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future:
-        """Run ``fn`` on the syncing thread (after the syncs queued before it)."""
+        """Run ``fn`` on a thread of the writer (not the journal's: a long task there would
+        hold up every step's sync)."""
         return self._loop().run_in_executor(self._thread, fn, *args)
+
+    def stats(self) -> dict:
+        """Group commit since start: journal syncs and the records they made durable (for
+        ``/health``; records per sync is how many steps one fdatasync served)."""
+        return {"journal_syncs": self.syncs, "journal_records": self.records}
+
+    @property
+    def syncing(self) -> bool:
+        """A batch is being written on the journal thread (the loop hears when it is done)."""
+        return self._syncing
 
     @property
     def idle(self) -> bool:
@@ -95,6 +121,7 @@ class JournalWriter:
             self.store.commit()
         except OSError as exc:  # nothing in it was acknowledged
             self.store.hold([], [], exc)
+        self._syncer.stop()
         self._thread.shutdown()
 
     def _loop(self) -> asyncio.AbstractEventLoop:
@@ -108,30 +135,36 @@ class JournalWriter:
             return
         batch, done = self.store.take()
         data = self.store.encode_batch(batch)
-        if len(data) <= INLINE_SYNC_BYTES:
-            # A small batch syncs right here: handing it to a thread and back costs two
-            # wake-ups, more than the fdatasync itself. What arrives meanwhile waits in the
-            # sockets and goes into the next batch.
+        if len(data) <= INLINE_SYNC_BYTES and not self.concurrent():
+            # Alone, a small batch syncs right here: handing it to a thread and back costs
+            # two wake-ups, and no other attempt would send anything meanwhile.
             try:
                 self.store.write_batch(batch, data)
             except OSError as exc:
                 self._write_failed(batch, done, exc)
                 return
+            self._count(batch)
             self.store.committed(batch, done)
             return
         self._syncing = True
-        fut = self.run_in_thread(self.store.write_batch, batch, data)
-        fut.add_done_callback(lambda f: self._synced(f, batch, done))
+        self._syncer.submit(batch, data, done)
 
-    def _synced(self, fut: asyncio.Future, batch: list, done: list) -> None:
+    def _synced(self, batch: list, data: bytes, done: list, exc: BaseException | None) -> None:
+        """On the loop, once the journal thread wrote ``batch`` (or failed to)."""
         self._syncing = False
-        exc = fut.exception()
         if exc is not None:
             self._write_failed(batch, done, exc)
             return
+        self._count(batch)
         self.store.committed(batch, done)
-        if self.store.pending:
-            self._commit()
+        if self.store.pending and not self._commit_scheduled:
+            # at the end of this loop turn, so that the messages read in it join the batch
+            self._commit_scheduled = True
+            self._loop().call_soon(self._commit)
+
+    def _count(self, batch: list) -> None:
+        self.syncs += 1
+        self.records += len(batch)
 
     def _write_failed(self, batch: list, done: list, exc: BaseException) -> None:
         """The journal could not write (a full disk): nothing in ``batch`` is acknowledged.
@@ -170,3 +203,44 @@ class JournalWriter:
             "the change is kept in memory and written when the disk takes it again (lost if "
             "the engine stops first). Nothing acknowledged earlier is lost and reads still "
             "work. Free space there; the engine resumes writing by itself.")
+
+
+class _SyncThread:
+    """The journal thread: writes and fdatasyncs one batch at a time, handed over by the
+    loop, and hands each back to the loop's ``synced(batch, data, done, exc)``."""
+
+    def __init__(self, store: Store):
+        self.store = store
+        self._queue: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop,
+              synced: Callable[[list, bytes, list, BaseException | None], None]) -> None:
+        self._loop, self._synced = loop, synced
+
+    def submit(self, batch: list, data: bytes, done: list) -> None:
+        if self._thread is None:  # started on first use
+            self._thread = threading.Thread(target=self._run, name="durable-journal",
+                                            daemon=True)
+            self._thread.start()
+        self._queue.put((batch, data, done))
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def _run(self) -> None:
+        write, get = self.store.write_batch, self._queue.get
+        while (item := get()) is not None:
+            batch, data, done = item
+            exc: BaseException | None = None
+            try:
+                write(batch, data)
+            except BaseException as e:  # handed to the loop, which holds the batch
+                exc = e
+            try:
+                self._loop.call_soon_threadsafe(self._synced, batch, data, done, exc)
+            except RuntimeError:  # the loop closed: the engine stopped without close()
+                return

@@ -250,6 +250,7 @@ class DurableApp(ExtensionApp):
     wait_grace = jupyter_trait("wait_grace")
     max_payload_mb = jupyter_trait("max_payload_mb")
     max_checkpoint_mb = jupyter_trait("max_checkpoint_mb")
+    prune_after = jupyter_trait("prune_after")
     activity_interval = jupyter_trait("activity_interval")
 
     host: EngineHost | None = None

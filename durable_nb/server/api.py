@@ -20,6 +20,7 @@ from ..core.errors import Forbidden, PayloadTooLarge, RunNotFound, StoreUnavaila
 from ..core.runtime import API_PREFIX, EVENTS_PATH
 from ..core.serial import b64
 from ..core.version import __version__
+from ..engine import step_groups
 from ..engine.engine import Engine, summarize
 from . import apischema as S
 from .apischema import BadRequest, Param
@@ -134,7 +135,8 @@ async def list_runs(r: Request):
 
 
 async def get_run(r: Request):
-    return 200, await r.engine.run_detail(r.args[0])
+    detail = await r.engine.run_detail(r.args[0])
+    return 200, step_groups.trimmed(detail, r.params.get("steps"))
 
 
 async def get_result(r: Request):
@@ -175,10 +177,22 @@ async def reject(r: Request):
 
 async def get_checkpoint(r: Request):
     names = r.params.get("names")
-    out = await r.engine.checkpoint(
-        r.args[0], names.split(",") if names else None, values=r.params["values"])
-    out["values_b64"] = {n: b64(v) for n, v in out.pop("values").items()}
+    try:
+        out = await r.engine.checkpoint(
+            r.args[0], names.split(",") if names else None, values=r.params["values"])
+    except LookupError as exc:
+        return 409, {"error": str(exc), "code": "damaged_checkpoint"}
+    out["pieces_b64"] = {h: b64(v) for h, v in out.pop("pieces").items()}
     return 200, out
+
+
+async def get_piece(r: Request):
+    """One piece of a run's latest checkpoint, for a client that cannot read its file."""
+    try:
+        data = await r.engine.piece(r.args[0], r.args[1])
+    except LookupError as exc:
+        return 404, {"error": str(exc)}
+    return 200, {"hash": r.args[1], "data_b64": b64(data)}
 
 
 async def get_step(r: Request):
@@ -201,6 +215,20 @@ async def get_step(r: Request):
             t["args_b64"], t["output_b64"] = b64(row["args"]), b64(row["output"])
         tries.append(t)
     return 200, {"run_id": run_id, "step_key": key, "name": rows[0]["name"], "tries": tries}
+
+
+async def run_step_groups(r: Request):
+    return 200, await step_groups.step_groups(r.engine, r.args[0])
+
+
+async def run_step_page(r: Request):
+    name = r.params.get("name")
+    if not name:
+        raise BadRequest("query parameter 'name' is required: the steps of which name "
+                         f"(GET /runs/{r.args[0]}/step_groups lists them)", field="name",
+                         rule="required")
+    return 200, await step_groups.step_page(r.engine, r.args[0], name, r.params["offset"],
+                                            r.params["limit"])
 
 
 async def run_spans(r: Request):
@@ -243,6 +271,21 @@ async def list_workers(r: Request):
 async def post_sql(r: Request):
     cols, rows = await r.engine.sql(r.body["query"], int(r.body.get("limit", 10_000)))
     return 200, {"columns": cols, "rows": [list(map(_jsonable, row)) for row in rows]}
+
+
+async def post_prune(r: Request):
+    b = r.body
+    out = await r.engine.prune(b["older_than"], b.get("status"), bool(b.get("dry_run")))
+    return 200, out
+
+
+# POST /prune: older_than a duration ("30d", "12h", or seconds); status a list or "A,B"
+_PRUNE = S.obj({
+    "older_than": {"oneOf": [S.string(50, 1), S.SECONDS]},
+    "status": {"oneOf": [S.string(1000), {"type": "array", "maxItems": 20,
+                                           "items": S.string(50, 1)}, {"type": "null"}]},
+    "dry_run": {"type": "boolean"},
+}, required=("older_than",))
 
 
 def _jsonable(v: Any) -> Any:
@@ -296,7 +339,11 @@ ROUTES: list[Route] = [
                  S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
           response=_out({"runs": {"type": "array", "items": _RUN},
                          "total": {"type": "integer", "minimum": 0}}, ("runs", "total"))),
-    Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children", get_run,
+    Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children (with "
+          "steps=N: at most N step rows, the newest, and when there are more, `step_groups`, "
+          "every step grouped by name, as GET /runs/{run_id}/step_groups)", get_run,
+          query=(Param("steps", {"type": "integer", "minimum": 0, "maximum": 10**9},
+                       "at most this many step rows"),),
           response=_out({**_RUN["properties"], "attempt_list": {"type": "array"},
                          "steps": {"type": "array"}, "waits": {"type": "array"},
                          "children": {"type": "array"}}, ("id", "status"))),
@@ -331,16 +378,35 @@ ROUTES: list[Route] = [
           response=_out({"run_id": _STR, "step_key": _STR, "name": _STR,
                          "tries": {"type": "array", "items": {"type": "object"}}},
                         ("run_id", "step_key", "tries"))),
+    Route("GET", "/runs/{run_id}/step_groups", "The run's steps grouped by name: per name, "
+          "how many steps, how they ended (completed, failed, retrying), their total and "
+          "median duration", run_step_groups,
+          response=_out({"run_id": _STR, "steps": {"type": "integer"},
+                         "groups": {"type": "array", "items": {"type": "object"}}},
+                        ("run_id", "groups"))),
+    Route("GET", "/runs/{run_id}/steps", "A page of the steps named `name` (every try, as in "
+          "GET /runs/{run_id}), in the order of their first start", run_step_page,
+          query=(Param("name", S.string(1000, 1), "the steps' name"),
+                 S.int_param("offset", 0, 10**9, 0, "skip this many steps"),
+                 S.int_param("limit", 1, 10_000, 100, "at most this many steps")),
+          response=_out({"run_id": _STR, "name": _STR, "total": {"type": "integer"},
+                         "offset": {"type": "integer"}, "steps": {"type": "array"}},
+                        ("run_id", "total", "steps"))),
     Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans,
           response=_out({"spans": {"type": "array"}}, ("spans",))),
     Route("GET", "/runs/{run_id}/checkpoint",
-          "A cell run's latest checkpoint: variables and sizes (values with values=1, "
-          "a subset with names=a,b)", get_checkpoint,
+          "A cell run's latest checkpoint: variables with sizes and their pieces (with "
+          "values=1, the small pieces as base64 and the folder of the large ones; a subset "
+          "with names=a,b)", get_checkpoint,
           query=(Param("names", S.string(2000), "variable names, comma-separated"),
                  Param("values", {"type": "boolean", "default": False},
-                       "include the values (base64 pickles)")),
+                       "include what is needed to load the values")),
           response=_out({"run_id": _STR, "variables": {"type": "object"},
-                         "values_b64": {"type": "object"}}, ("run_id",))),
+                         "sizes": {"type": "object"}, "pieces_b64": {"type": "object"},
+                         "blob_dir": {"type": ["string", "null"]}}, ("run_id",))),
+    Route("GET", "/runs/{run_id}/checkpoint/pieces/{piece}",
+          "One piece of a cell run's latest checkpoint as base64 (data_b64)", get_piece,
+          response=_out({"hash": _STR, "data_b64": _STR}, ("hash", "data_b64"))),
     Route("GET", "/runs/{run_id}/logs", "The run's last log lines (stdout and stderr)",
           run_logs, query=(S.int_param("limit", 1, 100_000, 1000, "at most this many lines"),),
           response=_out({"logs": {"type": "array"}}, ("logs",))),
@@ -356,6 +422,14 @@ ROUTES: list[Route] = [
                         ("name",))),
     Route("GET", "/workers", "Worker processes and the run each executes", list_workers,
           response=_out({"workers": {"type": "array"}}, ("workers",))),
+    Route("POST", "/prune", "Delete finished runs that finished more than `older_than` ago "
+          "(e.g. 30d), in `status` (finished statuses; default all), with their rows and "
+          "the checkpoint values no other run refers to; `dry_run` only counts", post_prune,
+          action="write", body=_PRUNE,
+          response=_out({"runs": {"type": "integer"}, "rows": {"type": "integer"},
+                         "blobs": {"type": "integer"}, "blob_bytes": {"type": "integer"},
+                         "files": {"type": "integer"}, "dry_run": {"type": "boolean"}},
+                        ("runs", "blob_bytes"))),
     Route("POST", "/sql", "A read-only SQL query over the store (one SELECT)", post_sql,
           action="read", body=S.SQL,
           response=_out({"columns": {"type": "array", "items": _STR},

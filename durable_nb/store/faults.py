@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from ..core.checkpoints import free_bytes
 from . import journal as _journal
 
 QUARANTINE = "quarantine"
@@ -106,12 +107,6 @@ def damaged_count(journal_dir: Path) -> int:
 
 RESERVE = "reserve"
 RESERVE_BYTES = 8 * 1024 * 1024
-
-
-def free_bytes(folder: Path) -> int:
-    """Free space (for this user) on the disk that holds ``folder``."""
-    st = os.statvfs(folder)
-    return st.f_bavail * st.f_frsize
 
 
 class Reserve:

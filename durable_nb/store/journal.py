@@ -2,8 +2,10 @@
 
 Records are buffered by ``append`` and made durable by ``commit``: one write and one
 ``fdatasync`` for everything buffered since the previous commit (group commit). The
-engine commits once per turn of its event loop, so records from all workers and
-requests handled in that turn share one sync. The store ingests committed records into
+engine commits at the end of a turn of its event loop, so records from all workers and
+requests handled in that turn share one sync; while other runs execute, the sync runs on
+the engine's journal thread (``write_encoded``) and whatever arrives meanwhile shares the
+next one (``engine.writer``). The store ingests committed records into
 DuckDB in batches and deletes segments it has fully ingested; on start it replays what
 was not ingested yet.
 

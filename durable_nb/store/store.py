@@ -47,7 +47,6 @@ from .faults import (
     Reserve,
     damaged_count,
     describe,
-    free_bytes,
     is_disk_full,
     is_transient,
     set_aside,
@@ -59,13 +58,12 @@ from .records import Record, group
 log = logging.getLogger("durable_nb")
 
 _INSERT_VERB = {"ins": "INSERT INTO", "ins_ignore": "INSERT OR IGNORE INTO", "upsert": "INSERT OR REPLACE INTO"}
-# Checkpoint values at least this large are files in ``<db>.blobs/`` (see schema 3).
-EXTERNAL_BLOB_BYTES = 1 << 20
-_HASH = re.compile(r"[0-9a-f]{64}")
+# Large checkpoint pieces are files in ``<db>.blobs/`` named by their hash (core.checkpoints)
+_HASH = re.compile(r"[0-9a-f]{32}|[0-9a-f]{64}")  # xxh3-128 pieces, sha256 of schema 3-4
 # How long ingestion gathers records into one DuckDB transaction. Durability comes from
 # the journal, so this only trades read freshness (a waiting reader cuts it short) for
 # fewer DuckDB commits competing with the journal's fdatasync for the disk.
-INGEST_INTERVAL = 0.05
+INGEST_INTERVAL = 0.25
 # How long ingestion waits before trying a batch again after a fault of the disk.
 INGEST_RETRY = 0.5
 
@@ -512,46 +510,29 @@ class Store:
             raise ValueError(f"not a blob hash: {h!r}")
         return self.blob_dir / h
 
-    def free_bytes(self) -> int:
-        """Free space (for this user) on the disk that holds the database."""
-        return free_bytes(self.db_path.parent)
-
-    def put_blob_files(self, blobs: dict[str, bytes]) -> None:
-        """Write values as files named by their hash, durable when this returns (call it
-        before journaling the rows that refer to them; may run in another thread)."""
-        self.blob_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        wrote = False
-        for h, data in blobs.items():
-            path = self._blob_path(h)
-            if path.exists() and path.stat().st_size == len(data):
-                continue
-            tmp = path.with_name(f"{h}.{threading.get_ident()}.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def missing_blob_files(self, files: dict[str, int]) -> list[str]:
+        """Which of the files {hash: size} a worker wrote are absent or of another size."""
+        out = []
+        for h, size in files.items():
             try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view):]
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            wrote = True
-        if wrote:
-            dfd = os.open(self.blob_dir, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+                if os.stat(self._blob_path(h)).st_size == size:
+                    continue
+            except OSError:
+                pass
+            out.append(h)
+        return out
 
-    def blobs(self, hashes: list[str], data: bool = True) -> dict[str, dict]:
-        """Rows of ``blobs`` (hash, size and, with ``data``, the bytes) wherever they live."""
+    def blobs(self, hashes: list[str], data: bool = True,
+              files: bool = True) -> dict[str, dict]:
+        """Rows of ``blobs`` (hash, size and, with ``data``, the bytes: of pieces that are
+        files too unless ``files`` is false, when theirs stay None)."""
         if not hashes:
             return {}
         cols = "hash, size, external" + (", data" if data else "")
         rows = self.query(f"SELECT {cols} FROM blobs WHERE hash IN "
                           f"({','.join('?' * len(hashes))})", list(hashes))
         for r in rows:
-            if data and r["external"]:
+            if data and files and r["external"]:
                 r["data"] = self._blob_path(r["hash"]).read_bytes()
         return {r["hash"]: r for r in rows}
 

@@ -89,7 +89,8 @@ class EngineHarness:
         eng = self._engine
         quiet = 0
         for _ in range(SETTLE_TURNS):
-            await asyncio.sleep(0)
+            # a sync on the journal thread takes the disk's time, not loop turns
+            await asyncio.sleep(0.001 if eng.writer.syncing else 0)
             busy = not eng.writer.idle or _ready_callbacks()
             quiet = 0 if busy else quiet + 1
             if quiet >= 3:

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from ..client.client import Client
 from ..client.tasks import RunHandle
 from ..core.status import TERMINAL
+from ..core.step_groups import group_steps
 from ..core.tracebacks import user_traceback
 from .streams import HUB, Pump
 
@@ -29,9 +30,12 @@ def _clean(rows: list[dict] | None) -> None:
 
 def fetch_run(client: Client, run_id: str, logs: int = LOG_TAIL) -> dict:
     """What a run view shows: the run with attempts, steps, waits, children, checkpoints
-    (cells) and the last ``logs`` log lines."""
+    (cells) and the last ``logs`` log lines; a run of more than ``MAX_STEP_ROWS`` step rows
+    has its newest rows and ``step_groups`` (its steps grouped by name)."""
     rid = urllib.parse.quote(run_id, safe="")
-    info = client.request("GET", f"/runs/{rid}")
+    # a big run: its newest step rows and every step grouped by name (`step_groups`); a
+    # view lists the steps of a name a page at a time from GET /runs/{id}/steps
+    info = client.request("GET", f"/runs/{rid}", query={"steps": MAX_STEP_ROWS})
     _clean(info.get("steps"))
     _clean(info.get("attempt_list"))
     _clean([info["error"]] if info.get("error") else None)
@@ -45,7 +49,8 @@ def fetch_run(client: Client, run_id: str, logs: int = LOG_TAIL) -> dict:
     info["logs"] = (client.request("GET", f"/runs/{rid}/logs", query={"limit": logs})["logs"]
                     if logs else [])
     steps = info.get("steps") or []
-    if len(steps) > MAX_STEP_ROWS:
+    if len(steps) > MAX_STEP_ROWS:  # an engine that does not know the steps parameter
+        info["step_groups"] = group_steps(steps, info["status"] in TERMINAL)
         info["steps_omitted"] = len(steps) - MAX_STEP_ROWS
         info["steps"] = steps[-MAX_STEP_ROWS:]
     info["now"] = time.time()

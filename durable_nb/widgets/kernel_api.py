@@ -1,8 +1,8 @@
 """The views' requests that go through the kernel: a view calls the engine's REST API
 itself when the kernel uses its Jupyter server's engine (`engine_info` tells it), else it
 sends the request over the widget's comm and `ApiMixin` answers it, for a few read routes
-(a run, its logs, spans, result and one step's tries; a step key comes URL-encoded) and the
-approval decisions only."""
+(a run, its logs, spans, result, steps grouped by name, a page of one name's steps and one
+step's tries; a step key comes URL-encoded) and the approval decisions only."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ from ..client.tasks import RunHandle
 from ..core.errors import ApiError, DurableError, RunNotFound, WaitConflict
 
 _GET_PATH = re.compile(
-    r"^/runs/[A-Za-z0-9_.\-]+(/(logs|spans|result)|/steps/[A-Za-z0-9_.\-~%!*'()]+)?$")
+    r"^/runs/[A-Za-z0-9_.\-]+(/(logs|spans|result|steps|step_groups)"
+    r"|/steps/[A-Za-z0-9_.\-~%!*'()]+)?$")
 _POST_PATH = re.compile(r"^/runs/([A-Za-z0-9_.\-]+)/(approve|reject)$")
 
 

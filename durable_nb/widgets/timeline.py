@@ -57,14 +57,25 @@ class Bar:
     text: str
 
 
+# a chart of more bars than this draws those of a row and category that would overlap (closer
+# than a bar's least width, 1/250 of the time span) as one: plotly draws each bar as an SVG
+# path, and 10,000 take seconds to draw
+MERGE_AT = 1000
+# a run with more steps than this has one row per step name (all its steps' tries on it)
+# rather than one per step, so a 10,000-step run is a few readable rows
+STEP_ROWS = 50
+
+
 @dataclass
 class _Chart:
     bars: list[Bar] = field(default_factory=list)
     marks: list[Bar] = field(default_factory=list)  # instants (checkpoints)
     rows: list[str] = field(default_factory=list)
+    _known: set[str] = field(default_factory=set)
 
     def row(self, label: str) -> str:
-        if label not in self.rows:
+        if label not in self._known:
+            self._known.add(label)
             self.rows.append(label)
         return label
 
@@ -130,24 +141,40 @@ def _add_attempts(chart: _Chart, info: dict, prefix: str, finished: bool, now: f
                       "retry_delay", RunStatus.DELAYED, f"retry delay after attempt {a['number']}")
 
 
+def _step_rows(steps: list[dict], prefix: str) -> dict[str, str]:
+    """Each step key's row: its own, or its name's when the run has many steps."""
+    keys: dict[str, str] = {}
+    for s in steps:
+        if not s["step_key"].startswith("trigger:"):
+            keys.setdefault(s["step_key"], s.get("name") or s["step_key"])
+    if len(keys) <= STEP_ROWS:
+        return {k: f"{prefix}step {k}" for k in keys}
+    count: dict[str, int] = {}
+    for name in keys.values():
+        count[name] = count.get(name, 0) + 1
+    return {k: f"{prefix}steps {name} × {count[name]:,}" for k, name in keys.items()}
+
+
 def _add_steps(chart: _Chart, info: dict, prefix: str, finished: bool, now: float) -> None:
     """Each try of each step (not the triggers of child runs), then the steps' retry delays
-    (``retry`` waits named after their step) on the step's row."""
+    (``retry`` waits named after their step) on the step's row; a run of more than
+    ``STEP_ROWS`` steps has one row per step name."""
     retry_waits: dict[str, list[dict]] = {}
     for w in info.get("waits") or []:
         if w["kind"] == "retry":
             retry_waits.setdefault(w["name"].rsplit(" retry ", 1)[0], []).append(w)
+    rows = _step_rows(info.get("steps") or [], prefix)
     for s in info.get("steps") or []:
         key = s["step_key"]
         if key.startswith("trigger:"):
             continue
-        row = f"{prefix}step {key}"
+        row = rows[key]
         err = f"<br>{s['error_type']}: {s['error_message']}" if s.get("error_type") else ""
         chart.add(row, s["started_at"], _or_now(s.get("ended_at"), now), "step", s["status"],
                   f"{key} try {s['attempt']} {s['status']}{err}")
     for key, waits in retry_waits.items():
         for w in waits:
-            chart.add(f"{prefix}step {key}", w["created_at"],
+            chart.add(rows.get(key, f"{prefix}step {key}"), w["created_at"],
                       w.get("resolved_at") or (w.get("deadline") if finished else now),
                       "retry_delay", RunStatus.DELAYED, f"{key}: retry delay")
 
@@ -207,27 +234,33 @@ def timeline(runs: Any, title: str | None = None):
     Rows: the run (queued, then executing), its attempts (with the retry delay after a failed
     one), each step (every try; failed tries in red, retry delays hatched violet), each wait,
     each child run, and a cell's checkpoints. Colors say what happened (one legend entry per
-    outcome); hover a bar for its status, duration and error.
+    outcome); hover a bar for its status, duration and error. A run of more than
+    ``STEP_ROWS`` steps has one row per step name, and a chart of more than ``MERGE_AT``
+    bars draws those that would overlap as one.
     """
+    handles = _handles(runs)
+    return figure(_chart(handles), _title(handles) if title is None else title)
+
+
+def figure(chart: _Chart, title: str):
+    """The plotly figure of a chart's bars: one trace per legend category, its bars as
+    arrays (bars that would overlap merged), so a 10,000-step run builds in tens of
+    milliseconds and draws as fast as a small one."""
     import plotly.graph_objects as go
 
-    handles = _handles(runs)
-    chart = _chart(handles)
-    fig = go.Figure()
-    _add_bar_traces(fig, chart)
-    _add_checkpoint_trace(fig, chart)
-    fig.update_layout(
-        title={"text": _title(handles) if title is None else title, "x": 0.01,
-               "xanchor": "left"},
-        barmode="overlay",
-        height=150 + 26 * max(len(chart.rows), 1),
-        margin={"l": 10, "r": 10, "t": 80, "b": 40},
-        legend={"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0, "xanchor": "right"},
-        xaxis={"type": "date", "title": None},
-        yaxis={"categoryorder": "array", "categoryarray": chart.rows, "autorange": "reversed",
-               "title": None},
-        template="plotly_white",
-    )
+    layout = {
+        "title": {"text": title, "x": 0.01, "xanchor": "left"},
+        "barmode": "overlay",
+        "height": 150 + 26 * max(len(chart.rows), 1),
+        "margin": {"l": 10, "r": 10, "t": 80, "b": 40},
+        "legend": {"orientation": "h", "y": 1.0, "yanchor": "bottom", "x": 1.0,
+                   "xanchor": "right"},
+        "xaxis": {"type": "date", "title": {"text": None}},
+        "yaxis": {"categoryorder": "array", "categoryarray": chart.rows,
+                  "autorange": "reversed", "title": {"text": None}},
+    }
+    fig = go.Figure(data=_bar_traces(chart) + _checkpoint_traces(chart))
+    fig.update_layout(template="plotly_white", **layout)
     return fig
 
 
@@ -237,42 +270,83 @@ def _title(handles: list[RunHandle]) -> str:
     return f"Run {handles[0].id}" if handles else "No runs"
 
 
-def _add_bar_traces(fig: Any, chart: _Chart) -> None:
-    """One horizontal bar trace per legend category that has bars."""
-    import plotly.graph_objects as go
+def _local_ms(t: float) -> float:
+    """Epoch seconds as the milliseconds a plotly date axis shows as this local time."""
+    offset = datetime.fromtimestamp(t).astimezone().utcoffset()
+    return (t + (offset.total_seconds() if offset else 0.0)) * 1000
 
-    times = [b.start for b in chart.bars] + [b.end for b in chart.bars]
-    span = (max(times) - min(times)) if times else 1.0
+
+def _merged(bars: list[Bar], gap: float) -> list[Bar]:
+    """Bars of one row and category less than ``gap`` seconds apart as one bar (its text
+    says how many, from which to which): a row of 3,000 steps of a few milliseconds each
+    becomes a few bars, drawn as fast as a small run's and looking the same."""
+    out: list[Bar] = []
+    run: list[Bar] = []
+    reach = 0.0  # where the bars of ``run`` end
+
+    def close() -> None:
+        if len(run) == 1:
+            out.append(run[0])
+        elif run:
+            first, last = run[0], run[-1]
+            out.append(Bar(first.row, first.start, reach, first.group, first.status,
+                           f"{len(run):,} bars, from<br>{first.text}<br>to<br>{last.text}"))
+        run.clear()
+
+    for b in sorted(bars, key=lambda b: (b.row, b.start)):
+        if run and (b.row != run[-1].row or b.start - reach > gap):
+            close()
+        reach = max(reach, b.end) if run else b.end
+        run.append(b)
+    close()
+    return out
+
+
+def _bar_traces(chart: _Chart) -> list[dict]:
+    """One horizontal bar trace per legend category that has bars; a chart of more than
+    ``MERGE_AT`` bars draws those that would overlap as one."""
+    if not chart.bars:
+        return []
+    lo = min(b.start for b in chart.bars)
+    span = max(b.end for b in chart.bars) - lo
     least = max(span * 1000 * 0.004, 1.0)  # ms: keep instant bars (fast steps) visible
+    shift = _local_ms(lo) - lo * 1000  # one offset: a run does not span two time zones
+    by_category: dict[str, list[Bar]] = {}
+    for b in chart.bars:
+        by_category.setdefault(category(b.status), []).append(b)
+    if len(chart.bars) > MERGE_AT:  # closer than a bar's least width: they overlap anyway
+        gap = least / 1000
+        by_category = {k: _merged(v, gap) for k, v in by_category.items()}
+    traces = []
     for name, (color, _) in CATEGORIES.items():
-        bars = [b for b in chart.bars if category(b.status) == name]
+        bars = by_category.get(name)
         if bars:
-            fig.add_trace(go.Bar(
-                name=name, orientation="h", y=[b.row for b in bars],
-                base=[datetime.fromtimestamp(b.start) for b in bars],
-                x=[max((b.end - b.start) * 1000, least) for b in bars],
-                marker={"color": color, "line": {"width": 0},
-                        "pattern": {"shape": "/" if name == "retry delay" else ""}},
-                opacity=0.75 if name in ("queued", "retry delay") else 1.0,
-                customdata=[[b.text, _fmt(b.end - b.start), b.status, b.group] for b in bars],
-                hovertemplate="%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
-                width=0.6,
-            ))
+            traces.append({
+                "type": "bar", "name": name, "orientation": "h", "y": [b.row for b in bars],
+                "base": [b.start * 1000 + shift for b in bars],
+                "x": [max((b.end - b.start) * 1000, least) for b in bars],
+                "marker": {"color": color, "line": {"width": 0},
+                           "pattern": {"shape": "/" if name == "retry delay" else ""}},
+                "opacity": 0.75 if name in ("queued", "retry delay") else 1.0,
+                "customdata": [[b.text, _fmt(b.end - b.start)] for b in bars],
+                "hovertemplate": "%{customdata[0]}<br>%{customdata[1]}<extra></extra>",
+                "width": 0.6,
+            })
+    return traces
 
 
-def _add_checkpoint_trace(fig: Any, chart: _Chart) -> None:
+def _checkpoint_traces(chart: _Chart) -> list[dict]:
     """The checkpoints (instants) as diamonds."""
-    import plotly.graph_objects as go
-
     marks = chart.marks
-    if marks:
-        fig.add_trace(go.Scatter(
-            name="checkpoint", mode="markers", y=[m.row for m in marks],
-            x=[datetime.fromtimestamp(m.start) for m in marks],
-            marker={"symbol": "diamond", "size": 9, "color": CATEGORIES["checkpoint"][0]},
-            customdata=[[m.text] for m in marks],
-            hovertemplate="%{customdata[0]}<extra></extra>",
-        ))
+    if not marks:
+        return []
+    return [{
+        "type": "scatter", "name": "checkpoint", "mode": "markers", "y": [m.row for m in marks],
+        "x": [_local_ms(m.start) for m in marks],
+        "marker": {"symbol": "diamond", "size": 9, "color": CATEGORIES["checkpoint"][0]},
+        "customdata": [[m.text] for m in marks],
+        "hovertemplate": "%{customdata[0]}<extra></extra>",
+    }]
 
 
 def timeline_bars(runs: Any) -> list[Bar]:

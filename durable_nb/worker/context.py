@@ -16,9 +16,11 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ..core import serial as _serial
+from ..core.checkpoints import CorruptCheckpoint, file_reader, load, manifest_blobs
 from ..core.errors import AbortRun, DurableError, NotPicklable, PayloadTooLarge
 from ..core.messages import (
     AttemptEnd,
+    Checkpoint,
     CheckpointState,
     EngineMessage,
     ErrorInfo,
@@ -38,6 +40,7 @@ from ..core.retry import Retry
 from ..core.serial import clean_text
 from ..core.tracebacks import user_traceback
 from . import previews as _previews
+from . import snapshot
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "durable_nb_run", default=None
@@ -127,6 +130,7 @@ class RunContext:
         self._lock = threading.RLock()
         self.step_key: str | None = None
         self.max_checkpoint: int = msg.get("max_checkpoint", self.max_payload)
+        self.blob_dir: str = msg.get("blob_dir", "")
         self._checkpoint: CheckpointState | None = msg.get("checkpoint")
         self._sent_blobs: set[str] = set()
         # every message names its attempt, and every reply its request: a message meant for
@@ -281,40 +285,47 @@ class RunContext:
     # -- checkpoints (cells) ------------------------------------------------------------
 
     def restore_checkpoint(self) -> tuple[int, dict] | None:
-        """(statements done, variables) of the last checkpoint, with step counters restored."""
+        """(statements done, variables) of the last checkpoint, with step counters restored.
+        Each buffer is read from its files straight into the memory the value will use."""
         cp = self._checkpoint
         if not cp:
             return None
-        blobs = cp["blobs"]
-        values = {name: _serial.loads(blobs[h]) for name, h in cp["manifest"].items()}
+        read = file_reader(self.blob_dir, cp["blobs"])
+        sizes = cp.get("sizes") or {h: len(d) for h, d in cp["blobs"].items()}
+        placed: list[tuple[bytearray, int]] = []
+        try:
+            values = {name: load(name, entry, read, sizes, placed)
+                      for name, entry in cp["manifest"].items()}
+        except CorruptCheckpoint as exc:
+            raise DurableError(
+                f"the checkpoint after statement {cp['statement']} cannot be restored: {exc}. "
+                "Start the cell again as a new run (its earlier statements run again).") from None
+        snapshot.remember(placed)
         self._counts = dict(cp["counts"])
-        self._sent_blobs = set(cp["manifest"].values())
+        self._sent_blobs = manifest_blobs(cp["manifest"])
         return cp["statement"], values
 
     def checkpoint(self, statement: int, variables: dict, total: int) -> None:
-        """Make the namespace after ``statement`` durable; unchanged values are not resent."""
-        manifest, new, sizes = {}, {}, {}
-        for name, value in variables.items():
-            data = _checkpoint_bytes(name, value, statement)
-            h = _serial.digest(data)
-            manifest[name], sizes[name] = h, len(data)
-            if h not in self._sent_blobs:
-                new[h] = data
-        size = sum(sizes.values())
-        if self.max_checkpoint and size > self.max_checkpoint:
-            largest = sorted(sizes.items(), key=lambda p: -p[1])[:3]
-            listing = ", ".join(f"'{n}' {_serial.fmt_size(b)}" for n, b in largest)
-            raise PayloadTooLarge(
-                f"the checkpoint after statement {statement} is {_serial.fmt_size(size)}, over "
-                f"the limit of {_serial.fmt_size(self.max_checkpoint)}; largest variables: "
-                f"{listing}. Delete what you no longer need (del name), keep large data in "
-                "files, or raise the limit with `--max-checkpoint-mb`.")
-        reply = self.request({"op": "checkpoint", "statement": statement, "total": total,
-                              "manifest": manifest, "counts": dict(self._counts), "blobs": new,
-                              "size": size})
+        """Make the namespace after ``statement`` durable; pieces already stored are not
+        written again (``snapshot``), so an unchanged value costs only its hashing."""
+        snap = snapshot.take(variables, self._sent_blobs, statement)
+        snapshot.check_size(snap, statement, self.max_checkpoint)
+        snapshot.check_room(snap, statement, self.blob_dir, self.max_checkpoint)
+        files = snapshot.write_files(snap, self.blob_dir)
+        small = {h: bytes(v) for h, v in snap.new.items() if h not in files}
+        msg: Checkpoint = {"op": "checkpoint", "statement": statement, "total": total,
+                           "manifest": snap.entries, "counts": dict(self._counts),
+                           "blobs": small, "files": files, "size": snap.size}
+        reply = self.request(msg)
+        if "error" in reply and reply.get("missing"):
+            # a file found already written was removed meanwhile (a prune of the run that
+            # wrote it): write those pieces again, once
+            snapshot.write_files(snap, self.blob_dir, again=reply.get("missing", []))
+            reply = self.request(msg)
         if "error" in reply:
             raise DurableError(reply["error"])
-        self._sent_blobs.update(new)
+        self._sent_blobs.update(small)
+        self._sent_blobs.update(files)
 
     # -- waits ----------------------------------------------------------------------
 
@@ -377,13 +388,3 @@ class RunContext:
             raise DurableError(f"the engine answered send_event '{key}' with {reply!r:.200}")
         return reply["resumed"]
 
-
-def _checkpoint_bytes(name: str, value: Any, statement: int) -> bytes:
-    try:
-        return _serial.dumps(value, f"variable '{name}'")
-    except NotPicklable as exc:
-        raise NotPicklable(
-            f"cannot checkpoint after statement {statement}: {exc.args[0].split(' Return')[0]} "
-            f"To avoid this, re-create '{name}' inside the statement that uses it (and del it "
-            f"there), or mark it transient with --transient {name} (it is then missing after "
-            "a resume).") from None

@@ -8,8 +8,27 @@ import '../../durable_nb/widgets/static/run_graph.css';
 
 import { decide, IEvent, IRunDetail, IWait, request } from './api';
 
-/** A run with what the graph shows besides GET /runs/{id}: checkpoints and a log tail. */
-export type GraphRun = IRunDetail & { logs?: unknown[]; checkpoints?: unknown[] };
+/** The steps of one name in a big run (GET /runs/{id}/step_groups). */
+export interface IStepGroup {
+  name: string;
+  steps: number;
+  tries: number;
+  completed: number;
+  failed: number;
+  retrying: number;
+  total_s: number;
+  median_s: number | null;
+  first_at: number | null;
+}
+
+/** A run with what the graph shows besides GET /runs/{id}: checkpoints and a log tail; a
+ * big run's newest step rows only, with every step grouped by name (`step_groups`). */
+export type GraphRun = IRunDetail & {
+  logs?: unknown[];
+  checkpoints?: unknown[];
+  step_groups?: IStepGroup[];
+  steps_omitted?: number;
+};
 
 export interface IGraphOptions {
   onApprove?: (wait: IWait, comment: string) => Promise<unknown>;
@@ -19,6 +38,8 @@ export interface IGraphOptions {
   notice?: { kind: 'info' | 'warning' | 'error'; text: string; code?: string } | null;
   /** The run's output is printed in the cell too: the Output section starts folded. */
   outputsInCell?: boolean;
+  /** GET a path of the REST API (a clicked step's arguments, a page of a step group). */
+  getJson?: (path: string) => Promise<unknown>;
 }
 
 /** Render or re-render `run` into `node` (what the user opened or typed survives). */
@@ -26,9 +47,16 @@ export function renderRunGraph(node: HTMLElement, run: GraphRun, options: IGraph
   graph.renderRunGraph(node, run, options);
 }
 
-/** Everything the graph shows for one run, from the REST API. */
+/** GET `path` (like "/runs/run_1/steps?name=fetch") of the REST API, parsed. */
+export function getJson(path: string): Promise<unknown> {
+  return request(path.replace(/^\//, ''));
+}
+
+/** Everything the graph shows for one run, from the REST API: a big run (over 500 step
+ * rows) with its newest rows and its steps grouped by name, whose groups list their steps
+ * a page at a time through `getJson`. */
 export function loadRun(runId: string): Promise<GraphRun> {
-  return graph.loadRun((path: string) => request(path.replace(/^\//, '')), runId);
+  return graph.loadRun(getJson, runId);
 }
 
 /** Whether a server event concerns `run`: its own, a child's, or a reconnect (hello). */
@@ -57,6 +85,7 @@ export function runActions(
     onApprove: (wait, comment) => decideThenReload(true, wait, comment),
     onReject: (wait, comment) => decideThenReload(false, wait, comment),
     loadChild: id => loadRun(id),
-    onOpenChild: id => openRun(id)
+    onOpenChild: id => openRun(id),
+    getJson
   };
 }

@@ -372,3 +372,96 @@ def test_output_printed_in_the_cell_too_starts_folded(graph):
     assert "also in the cell below" in folded.locator("summary").inner_text()
     folded.locator("summary").click()  # still one click away
     assert "loaded 3 rows" in folded.locator("pre").inner_text()
+
+
+# ---------------------------------------------------------------------- a big run, grouped
+
+def _big_steps(counts: dict[str, int]) -> list[dict]:
+    """Steps named after ``counts`` in turn (fetch, parse, save, fetch, ...), 10 ms each;
+    parse#7 raised into the task, save#3 failed once and was retried."""
+    rows, seen, t = [], dict.fromkeys(counts, 0), 0.0
+    while any(seen[n] < c for n, c in counts.items()):
+        for name, count in counts.items():
+            if seen[name] >= count:
+                continue
+            seen[name] += 1
+            key = f"{name}#{seen[name]}"
+            if key == "save#3":
+                rows.append(_step(key, name, 1, "FAILED", t, t + 0.01, "busy"))
+                rows.append(_step(key, name, 2, "COMPLETED", t + 0.02, t + 0.03))
+            elif key == "parse#7":
+                rows.append(_step(key, name, 1, "ERRORED", t, t + 0.01, "bad page"))
+            else:
+                rows.append(_step(key, name, 1, "COMPLETED", t, t + 0.01))
+            t += 0.011
+    return rows
+
+
+BIG = {**CELL, "id": "run_big", "kind": "task", "task_id": "crawl", "checkpoints": [],
+       "steps": _big_steps({"fetch": 150, "parse": 100, "save": 50})}
+
+
+def test_a_big_run_shows_one_node_per_step_name_with_its_counts(graph):
+    graph.evaluate("(r) => window.render(r)", BIG)
+    groups = graph.locator(".dng-graph > .dng-group")
+    assert groups.count() == 3
+    assert graph.locator(".dng-graph > .dng-node").count() == 4  # three names, the end
+    fetch, parse, save = (groups.nth(i) for i in range(3))
+    assert fetch.get_attribute("data-group") == "fetch"
+    assert "× 150" in fetch.inner_text() and "✓ 150" in fetch.inner_text()
+    assert "median 10 ms" in fetch.inner_text()
+    assert "✕ 1 failed" in parse.inner_text() and "✓ 99" in parse.inner_text()
+    assert "dng-k-bad" in parse.get_attribute("class")
+    assert "51 tries" in save.inner_text()  # save#3 was retried
+    graph.screenshot(path=str(graph.out / "grouped.png"), full_page=True)
+
+    # a click lists the name's steps, 100 at a time
+    fetch.locator(".dng-group-title").click()
+    listed = fetch.locator(".dng-group-steps > .dng-node")
+    assert listed.count() == 100
+    assert listed.nth(0).locator(".dng-name").inner_text() == "fetch#1"
+    more = fetch.locator("button.dng-more-btn")
+    assert more.inner_text() == "show 50 more (50 not shown)"
+    graph.screenshot(path=str(graph.out / "opened.png"), full_page=True)
+    more.click()
+    assert listed.count() == 150 and more.count() == 0
+    # a listed step opens like any other; the group stays open across re-renders
+    save.locator(".dng-group-title").click()
+    retried = save.locator(".dng-group-steps > .dng-node").nth(2)
+    assert retried.locator(".dng-name").inner_text() == "save#3"
+    assert "2 tries" in retried.inner_text() and "↻ try 1 failed" in retried.inner_text()
+    graph.evaluate("(r) => window.render(r)", BIG)
+    assert fetch.locator(".dng-group-steps > .dng-node").count() == 150
+    fetch.locator(".dng-group-title").click()
+    assert fetch.locator(".dng-group-steps").count() == 0
+
+
+def test_a_summarised_big_run_lists_a_names_steps_page_by_page_from_the_api(graph):
+    """A view of a big run gets its newest rows and every step by name (step_groups): an
+    opened group's steps come from GET /runs/<id>/steps, a page at a time."""
+    rows = _big_steps({"fetch": 250})
+    groups = [{"name": "fetch", "steps": 250, "tries": 250, "completed": 250, "failed": 0,
+               "retrying": 0, "total_s": 2.5, "median_s": 0.01, "first_at": T0}]
+    run = {**BIG, "steps": rows[-20:], "steps_omitted": 230, "step_groups": groups}
+    graph.evaluate("""([run, rows]) => {
+        window.pages = [];
+        window.render(run, {getJson: async (path) => {
+            const q = new URL(path, "http://x").searchParams;
+            window.pages.push(path);
+            const offset = Number(q.get("offset")), limit = Number(q.get("limit"));
+            return {total: rows.length, offset, steps: rows.slice(offset, offset + limit)};
+        }});
+    }""", [run, rows])
+    group = graph.locator(".dng-group")
+    assert "× 250" in group.inner_text()
+    assert graph.get_by_text("earlier step records not shown").count() == 0
+    group.locator(".dng-group-title").click()
+    listed = group.locator(".dng-group-steps > .dng-node")
+    listed.nth(99).wait_for()
+    assert graph.evaluate("window.pages") == [
+        "/runs/run_big/steps?name=fetch&offset=0&limit=100"]
+    group.locator("button.dng-more-btn").click()
+    listed.nth(199).wait_for()
+    assert listed.nth(199).locator(".dng-name").inner_text() == "fetch#200"
+    assert graph.evaluate("window.pages")[-1] == "/runs/run_big/steps?name=fetch&offset=100&limit=100"
+    assert "show 50 more" in group.locator("button.dng-more-btn").inner_text()

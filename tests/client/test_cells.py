@@ -218,7 +218,9 @@ def test_a_checkpoint_that_would_fill_the_disk_is_refused_clearly(small_disk):
     eng = EngineProcess(small_disk / "store.duckdb", ["--wait-grace", "0.3"])
     eng.start()  # the default limit: half of the free space on the database's disk
     try:
-        run = trigger_cell("a = b'x' * 5_000_000\nbig = bytes(150_000_000)\nc = 3\n", {})
+        # random bytes: zeros would be stored once per 4 MB piece, however many there are
+        run = trigger_cell("a = b'x' * 5_000_000\nbig = __import__('os').urandom(150_000_000)\n"
+                           "c = 3\n", {})
         with pytest.raises(dn.RunFailed) as err:
             run.result(timeout=120)
         msg = err.value.error["message"]

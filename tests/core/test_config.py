@@ -91,12 +91,15 @@ def test_serve_help_and_the_jupyter_help_list_the_same_settings(tmp_path):
     for s in SHARED:
         line, default = serve[s.flag]
         assert f"environment: {s.env})" in line, line
-        assert s.kind(default) == s.kind(jupyter[s.name][1]) == s.default, s.name
+        shown = [text.strip("'") if s.kind is str else text  # a text default is quoted
+                 for text in (default, jupyter[s.name][1])]
+        assert s.kind(shown[0]) == s.kind(shown[1]) == s.default, s.name
         assert s.help.split(".")[0] in line and s.help.split(".")[0] in jupyter[s.name][0]
     assert "$DURABLE_NB_DB" in serve["--db"][0] and "DURABLE_NB_DB" in jupyter["db_path"][0]
     # the options users already rely on keep their names; nothing else is served
     assert set(serve) == {"--help", "--db", "--port", "--workers", "--min-idle-workers",
-                          "--wait-grace", "--max-payload-mb", "--max-checkpoint-mb"}
+                          "--wait-grace", "--max-payload-mb", "--max-checkpoint-mb",
+                          "--prune-after"}
     # serve-only: the port (Jupyter has its own); Jupyter-only: idle-culling checks
     assert [s.name for s in SETTINGS if not s.jupyter] == ["port"]
     assert [s.name for s in SETTINGS if not s.flag] == ["activity_interval"]

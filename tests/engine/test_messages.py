@@ -61,3 +61,74 @@ async def test_logs_and_child_runs_are_recorded(tmp_path):
         assert len(ids) == 2 and all(h.run(i).parent_run_id == run for i in ids)
         logs = await h.rows("SELECT line FROM logs WHERE run_id = ? ORDER BY seq", run)
         assert [r["line"] for r in logs] == ["hello", "world"]
+
+
+def _checkpoint_of(w, snap, files, statement=1):
+    small = {h: bytes(v) for h, v in snap.new.items() if h not in files}
+    return w.tell("checkpoint", True, statement=statement, total=2, manifest=snap.entries,
+                  counts={}, blobs=small, files=files, size=snap.size)
+
+
+@run_async
+async def test_a_checkpoint_is_recorded_once_its_files_are_there(tmp_path):
+    """The worker writes large pieces itself; the engine journals the rows only when the
+    files are there, and otherwise names the missing ones so the worker writes them again."""
+    import os
+
+    from durable_nb.worker import snapshot
+
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        w = h.worker_of(run)
+        blob_dir = str(h._engine.state.store.blob_dir)
+        snap = snapshot.take({"a": bytes(range(256)) * 20_000, "n": 1}, set(), 1)
+        files = snapshot.write_files(snap, blob_dir)
+        assert files
+        gone = next(iter(files))
+        os.unlink(os.path.join(blob_dir, gone))  # as a prune removing a file found present
+        _checkpoint_of(w, snap, files)
+        await h.settle()
+        answer = w.replies()[-1]
+        assert answer["missing"] == [gone] and "missing from" in answer["error"]
+        assert await h.rows("SELECT seq FROM checkpoints WHERE run_id = ?", run) == []
+        snapshot.write_files(snap, blob_dir, again=answer["missing"])
+        msg = _checkpoint_of(w, snap, files)
+        await h.settle()
+        assert w.replies()[-1] == {"ok": True, "aid": msg["aid"], "re": msg["req"]}
+        rows = await h.rows("SELECT hash, external, data IS NULL AS file FROM blobs")
+        assert {r["hash"] for r in rows if r["external"] and r["file"]} == set(files)
+        assert all(not r["file"] for r in rows if not r["external"])
+        assert h.run(run).checkpoint["statement"] == 1
+
+
+@run_async
+async def test_a_checkpoint_waits_for_a_prune_deleting_its_blobs(tmp_path):
+    """A checkpoint that reuses a file a prune is deleting is held until the delete is
+    done, then finds the file gone and asks the worker to write it again: the piece is
+    never lost to the race."""
+    import os
+    from pathlib import Path
+
+    from durable_nb.store.retention import Removed
+    from durable_nb.worker import snapshot
+
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=NO_RETRY))
+        w = h.worker_of(run)
+        blob_dir = str(h._engine.state.store.blob_dir)
+        snap = snapshot.take({"a": bytes(range(256)) * 20_000}, set(), 1)
+        files = snapshot.write_files(snap, blob_dir)  # as if left by a run being pruned
+        h._engine.state.blobs_in_deletion = set(files)
+        _checkpoint_of(w, snap, files)
+        await h.settle()
+        assert w.replies() == [], "held while the prune deletes"
+        h._engine.state.blobs_in_deletion = set()
+        paths = [Path(blob_dir, f) for f in files]
+        await h._engine.pruner._delete_blobs([], paths, Removed())
+        await h.settle()
+        assert not any(p.exists() for p in paths)
+        assert w.replies()[-1]["missing"] == sorted(files)
+        snapshot.write_files(snap, blob_dir, again=w.replies()[-1]["missing"])
+        _checkpoint_of(w, snap, files)
+        await h.settle()
+        assert w.replies()[-1].get("ok") and all(os.path.exists(p) for p in paths)

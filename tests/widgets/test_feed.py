@@ -138,6 +138,10 @@ def test_fetch_run_keeps_the_newest_steps_of_a_big_run(env, monkeypatch):
     data = fetch_run(env.client, run.id)
     assert data["steps_omitted"] == 2
     assert [s["step_key"] for s in data["steps"]] == [s["step_key"] for s in every[-3:]]
+    # every step still counts, grouped by name (the view lists a name's steps a page at a time)
+    [group] = data["step_groups"]
+    assert (group["steps"], group["completed"]) == (5, 5)
+    assert "step_groups" not in fetch_run(env.client, gate.trigger(1).id)
 
 
 def test_fetch_run_shows_only_the_users_frames_of_a_traceback(env):

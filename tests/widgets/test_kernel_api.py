@@ -136,6 +136,23 @@ def test_a_step_s_tries_are_a_read_route(env):
     run.result(timeout=10)
 
 
+def test_a_big_runs_step_groups_and_pages_are_read_routes(env):
+    run = gate.trigger(6)
+    pending(run)
+    view = View(env.client)
+    groups = view.ask("GET", f"/runs/{run.id}/step_groups")
+    assert groups["status"] == 200, groups
+    [group] = groups["body"]["groups"]
+    assert (group["steps"], group["completed"]) == (1, 1)
+    page = view.ask("GET", f"/runs/{run.id}/steps?name={group['name']}&offset=0&limit=100")
+    assert page["status"] == 200 and page["body"]["total"] == 1
+    assert view.ask("GET", f"/runs/{run.id}/steps")["status"] == 400  # which name?
+    few = view.ask("GET", f"/runs/{run.id}?steps=0")["body"]
+    assert few["steps"] == [] and few["step_groups"] == groups["body"]["groups"]
+    run.approve("ship")
+    run.result(timeout=10)
+
+
 def test_an_unknown_run_is_answered_404(env):
     reply = View(env.client).ask("GET", "/runs/run_nosuchrun")
     assert reply["status"] == 404 and "run_nosuchrun" in reply["body"]["error"]
@@ -144,7 +161,7 @@ def test_an_unknown_run_is_answered_404(env):
 @pytest.mark.parametrize("method,path", [
     ("GET", "/runs"),  # the runs list is not a widget route
     ("GET", "/runs/../sql"),
-    ("GET", "/runs/x/steps"),
+    ("GET", "/runs/x/stepsx"),
     ("POST", "/sql"),
     ("POST", "/runs/x/cancel"),
     ("DELETE", "/runs/x"),

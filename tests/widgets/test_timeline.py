@@ -7,6 +7,7 @@ from _support import bump, wait_for
 
 import durable_nb as dn
 from durable_nb.client.cells import trigger_cell
+from durable_nb.widgets import timeline as timeline_mod
 from durable_nb.widgets.timeline import timeline_bars
 
 
@@ -98,3 +99,68 @@ def test_timeline_of_a_waiting_run_ends_its_open_bars_now(engine):
     assert bars[0].end >= bars[0].start
     h.approve()
     assert h.result(timeout=30) is True
+
+
+# ---------------------------------------------------------------------- a big run
+
+
+@dn.step(name="fetch")
+def fetch_page(i: int) -> int:
+    return i
+
+
+@dn.step(name="parse", retry=dn.Retry(max_attempts=2, min_timeout=0.01, randomize=False))
+def parse_page(i: int, marks: str) -> int:
+    if i == 5 and bump(marks, "parse") == 1:
+        raise ValueError("bad page (once)")
+    return i
+
+
+@dn.step(name="save")
+def save_page(i: int) -> int:
+    return i
+
+
+@dn.task(id="timeline-big")
+def big(n: int, marks: str) -> int:
+    for i in range(n):
+        fetch_page(i)
+        parse_page(i, marks)
+        save_page(i)
+    return 3 * n
+
+
+def test_a_big_run_has_one_row_per_step_name_and_one_trace_per_outcome(engine, marks,
+                                                                      monkeypatch):
+    h = big.trigger(100, str(marks))
+    assert h.result(timeout=60) == 300
+    fig = h.timeline()
+    rows = list(fig.layout.yaxis.categoryarray)
+    assert rows == ["run timeline-big", "attempts", "steps fetch × 100", "steps parse × 100",
+                    "steps save × 100"]
+    tr = traces(fig)
+    assert set(tr) == {"queued", "completed", "failed", "retry delay"}  # one per outcome
+    assert len(tr["completed"].y) == 1 + 1 + 300  # the run, its attempt, each step
+    assert list(tr["failed"].y) == ["steps parse × 100"]  # the try that was retried
+    assert fig.layout.height < 400
+
+    # past MERGE_AT bars, bars that would overlap draw as one, and say how many they are
+    monkeypatch.setattr(timeline_mod, "MERGE_AT", 100)
+    merged = traces(h.timeline())
+    assert list(merged["failed"].y) == ["steps parse × 100"]  # an outcome is never merged away
+    texts = [c[0] for c in merged["completed"].customdata]
+    assert sum(int(t.split(" bars")[0].replace(",", "")) if " bars" in t else 1
+               for t in texts) == 302  # every bar is drawn, alone or in a merged one
+    assert len(timeline_bars(h)) > 300  # the bars themselves are all there
+
+
+def test_bars_that_would_overlap_merge_into_one():
+    Bar = timeline_mod.Bar
+    bars = [Bar("steps a", i * 0.01, i * 0.01 + 0.004, "step", "COMPLETED", f"a#{i}")
+            for i in range(1000)]
+    bars += [Bar("steps a", 20.0, 21.0, "step", "COMPLETED", "a#late"),
+             Bar("steps b", 0.0, 30.0, "step", "COMPLETED", "b#1")]
+    out = timeline_mod._merged(bars, gap=0.05)
+    assert [(b.row, b.start, round(b.end, 6)) for b in out] == [
+        ("steps a", 0.0, 9.994), ("steps a", 20.0, 21.0), ("steps b", 0.0, 30.0)]
+    assert out[0].text == "1,000 bars, from<br>a#0<br>to<br>a#999" and out[1].text == "a#late"

@@ -16,7 +16,14 @@
 //              checkpoints: [{statement, total, size, at}]   (cells; spans of kind checkpoint)
 //              logs: [{at, stream, line}]                     (a tail of the output)
 //              steps_omitted: number                          (older step rows left out)
+//              step_groups: [{name, steps, tries, completed, failed, retrying, total_s,
+//                             median_s, first_at}]            (every step by name, when
+//                                                              rows were left out)
 //            loadRun() builds exactly this from the REST API.
+//       A run of more than 50 steps (or with step_groups) shows one node per step name that
+//       repeats ("fetch × 3,333", counts by outcome, total and median time); a click lists
+//       its steps 100 at a time ("show more"), from the run's rows when it has them all,
+//       else from GET /runs/<id>/steps?name=... (through getJson).
 //       options (all optional):
 //         onApprove(wait, comment) -> Promise   resolve an approval; reject the promise with
 //         onReject(wait, comment)  -> Promise   an Error whose message is shown in the graph
@@ -173,6 +180,8 @@ function stateOf(el) {
       messages: new Map(),   // wait key -> {kind, text}
       expanded: new Set(),   // child run ids shown inline
       stepsOpen: new Set(),  // "<run id>/io/<step key>" of steps whose details show
+      groupsOpen: new Map(), // "<run id>/group/<name>" -> steps of the group listed
+      groupPages: new Map(), // the same keys -> {sig, rows, keys, total, loading, error}
       stepIO: new Map(),     // the same keys -> {sig, loading, data, error}
       children: new Map(),   // child run id -> {run, loading, error, at}
       timer: null,
@@ -195,18 +204,25 @@ function details(state, key, summary, body, openByDefault, extraClass) {
 
 // ---------------------------------------------------------------------------- loading
 
+// Step rows loadRun fetches at most (the newest); a bigger run's groups list their steps a
+// page at a time.
+const LOAD_STEPS = 500;
+
 // getJson of the runs loadRun fetched: a clicked step loads its arguments with it.
 const LOADERS = new WeakMap();
 
 /** Fetch a run with its checkpoints and a tail of its logs (see the header). */
 export async function loadRun(getJson, runId, { logs = 200 } = {}) {
   const id = encodeURIComponent(runId);
-  const [run, spans, tail] = await Promise.all([
-    getJson(`/runs/${id}`),
-    getJson(`/runs/${id}/spans`).catch(() => ({ spans: [] })),
+  // a big run comes with its newest step rows and every step grouped by name (step_groups)
+  const [run, tail] = await Promise.all([
+    getJson(`/runs/${id}?steps=${LOAD_STEPS}`),
     logs ? getJson(`/runs/${id}/logs?limit=${logs}`).catch(() => ({ logs: [] }))
       : Promise.resolve({ logs: [] }),
   ]);
+  // checkpoints are a cell's spans (a task's spans, one per step, are not fetched)
+  const spans = run.kind === "cell"
+    ? await getJson(`/runs/${id}/spans`).catch(() => ({ spans: [] })) : { spans: [] };
   run.checkpoints = (spans.spans || [])
     .filter((s) => s.kind === "checkpoint")
     .map((s) => ({
@@ -220,8 +236,15 @@ export async function loadRun(getJson, runId, { logs = 200 } = {}) {
 
 // ---------------------------------------------------------------------------- model
 
-// Turn the run's rows into graph items in time order.
+// Turn the run's rows into graph items in time order: a big run's steps grouped by name,
+// a small run's loops folded.
 function buildItems(run) {
+  const items = baseItems(run);
+  return groupSteps(run, items) || foldRepeats(items);
+}
+
+// One item per step (its tries), wait, checkpoint, attempt and child trigger, in time order.
+function baseItems(run) {
   const items = [];
   const retryWaits = new Map(); // "key|generation|try" -> the wait after that try
   const childTargets = new Set();
@@ -287,7 +310,7 @@ function buildItems(run) {
   const rank = { attempt: 0, step: 1, trigger: 1, wait: 1, checkpoint: 2 };
   const at = (x) => (x.at == null || !isFinite(x.at) ? Number.MAX_VALUE : x.at);
   items.sort((a, b) => at(a) - at(b) || rank[a.type] - rank[b.type]);
-  return foldRepeats(items);
+  return items;
 }
 
 // Consecutive one-try completed calls of the same step (a loop) fold into one node.
@@ -419,7 +442,7 @@ function renderRun(el, state, run, options, depth) {
 
   const items = buildItems(run);
   const list = h("ol", { class: "dng-graph" });
-  if (run.steps_omitted) {
+  if (run.steps_omitted && !run.step_groups) {
     list.append(h("li", { class: "dng-node dng-k-off dng-more" },
       h("span", { class: "dng-dot dng-k-off" }),
       h("div", { class: "dng-row" }, `${run.steps_omitted} earlier step records not shown`)));
@@ -471,6 +494,7 @@ function renderItem(el, state, run, item, options, depth) {
   switch (item.type) {
     case "step": return renderStep(el, state, run, item, options);
     case "repeat": return renderRepeat(el, state, run, item, options);
+    case "group": return renderGroup(el, state, run, item, options);
     case "wait": return renderWait(el, state, run, item.wait, options, depth);
     case "checkpoint": return renderCheckpoint(item.cp);
     case "trigger": return renderChildren(el, state, run, item.ids, options, depth,
@@ -556,8 +580,9 @@ function renderStep(el, state, run, item, options) {
     },
   },
   h("span", { class: "dng-caret" }, open ? "▾" : "▸"),
-  h("span", { class: "dng-name" }, last.name || key),
-  key !== `${last.name}#1` ? h("span", { class: "dng-key" }, key) : null,
+  // in its name's group, a step is its key (fetch#12)
+  h("span", { class: "dng-name" }, item.inGroup ? key : last.name || key),
+  key !== `${last.name}#1` && !item.inGroup ? h("span", { class: "dng-key" }, key) : null,
   h("span", { class: `dng-badge dng-k-${kind}` }, label),
   tries.length > 1 ? h("span", { class: "dng-meta" }, `${tries.length} tries`)
     : (last.attempt > 1 ? h("span", { class: "dng-meta" }, `try ${last.attempt}`) : null),
@@ -607,6 +632,195 @@ function renderRepeat(el, state, run, { steps }, options) {
       `${formatDuration(total)} in all · ${formatDuration(total / rows.length)} each`)),
   details(state, `${run.id}/repeat/${rows[0].step_key}`, "calls", list, false),
   opened.map((t) => renderStepIO(el, state, run, t.step_key, [t], options)));
+}
+
+// ---------------------------------------------------------------------------- big runs
+
+// A run with more step nodes than this (or with a summary of its steps, `step_groups`, as
+// a view of a big run gets) shows one node per step name that repeats, with its counts; it
+// opens to its steps, GROUP_PAGE at a time, so the page stays small however long the run.
+const GROUP_AT = 50;
+const GROUP_PAGE = 100;
+
+// formatDuration, with fractions of a millisecond (no-op steps take microseconds)
+function fineDuration(s) {
+  return s > 0 && s < 0.0095 ? `${(s * 1000).toFixed(s < 0.001 ? 2 : 1)} ms` : formatDuration(s);
+}
+
+function fmtCount(n) {
+  return Number(n || 0).toLocaleString("en-US");
+}
+
+function median(xs) {
+  if (!xs.length) return null;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+// The summary of one name's step items, as GET /runs/<id>/step_groups gives it.
+function summarize(run, name, items) {
+  const g = { name, steps: 0, tries: 0, completed: 0, failed: 0, retrying: 0, total_s: 0,
+    first_at: null };
+  const last = [];
+  for (const it of items) {
+    for (const t of it.tries) {
+      if (t.ended_at != null && t.started_at != null) g.total_s += t.ended_at - t.started_at;
+    }
+    if (g.first_at == null || it.at < g.first_at) g.first_at = it.at;
+    if (it.superseded) continue; // a later generation of the same step counts instead
+    const t = it.tries[it.tries.length - 1];
+    const st = tryState(run, it, t);
+    g.steps += 1;
+    g.tries += it.tries.length;
+    if (st === "ok") g.completed += 1;
+    else if (st === "retrying") g.retrying += 1;
+    else g.failed += 1;
+    if (t.ended_at != null && t.started_at != null) last.push(t.ended_at - t.started_at);
+  }
+  g.median_s = median(last);
+  return g;
+}
+
+function stepName(item) {
+  return item.tries[0].name || item.key;
+}
+
+// Step items grouped by name (null: a small run, shown step by step).
+function groupSteps(run, items) {
+  const steps = items.filter((x) => x.type === "step");
+  if (!run.step_groups && steps.length <= GROUP_AT) return null;
+  const byName = new Map();
+  for (const it of steps) {
+    const name = stepName(it);
+    if (!byName.has(name)) byName.set(name, []);
+    byName.get(name).push(it);
+  }
+  const out = items.filter((x) => x.type !== "step");
+  const summaries = run.step_groups
+    || [...byName.entries()].map(([name, its]) => summarize(run, name, its));
+  for (const g of summaries) {
+    const local = byName.get(g.name) || [];
+    const present = local.filter((it) => !it.superseded).length;
+    const complete = present >= g.steps;
+    if (g.steps <= 1 && local.length === 1 && complete) {
+      out.push(local[0]);
+      continue;
+    }
+    out.push({ type: "group", at: g.first_at ?? (local[0] && local[0].at), group: g,
+      items: local, complete });
+  }
+  const at = (x) => (x.at == null || !isFinite(x.at) ? Number.MAX_VALUE : x.at);
+  out.sort((a, b) => at(a) - at(b) || (a.type === "attempt" ? -1 : b.type === "attempt" ? 1 : 0));
+  return out;
+}
+
+function groupKind(g) {
+  if (g.failed) return "bad";
+  if (g.retrying) return "wait";
+  return g.completed ? "ok" : "idle";
+}
+
+function renderGroup(el, state, run, item, options) {
+  const g = item.group;
+  const key = `${run.id}/group/${g.name}`;
+  const shown = state.groupsOpen.get(key) || 0;
+  const open = shown > 0;
+  const toggle = () => {
+    if (state.groupsOpen.get(key)) state.groupsOpen.delete(key);
+    else state.groupsOpen.set(key, GROUP_PAGE);
+    rerender(el, state);
+  };
+  const counts = [
+    g.completed ? h("span", { class: "dng-badge dng-k-ok" }, `✓ ${fmtCount(g.completed)}`) : null,
+    g.failed ? h("span", { class: "dng-badge dng-k-bad" }, `✕ ${fmtCount(g.failed)} failed`) : null,
+    g.retrying ? h("span", { class: "dng-badge dng-k-wait" },
+      `↻ ${fmtCount(g.retrying)} retrying`) : null,
+  ];
+  const times = [g.total_s != null ? `${fineDuration(g.total_s)} in all` : null,
+    g.median_s != null ? `median ${fineDuration(g.median_s)}` : null,
+    g.tries > g.steps ? `${fmtCount(g.tries)} tries` : null].filter(Boolean).join(" · ");
+  const title = h("div", {
+    class: "dng-row dng-step-title dng-group-title", role: "button", tabindex: "0",
+    "aria-expanded": open ? "true" : "false", title: open ? "hide the steps" : "list the steps",
+    onclick: toggle,
+    onkeydown: (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        toggle();
+      }
+    },
+  },
+  h("span", { class: "dng-caret" }, open ? "▾" : "▸"),
+  h("span", { class: "dng-name" }, g.name),
+  h("span", { class: "dng-count" }, `× ${fmtCount(g.steps)}`),
+  counts, times ? h("span", { class: "dng-meta" }, times) : null);
+  const body = [title];
+  if (open) body.push(renderGroupSteps(el, state, run, item, key, shown, options));
+  return h("li", { class: `dng-node dng-k-${groupKind(g)} dng-group`, dataset: { group: g.name } },
+    h("span", { class: `dng-dot dng-k-${groupKind(g)}` }), h("div", { class: "dng-body" }, body));
+}
+
+// The first `shown` steps of an opened group, from the run's rows when it has them all,
+// else a page at a time from GET /runs/<id>/steps?name=...
+function renderGroupSteps(el, state, run, item, key, shown, options) {
+  const g = item.group;
+  let items = item.items;
+  let note = null;
+  if (!item.complete) {
+    const entry = groupPage(el, state, run, key, g, shown, options);
+    items = entry.items || [];
+    if (entry.error) note = h("div", { class: "dng-notice dng-notice-error" }, entry.error);
+    else if (entry.loading && items.length < Math.min(shown, g.steps)) {
+      note = h("div", { class: "dng-muted" }, "loading…");
+    }
+  }
+  const list = h("ol", { class: "dng-graph dng-group-steps" },
+    items.slice(0, shown).map((it) => renderStep(el, state, run, { ...it, inGroup: true },
+      options)));
+  const total = item.complete ? items.length : g.steps;
+  const left = total - Math.min(shown, total);
+  const more = left > 0 ? h("button", {
+    class: "dng-btn dng-more-btn",
+    onclick: () => {
+      state.groupsOpen.set(key, shown + GROUP_PAGE);
+      rerender(el, state);
+    },
+  }, `show ${fmtCount(Math.min(GROUP_PAGE, left))} more (${fmtCount(left)} not shown)`) : null;
+  return h("div", { class: "dng-group-body" }, list, note, more);
+}
+
+// The loaded pages of a group whose steps the run's data lacks (a big run in the widget).
+function groupPage(el, state, run, key, g, shown, options) {
+  const sig = `${g.steps}/${g.completed}/${g.failed}/${g.retrying}`;
+  let entry = state.groupPages.get(key);
+  if (!entry || (entry.sig !== sig && !entry.loading)) {
+    entry = { sig, rows: [], keys: 0, items: entry ? entry.items : [], loading: false };
+    state.groupPages.set(key, entry);
+  }
+  const want = Math.min(shown, g.steps);
+  if (entry.loading || entry.error || entry.keys >= want) return entry;
+  const getJson = options.getJson || LOADERS.get(run) || LOADERS.get(state.run);
+  if (!getJson) {
+    entry.error = "the steps need the durable_nb API, which this view cannot reach";
+    return entry;
+  }
+  entry.loading = true;
+  const offset = entry.keys;
+  const path = `/runs/${encodeURIComponent(run.id)}/steps?name=${encodeURIComponent(g.name)}`
+    + `&offset=${offset}&limit=${want - offset}`;
+  Promise.resolve().then(() => getJson(path)).then((page) => {
+    const rows = entry.rows.concat(page.steps || []);
+    const keys = new Set(rows.map((r) => r.step_key));
+    const items = baseItems({ ...run, steps: rows, checkpoints: [], children: [],
+      attempt_list: run.attempt_list }).filter((x) => x.type === "step");
+    Object.assign(entry, { rows, keys: keys.size, items, loading: false,
+      total: page.total });
+    if (!page.steps || !page.steps.length) entry.keys = want; // nothing more to fetch
+  }, (err) => {
+    Object.assign(entry, { loading: false, error: (err && err.message) || String(err) });
+  }).then(() => rerender(el, state));
+  return entry;
 }
 
 // ---------------------------------------------------------------------------- step io

@@ -1,0 +1,84 @@
+"""durable_nb workloads 9 and 10: a %%durable cell holding a DataFrame-sized namespace.
+
+The cell (through ``durable_nb.client.cells.trigger_cell``, the function behind
+``%%durable``) builds the frame, then runs n statements, each followed by a checkpoint
+of the namespace.  Timing comes from what the store records: one ``span_records`` row
+of kind 'checkpoint' per statement, stamped by the engine when the checkpoint reaches
+it, with the namespace ``size`` and the ``new_bytes`` it wrote.  The interval between
+two consecutive checkpoints is one statement's full cost: waiting until the previous
+checkpoint is durable, running the statement, and checkpointing the namespace.
+Only the public API and the store's tables are used, whatever the checkpoint format.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import time
+from typing import Any
+
+import _common as c
+import _data as d
+from durable_nb_bench import _reserve_bytes, _rows, _session
+
+HEAD = d.HEAD
+
+
+def _checkpoints(dn: Any, run_id: str) -> list[tuple[float, dict[str, Any]]]:
+    """(engine time, attributes) of the run's checkpoint spans, in statement order."""
+    rows = _rows(dn.sql("select start_at, attributes from span_records where kind = 'checkpoint' "
+                        f"and run_id = '{run_id}' order by start_at"))
+    spans = [(float(at), json.loads(attrs or "{}")) for at, attrs in rows]
+    return sorted(spans, key=lambda s: (s[1].get("statement", 0), s[0]))
+
+
+def _clock_readings(run: Any) -> tuple[float, float]:
+    """(t_built, t_durable): the worker's clock after the build, printed by the statement
+    that runs once the build's checkpoint is durable, and the clock at that point."""
+    for entry in run.logs:
+        parts = str(entry.get("line", entry) if isinstance(entry, dict) else entry).split()
+        if len(parts) == 3 and parts[0] == "clock":
+            return float(parts[1]), float(parts[2])
+    raise RuntimeError("the cell's clock line is missing from its logs")
+
+
+def _run(kind: str, n: int, work: str, p: dict[str, Any]) -> c.Result:
+    if not all(importlib.util.find_spec(m) for m in ("numpy", "pandas")):
+        raise c.NotAvailable("numpy and pandas are needed in this interpreter (the engine's "
+                             "workers run the cell in it)")
+    nrows = d.rows(p)
+    floors = d.inline_floors(work, nrows)
+    with _session(work) as (dn, eng):
+        from durable_nb.client.cells import trigger_cell
+
+        t0 = time.perf_counter()
+        run = trigger_cell(d.cell_source(kind, nrows, n), {}, name=f"bench-{kind}")
+        run.result(timeout=p["limit_s"] * 0.8)
+        wall = time.perf_counter() - t0
+        spans = _checkpoints(dn, run.id)
+        if len(spans) != HEAD + n:
+            raise RuntimeError(f"{len(spans)} checkpoint spans recorded for {HEAD + n} statements")
+        built, durable = _clock_readings(run)
+        store = d.dir_bytes(work) - _reserve_bytes(work)
+    times = [spans[k][0] - spans[k - 1][0] for k in range(HEAD, HEAD + n)]
+    new = [spans[k][1].get("new_bytes") for k in range(HEAD, HEAD + n)]
+    return d.figures(
+        kind, times, new, nrows, floors, durable - built,
+        wall_cell_s=wall, store_mb=store / 1e6,
+        namespace_mb=(spans[-1][1].get("size") or 0) / 1e6,
+        build_new_mb=(spans[HEAD - 2][1].get("new_bytes") or 0) / 1e6,
+    )
+
+
+def w_namespace(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    """9: the frame, then n trivial statements (``x = i``)."""
+    return _run("namespace", n, work, p)
+
+
+def w_column(n: int, work: str, p: dict[str, Any]) -> c.Result:
+    """10: the frame, then n statements that each replace one column."""
+    return _run("column", n, work, p)
+
+
+if __name__ == "__main__":
+    c.run_main({"namespace": w_namespace, "column": w_column})
