@@ -152,9 +152,12 @@ def dir_bytes(path: str) -> int:
 
 
 def figures(kind: str, per_stmt: list[float], new_bytes: list[float | None], nrows: int,
-            floors: dict[str, float | None], first_s: float | None, **extra: Any) -> dict:
+            floors: dict[str, float | None], first_s: float | None,
+            checkpoint_s: list[float] | None = None, **extra: Any) -> dict:
     """The result of workload 9 or 10: seconds per statement (median) as the main figure,
-    the first checkpoint, bytes written per statement and the ratios to the floors."""
+    the first checkpoint, bytes written per statement and the ratios to the floors; with
+    ``checkpoint_s`` (a system that times its checkpoints apart from the statement) also
+    the checkpoint's own time and its ratio to the raw write."""
     import _common as c
 
     med = c.median(per_stmt)
@@ -176,6 +179,12 @@ def figures(kind: str, per_stmt: list[float], new_bytes: list[float | None], nro
         if written is not None and floors.get("write_gbps"):
             raw = written / (floors["write_gbps"] * 1e9)
             metrics["time / raw write of those bytes"] = c.metric(med / raw if raw else None, "x")
+            if checkpoint_s:
+                metrics["checkpoint alone / raw write of those bytes"] = c.metric(
+                    c.median(checkpoint_s) / raw if raw else None, "x")
+    if checkpoint_s:
+        metrics["checkpoint alone (pickle, hash, write), median"] = c.metric(
+            c.median(checkpoint_s), "s")
     return c.result(med, "s/stmt", n=len(per_stmt), rows=nrows, frame_mb=frame_bytes(nrows) / 1e6,
                     column_mb=column_bytes(nrows) / 1e6, per_statement_s=per_stmt,
                     new_bytes=new_bytes, floors=floors, hash_floor_s=hash_s, metrics=metrics,

@@ -3,8 +3,9 @@
 The cell (through ``durable_nb.client.cells.trigger_cell``, the function behind
 ``%%durable``) builds the frame, then runs n statements, each followed by a checkpoint
 of the namespace.  Timing comes from what the store records: one ``span_records`` row
-of kind 'checkpoint' per statement, stamped by the engine when the checkpoint reaches
-it, with the namespace ``size`` and the ``new_bytes`` it wrote.  The interval between
+of kind 'checkpoint' per statement, ending when the checkpoint reaches the engine, with
+the namespace ``size``, the ``new_bytes`` it wrote and the ``seconds`` the worker spent
+on it (pickling, hashing, writing files).  The interval between
 two consecutive checkpoints is one statement's full cost: waiting until the previous
 checkpoint is durable, running the statement, and checkpointing the namespace.
 Only the public API and the store's tables are used, whatever the checkpoint format.
@@ -26,8 +27,8 @@ HEAD = d.HEAD
 
 def _checkpoints(dn: Any, run_id: str) -> list[tuple[float, dict[str, Any]]]:
     """(engine time, attributes) of the run's checkpoint spans, in statement order."""
-    rows = _rows(dn.sql("select start_at, attributes from span_records where kind = 'checkpoint' "
-                        f"and run_id = '{run_id}' order by start_at"))
+    rows = _rows(dn.sql("select end_at, attributes from span_records where kind = 'checkpoint' "
+                        f"and run_id = '{run_id}' order by end_at"))
     spans = [(float(at), json.loads(attrs or "{}")) for at, attrs in rows]
     return sorted(spans, key=lambda s: (s[1].get("statement", 0), s[0]))
 
@@ -62,8 +63,10 @@ def _run(kind: str, n: int, work: str, p: dict[str, Any]) -> c.Result:
         store = d.dir_bytes(work) - _reserve_bytes(work)
     times = [spans[k][0] - spans[k - 1][0] for k in range(HEAD, HEAD + n)]
     new = [spans[k][1].get("new_bytes") for k in range(HEAD, HEAD + n)]
+    own = [spans[k][1].get("seconds") for k in range(HEAD, HEAD + n)]
     return d.figures(
         kind, times, new, nrows, floors, durable - built,
+        checkpoint_s=[x for x in own if x is not None] or None,
         wall_cell_s=wall, store_mb=store / 1e6,
         namespace_mb=(spans[-1][1].get("size") or 0) / 1e6,
         build_new_mb=(spans[HEAD - 2][1].get("new_bytes") or 0) / 1e6,

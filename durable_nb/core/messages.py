@@ -221,6 +221,7 @@ class Checkpoint(_Request):
     blobs: dict[str, bytes]  # new small pieces, for the database
     files: dict[str, int]  # new large pieces (hash -> size), already durable as files
     size: int  # bytes of every value of the manifest
+    took: float  # seconds the worker spent on it (pickling, hashing, writing files)
 
 
 @final

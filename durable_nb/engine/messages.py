@@ -135,13 +135,15 @@ class WorkerMessages:
                                     "seq": seq, "total": msg["total"]}),
             "size": msg["size"]}))
         new_bytes = sum(len(b) for b in msg["blobs"].values()) + sum(files.values())
+        took = max(0.0, min(float(msg.get("took") or 0.0), 86_400.0))  # the worker's own time
         records.append(Insert("span_records", {
             "span_id": f"{run.id}/c{seq}", "run_id": run.id,
             "parent_id": f"{run.id}/a{run.attempts}", "kind": "checkpoint",
-            "name": f"statement {msg['statement']}", "start_at": now, "end_at": now,
+            "name": f"statement {msg['statement']}", "start_at": now - took, "end_at": now,
             "status": StepStatus.COMPLETED, "attributes": json.dumps({
                 "statement": msg["statement"], "total": msg["total"], "size": msg["size"],
-                "new_bytes": new_bytes, "variables": sorted(msg["manifest"])})}))
+                "new_bytes": new_bytes, "seconds": round(took, 6),
+                "variables": sorted(msg["manifest"])})}))
         s.write(records, lambda: reply(worker, msg, {"ok": True}))
         s.emit({"type": "checkpoint", "run_id": run.id, "statement": msg["statement"],
                 "total": msg["total"], "size": msg["size"], "at": now})

@@ -16,7 +16,13 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from ..core import serial as _serial
-from ..core.checkpoints import CorruptCheckpoint, file_reader, load, manifest_blobs
+from ..core.checkpoints import (
+    EXTERNAL_BLOB_BYTES,
+    CorruptCheckpoint,
+    file_reader,
+    load,
+    manifest_blobs,
+)
 from ..core.errors import AbortRun, DurableError, NotPicklable, PayloadTooLarge
 from ..core.messages import (
     AttemptEnd,
@@ -39,8 +45,8 @@ from ..core.protocol import SyncChannel
 from ..core.retry import Retry
 from ..core.serial import clean_text
 from ..core.tracebacks import user_traceback
+from . import piecefiles, snapshot
 from . import previews as _previews
-from . import snapshot
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "durable_nb_run", default=None
@@ -307,20 +313,35 @@ class RunContext:
 
     def checkpoint(self, statement: int, variables: dict, total: int) -> None:
         """Make the namespace after ``statement`` durable; pieces already stored are not
-        written again (``snapshot``), so an unchanged value costs only its hashing."""
-        snap = snapshot.take(variables, self._sent_blobs, statement)
-        snapshot.check_size(snap, statement, self.max_checkpoint)
-        snapshot.check_room(snap, statement, self.blob_dir, self.max_checkpoint)
-        files = snapshot.write_files(snap, self.blob_dir)
+        written again (``snapshot``), so an unchanged value costs only its hashing. New
+        large pieces are written while the rest is hashed when the whole namespace fits
+        on the disk; otherwise only once the new bytes are known to fit."""
+        started = time.perf_counter()
+        values = snapshot.pickled(variables, statement)
+        snapshot.check_size(values.sizes, statement, self.max_checkpoint)
+        fits = values.size >= EXTERNAL_BLOB_BYTES and not snapshot.room_problem_for(
+            values.size, statement, self.blob_dir, self.max_checkpoint)
+        writer = piecefiles.Writer(self.blob_dir) if fits else None
+        try:
+            snap = snapshot.take(values, self._sent_blobs, statement,
+                                 writer.add if writer else None)
+        finally:
+            if writer is not None:
+                writer.finish()
+        if writer is None:
+            snapshot.check_room(snap, statement, self.blob_dir, self.max_checkpoint)
+            piecefiles.write_files(snap, self.blob_dir)
+        files = piecefiles.large(snap)
         small = {h: bytes(v) for h, v in snap.new.items() if h not in files}
         msg: Checkpoint = {"op": "checkpoint", "statement": statement, "total": total,
                            "manifest": snap.entries, "counts": dict(self._counts),
-                           "blobs": small, "files": files, "size": snap.size}
+                           "blobs": small, "files": files, "size": snap.size,
+                           "took": time.perf_counter() - started}
         reply = self.request(msg)
         if "error" in reply and reply.get("missing"):
             # a file found already written was removed meanwhile (a prune of the run that
             # wrote it): write those pieces again, once
-            snapshot.write_files(snap, self.blob_dir, again=reply.get("missing", []))
+            piecefiles.write_files(snap, self.blob_dir, again=reply.get("missing", []))
             reply = self.request(msg)
         if "error" in reply:
             raise DurableError(reply["error"])

@@ -11,13 +11,12 @@ the checkpoint's rows only once they are durable (see ``core.checkpoints``).
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import functools
 import os
 import pickle
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,6 @@ from typing import Any
 import cloudpickle
 
 from ..core.checkpoints import (
-    EXTERNAL_BLOB_BYTES,
     PIECE,
     free_bytes,
     piece_hash,
@@ -51,17 +49,45 @@ class Snapshot:
         return sum(len(v) for v in self.new.values())
 
 
-def take(variables: dict[str, Any], stored: set[str], statement: int) -> Snapshot:
-    """Pickle and hash ``variables``; pieces whose hash is in ``stored`` are not new."""
-    snap = Snapshot()
-    for name, value in variables.items():
-        small, buffers = _pickle(name, value, statement)
-        phases = [phase(b) for b in buffers]
-        entry: dict = {"p": _pieces(small, 0, stored, snap), "s": len(small),
-                       "b": [_pieces(b, o, stored, snap) for b, o in zip(buffers, phases, strict=True)],
-                       "n": [len(b) for b in buffers], "o": phases}
-        snap.entries[name] = entry
-        snap.sizes[name] = len(small) + sum(entry["n"])
+@dataclass
+class Pickled:
+    """The namespace pickled (buffers out of band, not copied), before any hashing."""
+
+    values: dict[str, tuple[memoryview, list[memoryview]]]
+    sizes: dict[str, int]  # variable -> bytes
+
+    @property
+    def size(self) -> int:
+        return sum(self.sizes.values())
+
+
+def pickled(variables: dict[str, Any], statement: int) -> Pickled:
+    """Pickle ``variables`` with protocol 5; sizes are known before anything is hashed."""
+    values = {name: _pickle(name, value, statement) for name, value in variables.items()}
+    return Pickled(values, {n: len(s) + sum(len(b) for b in bufs)
+                            for n, (s, bufs) in values.items()})
+
+
+def take(variables: dict[str, Any] | Pickled, stored: set[str], statement: int = 0,
+         on_new: Callable[[str, memoryview], None] | None = None) -> Snapshot:
+    """Hash the pickled ``variables``; pieces whose hash is in ``stored`` are not new.
+    ``on_new`` hears of each new piece as soon as it is hashed (to write it meanwhile)."""
+    p = variables if isinstance(variables, Pickled) else pickled(variables, statement)
+    snap = Snapshot(sizes=dict(p.sizes))
+    # smallest first: a replaced column is a small block beside the large unchanged one,
+    # so its pieces reach ``on_new`` (and the disk) while the rest is still being hashed
+    jobs = sorted(((len(b), name, i) for name, (_, bufs) in p.values.items()
+                   for i, b in enumerate(bufs)), key=lambda j: j[0])
+    phases = {(name, i): phase(b) for name, (_, bufs) in p.values.items()
+              for i, b in enumerate(bufs)}
+    hashed: dict[tuple[str, int], list[str]] = {}
+    for _, name, i in jobs:
+        hashed[name, i] = _pieces(p.values[name][1][i], phases[name, i], stored, snap, on_new)
+    for name, (small, bufs) in p.values.items():
+        snap.entries[name] = {
+            "p": _pieces(small, 0, stored, snap, on_new), "s": len(small),
+            "b": [hashed[name, i] for i in range(len(bufs))],
+            "n": [len(b) for b in bufs], "o": [phases[name, i] for i in range(len(bufs))]}
     return snap
 
 
@@ -127,116 +153,59 @@ def phase(buf: memoryview) -> int:
     return at % PIECE
 
 
-def _pieces(data: memoryview, phase: int, stored: set[str], snap: Snapshot) -> list[str]:
+def _pieces(data: memoryview, phase: int, stored: set[str], snap: Snapshot,
+            on_new: Callable[[str, memoryview], None] | None) -> list[str]:
     """Hash ``data`` in pieces that end where its memory address is a multiple of PIECE
     (``phase``: the start's address modulo PIECE): a value that is a view of another, as
     the blocks pandas splits a DataFrame into when a column is replaced, cuts the shared
     memory at the same places, so its unchanged pieces keep their hashes."""
     cuts = [0, *range((PIECE - phase) % PIECE or PIECE, len(data), PIECE), len(data)]
     pieces = [data[at:end] for at, end in zip(cuts, cuts[1:], strict=False)]
-    hashes = list(_hasher().map(piece_hash, pieces)) if len(pieces) > 2 else \
+    hashes = list(hasher().map(piece_hash, pieces)) if len(pieces) > 2 else \
         [piece_hash(p) for p in pieces]
     for h, piece in zip(hashes, pieces, strict=True):
         if h not in stored and h not in snap.new:
             snap.new[h] = piece
+            if on_new is not None:
+                on_new(h, piece)
     return hashes
 
 
 @functools.cache
-def _hasher() -> ThreadPoolExecutor:
-    """Threads that hash pieces side by side (xxhash lets go of the GIL while it hashes)."""
+def hasher() -> ThreadPoolExecutor:
+    """Threads that hash (or fsync) pieces side by side (xxhash lets go of the GIL while
+    it hashes)."""
     return ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1),
                               thread_name_prefix="durable-hash")
 
 
-def check_size(snap: Snapshot, statement: int, limit: int) -> None:
+def check_size(sizes: dict[str, int], statement: int, limit: int) -> None:
     """Refuse a checkpoint over a fixed ``--max-checkpoint-mb`` limit (0: none)."""
-    if not limit or snap.size <= limit:
+    total = sum(sizes.values())
+    if not limit or total <= limit:
         return
-    largest = sorted(snap.sizes.items(), key=lambda p: -p[1])[:3]
+    largest = sorted(sizes.items(), key=lambda p: -p[1])[:3]
     listing = ", ".join(f"'{n}' {fmt_size(b)}" for n, b in largest)
     raise PayloadTooLarge(
-        f"the checkpoint after statement {statement} is {fmt_size(snap.size)}, over the "
+        f"the checkpoint after statement {statement} is {fmt_size(total)}, over the "
         f"limit of {fmt_size(limit)}; largest variables: {listing}. Delete what you no "
         "longer need (del name), keep large data in files, or raise the limit with "
         "`--max-checkpoint-mb`.")
 
 
-def check_room(snap: Snapshot, statement: int, blob_dir: str, limit: int) -> None:
-    """Refuse, before writing anything, new pieces that would fill the disk."""
-    need = snap.new_bytes()
+def room_problem_for(need: int, statement: int, blob_dir: str, limit: int) -> str | None:
+    """Why ``need`` new bytes cannot be written without filling the disk, if so."""
     if not need:
-        return
+        return None
     try:
         free = free_bytes(os.path.dirname(blob_dir) or ".")
     except OSError:
-        return  # cannot tell: the write itself reports a full disk
-    problem = room_problem(statement, need, free, limit)
+        return None  # cannot tell: the write itself reports a full disk
+    return room_problem(statement, need, free, limit)
+
+
+def check_room(snap: Snapshot, statement: int, blob_dir: str, limit: int) -> None:
+    """Refuse, before writing anything, new pieces that would fill the disk."""
+    problem = room_problem_for(snap.new_bytes(), statement, blob_dir, limit)
     if problem:
         raise PayloadTooLarge(problem)
-
-
-def write_files(snap: Snapshot, blob_dir: str, again: Iterable[str] = ()) -> dict[str, int]:
-    """Write the new large pieces as private files, durable on return (those in ``again``
-    even if a file of theirs seems to be there). Returns {hash: size} of the files; the
-    other new pieces are small ones for the engine to journal.
-
-    All pieces are written first and then fsynced side by side, which lets the disk take
-    them as one stream (one fsync after another would wait for each in turn)."""
-    files = {h: len(v) for h, v in snap.new.items() if len(v) >= EXTERNAL_BLOB_BYTES}
-    if not files:
-        return files
-    if not os.path.isdir(blob_dir):
-        os.makedirs(blob_dir, mode=0o700, exist_ok=True)
-        _fsync_dir(os.path.dirname(blob_dir) or ".")
-    again = set(again)
-    todo = [h for h in files
-            if h in again or not _present(os.path.join(blob_dir, h), files[h])]
-    for at in range(0, len(todo), _BATCH):
-        _write_batch(blob_dir, todo[at:at + _BATCH], snap)
-    if todo:
-        _fsync_dir(blob_dir)
-    return files
-
-
-_BATCH = 64  # pieces open at once (256 MB): far below the limit on open files
-
-
-def _write_batch(blob_dir: str, hashes: list[str], snap: Snapshot) -> None:
-    opened: list[tuple[int, str, str]] = []
-    try:
-        for h in hashes:
-            path = os.path.join(blob_dir, h)
-            tmp = f"{path}.{os.getpid()}.tmp"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            opened.append((fd, tmp, path))
-            view = snap.new[h]
-            while view:
-                view = view[os.write(fd, view):]
-        list(_hasher().map(os.fsync, [fd for fd, _, _ in opened]))
-        for _fd, tmp, path in opened:
-            os.replace(tmp, path)
-    except BaseException:
-        for _fd, tmp, _ in opened:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-        raise
-    finally:
-        for fd, _, _ in opened:
-            os.close(fd)
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _present(path: str, size: int) -> bool:
-    """Whether a piece was written before (by this run or another)."""
-    try:
-        return os.stat(path).st_size == size
-    except FileNotFoundError:
-        return False

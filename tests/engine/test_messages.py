@@ -75,14 +75,14 @@ async def test_a_checkpoint_is_recorded_once_its_files_are_there(tmp_path):
     files are there, and otherwise names the missing ones so the worker writes them again."""
     import os
 
-    from durable_nb.worker import snapshot
+    from durable_nb.worker import piecefiles, snapshot
 
     async with EngineHarness(tmp_path) as h:
         run = await h.trigger(h.task("t", retry=NO_RETRY))
         w = h.worker_of(run)
         blob_dir = str(h._engine.state.store.blob_dir)
         snap = snapshot.take({"a": bytes(range(256)) * 20_000, "n": 1}, set(), 1)
-        files = snapshot.write_files(snap, blob_dir)
+        files = piecefiles.write_files(snap, blob_dir)
         assert files
         gone = next(iter(files))
         os.unlink(os.path.join(blob_dir, gone))  # as a prune removing a file found present
@@ -91,7 +91,7 @@ async def test_a_checkpoint_is_recorded_once_its_files_are_there(tmp_path):
         answer = w.replies()[-1]
         assert answer["missing"] == [gone] and "missing from" in answer["error"]
         assert await h.rows("SELECT seq FROM checkpoints WHERE run_id = ?", run) == []
-        snapshot.write_files(snap, blob_dir, again=answer["missing"])
+        piecefiles.write_files(snap, blob_dir, again=answer["missing"])
         msg = _checkpoint_of(w, snap, files)
         await h.settle()
         assert w.replies()[-1] == {"ok": True, "aid": msg["aid"], "re": msg["req"]}
@@ -110,14 +110,14 @@ async def test_a_checkpoint_waits_for_a_prune_deleting_its_blobs(tmp_path):
     from pathlib import Path
 
     from durable_nb.store.retention import Removed
-    from durable_nb.worker import snapshot
+    from durable_nb.worker import piecefiles, snapshot
 
     async with EngineHarness(tmp_path) as h:
         run = await h.trigger(h.task("t", retry=NO_RETRY))
         w = h.worker_of(run)
         blob_dir = str(h._engine.state.store.blob_dir)
         snap = snapshot.take({"a": bytes(range(256)) * 20_000}, set(), 1)
-        files = snapshot.write_files(snap, blob_dir)  # as if left by a run being pruned
+        files = piecefiles.write_files(snap, blob_dir)  # as if left by a run being pruned
         h._engine.state.blobs_in_deletion = set(files)
         _checkpoint_of(w, snap, files)
         await h.settle()
@@ -128,7 +128,7 @@ async def test_a_checkpoint_waits_for_a_prune_deleting_its_blobs(tmp_path):
         await h.settle()
         assert not any(p.exists() for p in paths)
         assert w.replies()[-1]["missing"] == sorted(files)
-        snapshot.write_files(snap, blob_dir, again=w.replies()[-1]["missing"])
+        piecefiles.write_files(snap, blob_dir, again=w.replies()[-1]["missing"])
         _checkpoint_of(w, snap, files)
         await h.settle()
         assert w.replies()[-1].get("ok") and all(os.path.exists(p) for p in paths)

@@ -19,12 +19,12 @@ from durable_nb.core.checkpoints import (
     manifest_blobs,
 )
 from durable_nb.core.errors import NotPicklable, PayloadTooLarge
-from durable_nb.worker import snapshot
+from durable_nb.worker import piecefiles, snapshot
 
 
 def _store(snap: snapshot.Snapshot, folder: str, rows: dict[str, bytes]) -> dict[str, int]:
     """Write a snapshot as the worker and engine do: files, then the small pieces as rows."""
-    files = snapshot.write_files(snap, folder)
+    files = piecefiles.write_files(snap, folder)
     rows.update({h: bytes(v) for h, v in snap.new.items() if h not in files})
     return files
 
@@ -115,8 +115,8 @@ def test_a_damaged_or_missing_piece_is_an_error_not_wrong_data(tmp_path):
 def test_limits_and_unpicklable_values_are_clear_errors(tmp_path):
     snap = snapshot.take({"a": np.zeros(3_000_000)}, set(), 4)
     with pytest.raises(PayloadTooLarge, match=r"after statement 4 is 22\.9 MB.*'a' 22\.9 MB"):
-        snapshot.check_size(snap, 4, 10_000_000)
-    snapshot.check_size(snap, 4, 0)  # no fixed limit
+        snapshot.check_size(snap.sizes, 4, 10_000_000)
+    snapshot.check_size(snap.sizes, 4, 0)  # no fixed limit
     with pytest.raises(NotPicklable, match=r"variable 'g'.*--transient g"):
         snapshot.take({"g": (i for i in range(3))}, set(), 2)
 
@@ -142,9 +142,9 @@ def test_pieces_named_again_are_written_even_when_a_file_seems_there(tmp_path):
     path = os.path.join(folder, h)
     with open(path, "r+b") as f:  # same size, other bytes: only a rewrite repairs it
         f.write(b"\0" * 64)
-    snapshot.write_files(snap, folder)
+    piecefiles.write_files(snap, folder)
     with open(path, "rb") as f:
         assert f.read(64) == b"\0" * 64, "a file of the right size is taken as written"
-    snapshot.write_files(snap, folder, again=[h])
+    piecefiles.write_files(snap, folder, again=[h])
     sizes = {**files, **{k: len(d) for k, d in rows.items()}}
     np.testing.assert_array_equal(_restore(snap, folder, rows, sizes)["a"], np.arange(1_000_000))
