@@ -289,13 +289,9 @@ class OkReply(_ReplyBase):
     ok: bool
 
 
-class _ErrorReplyBase(_ReplyBase):
-    error: str
-
-
 @final
-class ErrorReply(_ErrorReplyBase, total=False):
-    missing: list[str]  # a checkpoint's files that are not there (the worker writes them again)
+class ErrorReply(_ReplyBase):
+    error: str
 
 
 @final
@@ -308,7 +304,12 @@ class ResumedReply(_ReplyBase):
     resumed: int  # waiting runs the event resumed
 
 
-Reply = OkReply | ErrorReply | RunIdsReply | ResumedReply
+@final
+class MissingReply(_ReplyBase):
+    missing: list[str]  # a checkpoint's files that are not there: the worker writes them again
+
+
+Reply = OkReply | ErrorReply | RunIdsReply | ResumedReply | MissingReply
 
 
 @final

@@ -338,11 +338,16 @@ class RunContext:
                            "blobs": small, "files": files, "size": snap.size,
                            "took": time.perf_counter() - started}
         reply = self.request(msg)
-        if "error" in reply and reply.get("missing"):
+        if "missing" in reply:
             # a file found already written was removed meanwhile (a prune of the run that
             # wrote it): write those pieces again, once
-            piecefiles.write_files(snap, self.blob_dir, again=reply.get("missing", []))
+            piecefiles.write_files(snap, self.blob_dir, again=reply["missing"])
             reply = self.request(msg)
+            if "missing" in reply:
+                raise DurableError(
+                    f"the checkpoint after statement {statement} could not be stored: its "
+                    f"files {', '.join(reply['missing'][:3])} vanish from {self.blob_dir} "
+                    "as they are written; is something deleting files there?")
         if "error" in reply:
             raise DurableError(reply["error"])
         self._sent_blobs.update(small)

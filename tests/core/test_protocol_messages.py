@@ -18,7 +18,7 @@ from durable_nb.core import messages as m
 from durable_nb.core.protocol import SyncChannel, encode, read_message
 
 PKG = Path(durable_nb.__file__).parent
-REPLY_BODIES = {"ok", "error", "run_ids", "resumed"}
+REPLY_BODIES = {"ok", "error", "run_ids", "resumed", "missing"}
 
 
 def _ops(union: object) -> dict[str, type]:
@@ -156,8 +156,10 @@ EXAMPLES: list[m.Message] = [
      "payloads": [b"p"], "options": {"delay": None, "tags": [], "concurrency_key": None,
                                      "ttl": None}, "aid": "r/1", "req": 4},
     {"op": "send_event", "key": "e", "data": b"d", "aid": "r/1", "req": 5},
-    {"op": "checkpoint", "statement": 1, "total": 2, "manifest": {"a": "h"},
-     "counts": {"s": 1}, "blobs": {"h": b"v"}, "size": 1, "aid": "r/1", "req": 6},
+    {"op": "checkpoint", "statement": 1, "total": 2,
+     "manifest": {"a": {"p": ["h"], "s": 1, "b": [["f"]], "n": [2 << 20], "o": [0]}},
+     "counts": {"s": 1}, "blobs": {"h": b"v"}, "files": {"f": 2 << 20}, "size": 1,
+     "took": 0.01, "aid": "r/1", "req": 6},
     {"op": "done", "output": b"o", "aid": "r/1"},
     {"op": "failed", "error": ERROR, "aid": "r/1"},
     {"op": "suspended", "aid": "r/1"},
@@ -165,10 +167,12 @@ EXAMPLES: list[m.Message] = [
      "task_hash": "h", "code": b"c", "sys_path": [], "payload": b"p", "generation": 0,
      "steps": {"s#1": ("ok", b"o")}, "step_failures": {"s#2": 1},
      "waits": {"approval:ship#1": RESOLUTION}, "max_payload": 1 << 20,
-     "max_checkpoint": 1 << 20, "checkpoint": {"statement": 1, "manifest": {"a": "h"},
-                                               "counts": {}, "seq": 1, "blobs": {"h": b"v"}}},
+     "max_checkpoint": 1 << 20, "blob_dir": "/db.duckdb.blobs",
+     "checkpoint": {"statement": 1, "manifest": {"a": "h"}, "counts": {}, "seq": 1,
+                    "blobs": {"h": b"v"}, "sizes": {"h": 1}}},
     {"ok": True, "aid": "r/1", "re": 1},
     {"error": "no", "aid": "r/1", "re": 4},
+    {"missing": ["f"], "aid": "r/1", "re": 6},
     {"run_ids": ["c1"], "aid": "r/1", "re": 4},
     {"resumed": 2, "aid": "r/1", "re": 5},
     {"op": "resolved", "aid": "r/1", "key": "approval:ship#1", "resolution": RESOLUTION},
