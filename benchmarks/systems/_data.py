@@ -185,6 +185,9 @@ def figures(kind: str, per_stmt: list[float], new_bytes: list[float | None], nro
     if checkpoint_s:
         metrics["checkpoint alone (pickle, hash, write), median"] = c.metric(
             c.median(checkpoint_s), "s")
+    attach = extra.pop("attach_metric", None)
+    if attach is not None:
+        metrics["attach: the frame back into a kernel"] = attach
     return c.result(med, "s/stmt", n=len(per_stmt), rows=nrows, frame_mb=frame_bytes(nrows) / 1e6,
                     column_mb=column_bytes(nrows) / 1e6, per_statement_s=per_stmt,
                     new_bytes=new_bytes, floors=floors, hash_floor_s=hash_s, metrics=metrics,
