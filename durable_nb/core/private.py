@@ -92,3 +92,12 @@ def call_private(fn: Callable[..., T], *args: Any) -> T:
     if "error" in out:
         raise out["error"]
     return out["value"]  # run() sets it whenever it sets no error
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make the entries of ``folder`` durable (a new, renamed or deleted file's name)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

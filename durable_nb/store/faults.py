@@ -21,6 +21,7 @@ from pathlib import Path
 import duckdb
 
 from ..core.checkpoints import free_bytes
+from ..core.private import fsync_dir
 from . import journal as _journal
 
 QUARANTINE = "quarantine"
@@ -41,14 +42,6 @@ def is_transient(exc: BaseException) -> bool:
 
 def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Quarantine:
@@ -95,8 +88,8 @@ def set_aside(segment: Path, damage: list, records_kept: int) -> Path:
         os.fsync(f.fileno())
     target = folder / segment.name
     os.replace(segment, target)
-    _fsync_dir(folder)
-    _fsync_dir(segment.parent)
+    fsync_dir(folder)
+    fsync_dir(segment.parent)
     return target
 
 

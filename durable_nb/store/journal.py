@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.private import fsync_dir
+
 log = logging.getLogger("durable_nb")
 
 Entry = tuple[int, Any]
@@ -356,14 +358,6 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def _fsync_dir(folder: Path) -> None:
-    dfd = os.open(folder, os.O_RDONLY)  # makes a new file's entry durable
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
-
-
 class Journal:
     """Segment files of checksummed, framed pickles of (seq, record)."""
 
@@ -494,7 +488,7 @@ class Journal:
         try:
             _write_all(fd, header)
             os.fdatasync(fd)
-            _fsync_dir(self.folder)
+            fsync_dir(self.folder)
         except BaseException:
             try:
                 os.close(fd)

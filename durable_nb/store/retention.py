@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.checkpoints import referenced_blobs
+from ..core.private import fsync_dir
 from ..core.status import TERMINAL, sql_list
 from .store import Store
 
@@ -187,11 +188,7 @@ def delete_blobs(store: Store, hashes: list[str], files: list[Path], out: Remove
         except FileNotFoundError:
             pass
     if files:
-        fd = os.open(store.blob_dir, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(store.blob_dir)
 
 
 def _count(cur: Any) -> int:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ..core.checkpoints import EXTERNAL_BLOB_BYTES
+from ..core.private import fsync_dir
 from .snapshot import Snapshot, hasher
 
 BATCH = 64  # pieces open at once (256 MB): far below the limit on open files
@@ -166,11 +167,3 @@ def start_writeback(fd: int) -> None:
     fn = _sync_file_range()
     if fn is not None:
         fn(fd, 0, 0, 2)  # SYNC_FILE_RANGE_WRITE: start writeback, do not wait
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

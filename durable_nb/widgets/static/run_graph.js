@@ -151,6 +151,20 @@ function h(tag, attrs, ...children) {
   return el;
 }
 
+// a row that opens and closes on a click, Enter or Space
+function toggleAttrs(open, toggle) {
+  return {
+    role: "button", tabindex: "0", "aria-expanded": open ? "true" : "false",
+    onclick: toggle,
+    onkeydown: (e) => {
+      if (e.key === "Enter" || e.key === " ") {
+        e.preventDefault();
+        toggle();
+      }
+    },
+  };
+}
+
 function badge(status, label) {
   return h("span", { class: `dng-badge dng-k-${statusKind(status)}` }, label || status);
 }
@@ -569,15 +583,8 @@ function renderStep(el, state, run, item, options) {
   const open = state.stepsOpen.has(ioKey);
   const toggle = () => toggleStepIO(el, state, ioKey);
   const title = h("div", {
-    class: "dng-row dng-step-title", role: "button", tabindex: "0",
-    "aria-expanded": open ? "true" : "false", title: "show the step's arguments and output",
-    onclick: toggle,
-    onkeydown: (e) => {
-      if (e.key === "Enter" || e.key === " ") {
-        e.preventDefault();
-        toggle();
-      }
-    },
+    class: "dng-row dng-step-title", ...toggleAttrs(open, toggle),
+    title: "show the step's arguments and output",
   },
   h("span", { class: "dng-caret" }, open ? "▾" : "▸"),
   // in its name's group, a step is its key (fetch#12)
@@ -741,15 +748,8 @@ function renderGroup(el, state, run, item, options) {
     g.median_s != null ? `median ${fineDuration(g.median_s)}` : null,
     g.tries > g.steps ? `${fmtCount(g.tries)} tries` : null].filter(Boolean).join(" · ");
   const title = h("div", {
-    class: "dng-row dng-step-title dng-group-title", role: "button", tabindex: "0",
-    "aria-expanded": open ? "true" : "false", title: open ? "hide the steps" : "list the steps",
-    onclick: toggle,
-    onkeydown: (e) => {
-      if (e.key === "Enter" || e.key === " ") {
-        e.preventDefault();
-        toggle();
-      }
-    },
+    class: "dng-row dng-step-title dng-group-title", ...toggleAttrs(open, toggle),
+    title: open ? "hide the steps" : "list the steps",
   },
   h("span", { class: "dng-caret" }, open ? "▾" : "▸"),
   h("span", { class: "dng-name" }, g.name),
