@@ -203,3 +203,16 @@ def inline_floors(work: str, nrows: int) -> dict[str, float | None]:
     del buf
     out["write_gbps"] = write_gbps(work, column_bytes(nrows))
     return out
+
+
+def workloads(run: Any) -> dict[str, Any]:
+    """Workloads 9 and 10 of a system whose ``run(kind, n, work, p)`` measures one."""
+    def namespace(n: int, work: str, p: dict[str, Any]) -> dict:
+        """9: the frame, then n trivial statements."""
+        return run("namespace", n, work, p)
+
+    def column(n: int, work: str, p: dict[str, Any]) -> dict:
+        """10: the frame, then n statements that each replace one column."""
+        return run("column", n, work, p)
+
+    return {"namespace": namespace, "column": column}

@@ -63,15 +63,6 @@ def _run(kind: str, n: int, work: str, p: dict[str, Any]) -> c.Result:
                      dill=dill.__version__)
 
 
-def w_namespace(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    """9: the frame, then n trivial statements, the session dumped after each."""
-    return _run("namespace", n, work, p)
-
-
-def w_column(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    """10: the frame, then n statements that each replace one column."""
-    return _run("column", n, work, p)
-
 
 if __name__ == "__main__":
-    c.run_main({"namespace": w_namespace, "column": w_column})
+    c.run_main(d.workloads(_run))

@@ -90,15 +90,10 @@ def _attach_seconds(run: Any) -> float:
     return best
 
 
-def w_namespace(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    """9: the frame, then n trivial statements (``x = i``)."""
-    return _run("namespace", n, work, p)
 
-
-def w_column(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    """10: the frame, then n statements that each replace one column."""
-    return _run("column", n, work, p)
-
+_WORKLOADS = d.workloads(_run)
+w_namespace = _WORKLOADS["namespace"]  # imported by durable_nb_bench
+w_column = _WORKLOADS["column"]
 
 if __name__ == "__main__":
-    c.run_main({"namespace": w_namespace, "column": w_column})
+    c.run_main(_WORKLOADS)

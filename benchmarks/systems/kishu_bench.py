@@ -94,15 +94,6 @@ def _run(kind: str, n: int, work: str, p: dict[str, Any]) -> c.Result:
                      bytes_note="growth of Kishu's SQLite file (beside the notebook) per cell")
 
 
-def w_namespace(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    """9: the frame, then n trivial statements, one cell each."""
-    return _run("namespace", n, work, p)
-
-
-def w_column(n: int, work: str, p: dict[str, Any]) -> c.Result:
-    """10: the frame, then n cells that each replace one column."""
-    return _run("column", n, work, p)
-
 
 if __name__ == "__main__":
-    c.run_main({"namespace": w_namespace, "column": w_column})
+    c.run_main(d.workloads(_run))
