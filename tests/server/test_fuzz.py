@@ -32,6 +32,7 @@ pytest.importorskip("schemathesis")
 FUZZ_SECONDS = int(os.environ.get("DURABLE_NB_FUZZ_SECONDS", "20"))
 FUZZ_EXAMPLES = int(os.environ.get("DURABLE_NB_FUZZ_EXAMPLES", "25"))
 FUZZ_SEED = os.environ.get("DURABLE_NB_FUZZ_SEED")
+APPROVAL_TIMEOUT = 20.0  # seconds: under schemathesis' request timeout (30 s)
 
 pytestmark = pytest.mark.slow
 
@@ -48,7 +49,9 @@ def always_fails() -> None:
 
 @dn.task(id="fuzz-approval")
 def needs_approval() -> bool:
-    return dn.approval("go").approved
+    # the fuzzer's coverage phase long-polls this run with timeout=299 whatever the
+    # dictionary says: the approval times out before its 30 s request timeout
+    return dn.approval("go", timeout=APPROVAL_TIMEOUT).approved
 
 
 def _get(url: str, token: str) -> tuple[int, dict]:
