@@ -88,14 +88,12 @@ def _piece_reader(run, out: dict) -> Reader:
     machine and user: at the disk's speed, straight into the values' memory), otherwise
     one piece per request from the API."""
     inline = {h: base64.b64decode(b) for h, b in out["pieces_b64"].items()}
-    folder = out.get("blob_dir")
-    local = file_reader(folder, inline) if folder and os.access(folder, os.R_OK | os.X_OK) \
-        else None
+    folder = out.get("blob_dir") or ""
+    local = file_reader(folder, inline)
+    readable = bool(folder) and os.access(folder, os.R_OK | os.X_OK)
 
     def read(h: str, into: memoryview) -> None:
-        if h in inline:
-            into[:] = inline[h]
-        elif local is not None and os.path.exists(os.path.join(folder or "", h)):
+        if h in inline or (readable and os.path.exists(os.path.join(folder, h))):
             local(h, into)
         else:
             got = run.client.request("GET", f"/runs/{run.id}/checkpoint/pieces/{h}",

@@ -3,10 +3,10 @@
 Each variable is pickled with protocol 5: arrays, DataFrames and Arrow tables hand over
 their memory as out-of-band buffers, not copied. The small pickle and every ``PIECE``-sized
 slice of each buffer are hashed with xxh3-128 (memory speed); a piece already stored is
-not written again. New large pieces are written here, in the worker, straight from the
-value's memory into private files beside the database (``tmp``, fsync, rename, then one
-fsync of the folder), so gigabytes never cross the engine's socket; the engine journals
-the checkpoint's rows only once they are durable (see ``core.checkpoints``).
+not written again. ``take`` hands each new piece to ``on_new`` as soon as it is hashed:
+the worker writes the large ones as files (``piecefiles``), so gigabytes never cross the
+engine's socket; the engine journals the checkpoint's rows only once they are durable
+(see ``core.checkpoints``).
 """
 
 from __future__ import annotations
