@@ -28,6 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "store": {"core"},
     "engine": {"store", "core"},
     "worker": {"core"},
+    "cluster": {"worker", "core"},
     "server": {"engine", "store", "core"},
     "jupyter": {"server", "engine", "core"},
     "client": {"core", "worker"},

@@ -24,6 +24,7 @@ from ..core.errors import (
     RunFailed,
     WaitTimeout,
 )
+from ..core.placement import check_executor, check_resources
 from ..core.retry import Retry
 from ..core.serial import b64
 from ..core.status import TERMINAL as TERMINAL  # re-exported: the views import it here
@@ -151,6 +152,11 @@ class RunHandle:
 
     @property
     def attempts(self) -> list[dict]:
+        """The run's attempts, in order: dicts with ``number``, ``outcome``, ``started_at``,
+        ``ended_at``, ``error_type``, ``error_message``, ``traceback``, ``worker_pid`` (the
+        process that ran it) and ``worker`` (the Dask worker's address, such as
+        ``"tcp://10.0.0.3:40123"``, when it ran on a Dask cluster; ``None`` on a local
+        worker process)."""
         return self.info()["attempt_list"]
 
     @property
@@ -327,7 +333,10 @@ class Task:
     """A durable function. ``trigger`` starts a run in a worker and returns at once."""
 
     def __init__(self, func: Callable, id: str, retry: Retry | None, queue: Queue | None,
-                 max_duration: float | None, kill_after: float | None):
+                 max_duration: float | None, kill_after: float | None,
+                 resources: dict[str, float] | None = None, executor: str | None = None):
+        self.resources = check_resources(resources)
+        self.executor = check_executor(executor)
         self.func = func
         self.id = id
         self.retry = retry
@@ -368,6 +377,10 @@ class Task:
                 "max_duration": self.max_duration, "kill_after": self.kill_after,
                 "kind": self.kind,
             }
+            if self.resources:  # only when set: the hash of other tasks stays as it was
+                opts["resources"] = self.resources
+            if self.executor:
+                opts["executor"] = self.executor
             self._spec = {
                 "hash": _serial.task_hash(code, self.id, opts), "task_id": self.id,
                 "code": code, "sys_path": [p for p in sys.path if p], "options": opts,
@@ -462,16 +475,19 @@ class Task:
 
 
 def task(fn: Callable | None = None, *, id: str | None = None, retry: Retry | None = None,
-         queue: Queue | None = None, max_duration: Any = None, kill_after: Any = None):
+         queue: Queue | None = None, max_duration: Any = None, kill_after: Any = None,
+         resources: dict[str, float] | None = None, executor: str | None = None):
     """Declare a durable task (sync or async function).
 
     ``retry`` applies to whole attempts (default ``Retry()``: 3 attempts); ``queue``
     limits concurrency; ``max_duration`` warns when an attempt runs longer;
-    ``kill_after`` stops it (TIMED_OUT).
+    ``kill_after`` stops it (TIMED_OUT). On an engine whose executor is Dask,
+    ``resources`` (``{"GPU": 1}``) are the Dask worker resources each attempt needs, and
+    ``executor="local"`` keeps the task on the engine's own worker processes.
     """
     def deco(f: Callable) -> Task:
         return Task(f, id or f.__name__, retry, queue, parse_duration(max_duration),
-                    parse_duration(kill_after))
+                    parse_duration(kill_after), resources, executor)
 
     return deco(fn) if fn is not None else deco
 

@@ -20,6 +20,7 @@ from typing import Any
 from .durations import parse_duration
 from .errors import DurableError
 from .paths import default_db_path, resolve_db
+from .placement import EXECUTORS
 from .serial import DEFAULT_MAX_PAYLOAD
 
 MB = 1024 * 1024
@@ -34,6 +35,27 @@ class ConfigError(DurableError, ValueError):
 def _duration_or_off(text: Any) -> float | None:
     """Seconds of a duration setting such as ``30d``; None when empty or 0 (off)."""
     return parse_duration(str(text).strip() or None) or None
+
+
+def _executor(text: Any) -> str:
+    value = str(text).strip().lower() or "local"
+    if value not in EXECUTORS:
+        raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, not {text!r}")
+    return value
+
+
+def _host_port(text: Any) -> tuple[str, int]:
+    """(host, port) of ``HOST``, ``HOST:PORT`` or ``[V6]:PORT`` (port 0: any free port)."""
+    value = str(text).strip() or "127.0.0.1"
+    host, port = value, "0"
+    if value.startswith("["):
+        host, _, rest = value[1:].partition("]")
+        port = rest.lstrip(":") or "0"
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"expected HOST or HOST:PORT, not {text!r}")
+    return host, int(port)
 
 
 @dataclass(frozen=True)
@@ -145,6 +167,28 @@ SETTINGS: tuple[Setting, ...] = (
             "then every hour. Empty or 0 (the default): never; `durable-nb prune` does it "
             "by hand.",
             flag="--prune-after", field="prune_after", convert=_duration_or_off),
+    Setting("executor", str, "local",
+            "Where attempts run: local (worker processes of the engine) or dask (tasks on a "
+            "Dask cluster; see dask_scheduler). Tasks declared with executor=\"local\" and "
+            "%%durable cells always run locally.",
+            flag="--executor", field="executor", convert=_executor),
+    Setting("dask_scheduler", str, "",
+            "Address of the Dask scheduler (tcp://HOST:8786) when executor is dask. Empty: the "
+            "engine starts a LocalCluster of worker processes on this machine.",
+            flag="--dask-scheduler", field="dask_scheduler"),
+    Setting("executor_bind", str, "127.0.0.1",
+            "HOST or HOST:PORT where the engine listens for the attempts running on Dask to "
+            "connect back. The default is loopback: give an address the Dask workers can reach "
+            "when they run on other machines.",
+            flag="--executor-bind", field="executor_bind", convert=_host_port),
+    Setting("executor_cert", str, "",
+            "PEM certificate (with its key in executor_key, or in the same file) for TLS on the "
+            "attempts' channel; the attempts trust exactly this certificate. Empty: plain TCP, "
+            "each attempt authenticated by its own token.",
+            flag="--executor-cert", field="executor_cert"),
+    Setting("executor_key", str, "",
+            "PEM private key of executor_cert (empty: the key is in the certificate's file).",
+            flag="--executor-key", field="executor_key"),
     Setting("activity_interval", float, 5.0,
             "Seconds between checks for QUEUED or EXECUTING runs. While there are any, the "
             "Jupyter server reports activity, so idle culling does not stop it mid-run.",
@@ -169,6 +213,11 @@ class EngineConfig:
     max_payload: int = _engine_default("max_payload")
     max_checkpoint: int = _engine_default("max_checkpoint")
     prune_after: float | None = _engine_default("prune_after")
+    executor: str = _engine_default("executor")
+    dask_scheduler: str = _engine_default("dask_scheduler")
+    executor_bind: tuple[str, int] = _engine_default("executor_bind")
+    executor_cert: str = _engine_default("executor_cert")
+    executor_key: str = _engine_default("executor_key")
 
 
 def engine_config(values: Mapping[str, Any]) -> EngineConfig:

@@ -11,6 +11,7 @@ user objects.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import pickle
 import socket
 import struct
@@ -20,6 +21,7 @@ from typing import Any
 from .messages import EngineMessage, WorkerMessage
 
 _LEN = FRAME_HEADER = struct.Struct("<Q")  # a frame: body length, then the body
+KEEPALIVE = (10, 5, 3)  # idle seconds, probe interval, probes: a silent peer is gone in ~25 s
 
 
 def encode(msg: Mapping[str, Any]) -> bytes:
@@ -27,6 +29,12 @@ def encode(msg: Mapping[str, Any]) -> bytes:
     not depend on the type)."""
     body = pickle.dumps(msg, protocol=pickle.HIGHEST_PROTOCOL)
     return _LEN.pack(len(body)) + body
+
+
+class ChannelLost(BaseException):
+    """The engine's end of the channel is gone (the engine died, or it stopped this
+    attempt): the attempt must stop at once. A BaseException, so that user code catching
+    ``Exception`` does not go on executing steps for a run that is no longer its own."""
 
 
 class SyncChannel:
@@ -42,6 +50,10 @@ class SyncChannel:
 
     def send(self, msg: WorkerMessage) -> None:
         self.sock.sendall(encode(msg))
+
+    def check(self) -> None:
+        """Raise ChannelLost if the engine is known to be gone (called before each step).
+        A worker process dies with its engine, so only a remote channel has work here."""
 
     def _more(self) -> bytes:
         chunk = self.sock.recv(self.CHUNK)
@@ -78,3 +90,15 @@ async def read_message(reader: asyncio.StreamReader) -> dict[str, Any]:
     (n,) = _LEN.unpack(head)
     msg: dict[str, Any] = pickle.loads(await reader.readexactly(n))
     return msg
+
+
+def keepalive(sock: socket.socket) -> None:
+    """TCP keepalive probes, so that a peer whose machine vanished is noticed."""
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        idle, interval, count = KEEPALIVE
+        for opt, value in (("TCP_KEEPIDLE", idle), ("TCP_KEEPINTVL", interval),
+                           ("TCP_KEEPCNT", count)):
+            if hasattr(socket, opt):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, opt), value)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -69,8 +69,16 @@ class Engine:
         self.pruner = Pruner(s)
 
     def _process_pool(self, events: PoolEvents) -> WorkerPool:
-        return ProcessPool(self.config.max_workers, self.config.min_idle_workers,
-                           self.worker_env, events)
+        """Local worker processes; with the Dask executor, Dask beside them (the local
+        ones then start only for the runs that must run locally)."""
+        c = self.config
+        if c.executor != "dask":
+            return ProcessPool(c.max_workers, c.min_idle_workers, self.worker_env, events)
+        from .dask_pool import DaskPool  # loads Dask only when it is used
+        from .executors import Executors
+
+        return Executors(ProcessPool(c.max_workers, 0, self.worker_env, events),
+                         DaskPool(c, events))
 
     @property
     def pool(self) -> WorkerPool | None:
@@ -86,6 +94,9 @@ class Engine:
         self.state.pool = self._pool_factory(PoolEvents(
             on_ready=lambda w: self.scheduler.dispatch(),
             on_message=self.messages.receive, on_exit=self.lifecycle.worker_exited))
+        start = getattr(self.state.pool, "start", None)
+        if start is not None:
+            await start()
         await loop.run_in_executor(None, recovery.load, self.state)
         recovery.resume(self.state, self.scheduler, self.waits)
         self.state.pool.ensure(0)
@@ -266,8 +277,17 @@ class Engine:
 
     def workers(self) -> list[dict]:
         pool = self.state.pool
-        return [{"pid": w.pid, "run_id": w.run.id if w.run else None, "ready": w.ready}
+        return [{"pid": w.pid, "run_id": w.run.id if w.run else None, "ready": w.ready,
+                 "kind": getattr(w, "kind", "local"), "address": getattr(w, "address", None)}
                 for w in (pool.workers if pool else [])]
+
+    def executor(self) -> dict:
+        """Where attempts run: local processes, or Dask (its scheduler, dashboard, size)."""
+        describe = getattr(self.state.pool, "describe", None)
+        if describe is not None:
+            return dict(describe())
+        return {"kind": "local", "scheduler": None, "dashboard": None,
+                "workers": self.config.max_workers, "threads": self.config.max_workers}
 
     def health(self) -> dict:
         store = {**self.store.health(), **self.writer.stats()}
@@ -276,7 +296,8 @@ class Engine:
                 "pid": os.getpid(), "db": str(self.config.db_path),
                 "instance": self.instance, "started_at": self.started_at,
                 "active_runs": len(self.state.runs), "max_payload": self.config.max_payload,
-                "executing": sum(1 for r in runs if r.status == RunStatus.EXECUTING)}
+                "executing": sum(1 for r in runs if r.status == RunStatus.EXECUTING),
+                "executor": self.executor()}
 
     async def wait_result(self, run_id: str, timeout: float) -> dict:
         """Wait up to ``timeout`` seconds for the run to finish; returns its row."""

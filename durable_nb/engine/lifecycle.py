@@ -76,9 +76,8 @@ class Lifecycle:
                 self.end_attempt(run, worker, AttemptOutcome.TIMED_OUT, err)
                 self.finish(run, RunStatus.TIMED_OUT, error=err)
             elif not self.s.stopped:
-                err = {"type": "WorkerCrashed", "message": f"the worker process (pid "
-                       f"{worker.pid}) died (exit code {worker.exit_code}) while executing "
-                       "the run", "traceback": None}
+                err = {"type": "WorkerCrashed", "message": _crash_message(worker),
+                       "traceback": None}
                 self.end_attempt(run, worker, AttemptOutcome.CRASHED, err)
                 self.after_crash(run, err)
         if not self.s.stopped:
@@ -239,3 +238,12 @@ class Lifecycle:
         self.s.write([Update("waits", {"run_id": run.id, "wait_key": wait.key}, {
             "resolved_at": None, "outcome": None, "result": None, "comment": None,
             "resolved_by": None, "deadline": wait.deadline})])
+
+
+def _crash_message(worker: Any) -> str:
+    """What ended the attempt when its worker went away."""
+    describe = getattr(worker, "describe", None)  # an attempt on Dask says where and why
+    if describe is not None:
+        return f"the attempt was lost with {describe()}"
+    return (f"the worker process (pid {worker.pid}) died (exit code {worker.exit_code}) "
+            "while executing the run")

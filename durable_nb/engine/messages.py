@@ -15,7 +15,7 @@ from typing import Any
 from ..core import serial as _serial
 from ..core.errors import DurableError, WaitConflict
 from ..core.status import StepStatus
-from ..store.records import Insert, InsertIgnore, Record
+from ..store.records import Insert, InsertIgnore, Record, Update
 from .lifecycle import Lifecycle
 from .model import Run, aid, reply
 from .scheduler import RunOptions, Scheduler
@@ -39,6 +39,7 @@ class WorkerMessages:
             "done": lambda run, w, msg: lifecycle.done(run, w, msg["output"]),
             "failed": lambda run, w, msg: lifecycle.failed(run, w, msg["error"]),
             "suspended": lambda run, w, msg: lifecycle.suspended(run, w),
+            "placed": self.placed,
         }
 
     def receive(self, worker: Any, msg: dict) -> None:
@@ -53,6 +54,13 @@ class WorkerMessages:
         handler(run, worker, msg)
         if worker.run is None:  # the attempt ended: the worker is free
             self.scheduler.dispatch()
+
+    def placed(self, run: Run, worker: Any, msg: dict) -> None:
+        """An attempt on Dask connected: record the Dask worker it runs on."""
+        self.s.write([Update("attempts", {"run_id": run.id, "number": run.attempts},
+                             {"worker": msg["worker"], "worker_pid": msg["pid"]})])
+        self.s.emit({"type": "attempt", "run_id": run.id, "attempt": run.attempts,
+                     "worker": msg["worker"], "at": self.s.now()})
 
     def log(self, run: Run, worker: Any, msg: dict) -> None:
         s = self.s

@@ -22,6 +22,7 @@ from ..core.checkpoints import manifest_blobs
 from ..core.durations import parse_duration
 from ..core.errors import PayloadTooLarge
 from ..core.messages import Resolution, RunAttempt
+from ..core.placement import check_executor, check_resources
 from ..core.serial import clean_text
 from ..core.status import RunStatus
 from ..store.records import Insert, InsertIgnore, Update, Upsert
@@ -102,6 +103,8 @@ class Scheduler:
             s.writer.check_writable()
             code = spec["code"]
             options = dict(spec.get("options") or {})
+            check_resources(options.get("resources"))
+            check_executor(options.get("executor"))
             if _serial.task_hash(code, spec["task_id"], options) != h:
                 raise ValueError("task hash does not match its code and options")
             info = TaskInfo(h, spec["task_id"], code, list(spec.get("sys_path") or []),
@@ -249,7 +252,10 @@ class Scheduler:
         s = self.s
         if s.pool is None or s.stopped:
             return
-        idle = s.pool.idle()
+        route = getattr(s.pool, "route", None)  # a pool of several kinds of workers
+        idle: dict[str, list] = defaultdict(list)
+        for w in s.pool.idle():
+            idle[getattr(w, "kind", "local")].append(w)
         waiting = 0
         heads: list = []
         for group in list(s.groups):
@@ -257,10 +263,13 @@ class Scheduler:
         while heads:
             _, group = heapq.heappop(heads)
             dq = s.groups[group]
-            if not idle:
-                waiting += min(len(dq), 1 if s.queues.get(group[0]) else len(dq))
+            kind = route(dq[0]) if route is not None else "local"
+            free = idle[kind]
+            if not free:
+                if kind == "local":  # the local pool starts workers; Dask sizes itself
+                    waiting += min(len(dq), 1 if s.queues.get(group[0]) else len(dq))
                 continue
-            self.start_attempt(dq.popleft(), idle.pop())
+            self.start_attempt(dq.popleft(), free.pop())
             self._push_head(heads, group)
         for group in [g for g, dq in s.groups.items() if not dq]:
             del s.groups[group]

@@ -110,6 +110,13 @@ TASK_OPTIONS = obj({
     "max_duration": nullable(SECONDS),
     "kill_after": nullable(SECONDS),
     "kind": {"type": "string", "enum": ["task", "cell"]},
+    "resources": {"type": "object", "maxProperties": 32,
+                  "propertyNames": {"minLength": 1, "maxLength": 100},
+                  "additionalProperties": {"type": "number", "exclusiveMinimum": 0,
+                                           "maximum": 1e15},
+                  "description": "Dask worker resources each attempt needs, e.g. {\"GPU\": 1}"},
+    "executor": {"type": "string", "enum": ["local", "dask"],
+                 "description": "local: always on the engine's own worker processes"},
 })
 
 PUT_TASK = obj({

@@ -10,18 +10,19 @@ socket pairs, so users' own tasks run in-process.
 from __future__ import annotations
 
 import asyncio
-import io
 import itertools
 import os
 import socket
-import sys
 import threading
-from typing import Any, TextIO
+from typing import Any
 
 from ..core import serial as _serial
 from ..engine.pool import PoolEvents
 from ..engine.processes import ProcessPool, WorkerProc
+from ..worker import threadout
 from ..worker.main import Worker
+
+_OUTPUT = threadout.OUTPUT
 
 # ---------------------------------------------------------------------- scripted workers
 
@@ -234,59 +235,3 @@ def _serve(sock: socket.socket) -> None:
         sock.close()
 
 
-Stream = TextIO | io.TextIOBase
-
-
-class _ByThread(io.TextIOBase):
-    """A standard stream whose writes from a worker thread go to that thread's run log,
-    and from any other thread to the stream it replaced."""
-
-    def __init__(self, original: TextIO, local: threading.local, name: str):
-        self.original = original
-        self._local = local
-        self._name = name
-
-    def _target(self) -> Stream:
-        return getattr(self._local, self._name, None) or self.original
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, s: str) -> int:
-        return self._target().write(s)
-
-    def flush(self) -> None:
-        self._target().flush()
-
-
-class _ThreadOutput:
-    """Installs ``_ByThread`` streams while any ``ThreadPool`` is open (a count), so that
-    what in-process tasks print reaches their runs' logs as in a worker process."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._local = threading.local()
-        self._users = 0
-        self._saved: tuple[TextIO, TextIO] | None = None
-
-    def acquire(self) -> None:
-        with self._lock:
-            self._users += 1
-            if self._users == 1:
-                self._saved = (sys.stdout, sys.stderr)
-                sys.stdout = _ByThread(sys.stdout, self._local, "stdout")
-                sys.stderr = _ByThread(sys.stderr, self._local, "stderr")
-
-    def release(self) -> None:
-        with self._lock:
-            self._users -= 1
-            if self._users == 0 and self._saved is not None:
-                sys.stdout, sys.stderr = self._saved
-                self._saved = None
-
-    def route(self, stdout: Stream | None, stderr: Stream | None) -> None:
-        """Send this thread's writes to these streams (None: back to the originals)."""
-        self._local.stdout, self._local.stderr = stdout, stderr
-
-
-_OUTPUT = _ThreadOutput()

@@ -240,6 +240,7 @@ class RunContext:
         self._resume_retry(key, attempt, retry)
         call = _previews.record_call(args, kwargs, min(_previews.MAX_ARGS, self.max_payload))
         while True:
+            self.channel.check()  # no step starts once the engine is gone
             start = time.time()
             outer, self.step_key = self.step_key, key
             try:
@@ -263,6 +264,7 @@ class RunContext:
         self._resume_retry(key, attempt, retry)
         call = _previews.record_call(args, kwargs, min(_previews.MAX_ARGS, self.max_payload))
         while True:
+            self.channel.check()  # no step starts once the engine is gone
             start = time.time()
             outer, self.step_key = self.step_key, key
             try:

@@ -121,11 +121,15 @@ _LINE_ENDS = re.compile(r"(\r\n|\r|\n)")
 
 
 class Worker:
-    def __init__(self, sock: socket.socket, capture_output: bool = True):
-        """``capture_output``: make ``sys.stdout``/``sys.stderr`` the run's logs (a worker
-        process); in-process test workers (``durable_nb.testing``) route their thread's
-        writes to ``self.stdout``/``self.stderr`` instead."""
-        self.channel = SyncChannel(sock)
+    def __init__(self, sock: socket.socket | SyncChannel, capture_output: bool = True,
+                 where: str | None = None):
+        """``sock``: the channel to the engine (or its socket). ``capture_output``: make
+        ``sys.stdout``/``sys.stderr`` the run's logs (a worker process); workers in threads
+        (in-process tests, a Dask worker's threads) route their thread's writes to
+        ``self.stdout``/``self.stderr`` instead. ``where`` names the machine in errors about
+        what it lacks (a Dask worker's address)."""
+        self.channel = sock if isinstance(sock, SyncChannel) else SyncChannel(sock)
+        self.where = where
         self.ctx: _context.RunContext | None = None
         self._paths: set[str] = set()
         self._functions: dict[str, Callable[..., Any]] = {}  # task hash -> function, loaded once
@@ -157,10 +161,7 @@ class Worker:
         token = _context._current.set(ctx)
         reply: AttemptEnd
         try:
-            func = self._functions.get(msg["task_hash"])
-            if func is None:
-                func = self._functions[msg["task_hash"]] = _serial.loads(msg["code"])
-            args, kwargs = _serial.loads(msg["payload"])
+            func, args, kwargs = self._load(msg)
             fn = getattr(func, "__wrapped_task__", func)
             if inspect.iscoroutinefunction(fn):
                 result = asyncio.run(fn(*args, **kwargs))
@@ -181,6 +182,32 @@ class Worker:
             self.ctx = None
         reply["aid"] = ctx.aid
         self.channel.send(reply)
+
+
+    def _load(self, msg: RunAttempt) -> tuple[Callable[..., Any], tuple, dict]:
+        """The task's function (unpickled once per code version) and its arguments. A
+        module the code names that this machine lacks is an error that names both."""
+        try:
+            func = self._functions.get(msg["task_hash"])
+            if func is None:
+                func = self._functions[msg["task_hash"]] = _serial.loads(msg["code"])
+            args, kwargs = _serial.loads(msg["payload"])
+        except ModuleNotFoundError as exc:
+            if self.where is None:
+                raise
+            raise MissingModule(exc.name or str(exc), msg["task_id"], self.where) from exc
+        return func, args, kwargs
+
+
+class MissingModule(ModuleNotFoundError):
+    """A module the task's code or arguments refer to is not importable where it runs."""
+
+    def __init__(self, module: str, task_id: str, where: str):
+        super().__init__(
+            f"module '{module}' is not importable on Dask worker {where}, so task "
+            f"'{task_id}' cannot be loaded there. Install it on the Dask workers, or ship "
+            f"it from the engine's machine: dn.connect(...).upload_module({module!r}) (or "
+            "the dask_upload_modules setting).", name=module)
 
 
 def main() -> None:
