@@ -16,12 +16,14 @@ import time
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..core import runtime as _runtime
 from ..core.errors import ApiError, EngineUnavailable, PayloadTooLarge, RunNotFound, WaitConflict
 from ..core.paths import engine_log_file, private_dir, resolve_db
 from ..core.runtime import FRAME, pid_alive
+from ..core.serial import b64
 
 START_TIMEOUT = 60.0
 LOCKED_EXIT = 2  # `durable-nb serve`'s exit code when another process holds the database
@@ -229,6 +231,20 @@ class Client:
     @property
     def max_payload(self) -> int:
         return int(self.health()["max_payload"])
+
+    def upload_module(self, module: ModuleType | str) -> dict:
+        """Ship ``module`` (a module, or its name; a package goes whole) from this machine to
+        every Dask worker of the engine, and to workers that join later, so that tasks
+        using it run there. For an engine whose executor is Dask; returns how many workers
+        took it (``"failed"`` names any that could not import it)."""
+        from .modules import module_file
+
+        filename, data = module_file(module)
+        if len(data) > self.max_payload:
+            raise PayloadTooLarge(f"{filename} is {len(data):,} bytes, over the engine's "
+                                  f"limit of {self.max_payload:,} (max_payload_mb)")
+        return self.request("POST", "/executor/modules",
+                            {"filename": filename, "data_b64": b64(data)}, timeout=120)
 
 
 def _connect_unix(path: str, timeout: float) -> socket.socket:

@@ -61,6 +61,13 @@ def _wait_item(w: dict) -> tuple[float, tuple]:
     return w["created_at"], (f"{w['kind']} {w['name']}  {state}{who}{note}", extra, [])
 
 
+def _worker(a: dict) -> str:
+    """Where an attempt ran: its Dask worker's address and pid, or its local worker's pid."""
+    if a.get("worker"):  # an engine before schema 5 does not send the key
+        return f"worker {a['worker']} (pid {a['worker_pid']})"
+    return f"worker pid {a['worker_pid']}"
+
+
 def run_tree(d: dict) -> str:
     """The run as a tree: each attempt with the steps and waits that happened in it."""
     n = d["attempts"] or 0
@@ -78,7 +85,7 @@ def run_tree(d: dict) -> str:
         extra = [f"{a['error_type']}: {a['error_message']}"] if a["error_type"] else []
         attempts.append((a["started_at"], (
             f"attempt {a['number']}  {a['outcome'] or ShownState.RUNNING}  {fmt_secs(dur)}  "
-            f"worker pid {a['worker_pid']}", extra, inside)))
+            f"{_worker(a)}", extra, inside)))
     top = sorted(attempts + events, key=lambda e: e[0])
     items = [item for _, item in top]
     items += [(f"child {c['id']}  {c['task_id']}  {c['status']}", [], [])

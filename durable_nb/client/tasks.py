@@ -332,6 +332,9 @@ def _payload(fn: Callable, task_id: str, args: tuple, kwargs: dict, limit: int |
 class Task:
     """A durable function. ``trigger`` starts a run in a worker and returns at once."""
 
+    resources: dict[str, float] | None = None  # tasks pickled by earlier releases lack them
+    executor: str | None = None
+
     def __init__(self, func: Callable, id: str, retry: Retry | None, queue: Queue | None,
                  max_duration: float | None, kill_after: float | None,
                  resources: dict[str, float] | None = None, executor: str | None = None):

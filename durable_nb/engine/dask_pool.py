@@ -26,7 +26,9 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import os
 import secrets
+import tempfile
 import threading
 from typing import Any
 
@@ -288,6 +290,29 @@ class DaskPool:
         if code != 0 and fut is not None and slot.running and self._loop is not None:
             self._loop.run_in_executor(None, _cancel, fut)
         self.events.on_exit(slot)
+
+    async def upload(self, filename: str, data: bytes) -> dict:
+        """Ship a module (``name.py``, or a package as ``name.zip``) to every Dask worker,
+        now and as workers join (Dask's ``UploadFile`` worker plugin, registered under one
+        name per module, so a new upload replaces the old)."""
+        if self.client is None:
+            raise ConnectionError(self.problem or "not connected to the Dask scheduler yet")
+        return await asyncio.get_running_loop().run_in_executor(
+            None, self._upload, filename, data)
+
+    def _upload(self, filename: str, data: bytes) -> dict:
+        from distributed.diagnostics.plugin import UploadFile
+
+        with tempfile.TemporaryDirectory(prefix="durable-nb-upload-") as folder:  # mode 0700
+            path = os.path.join(folder, filename)
+            with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as f:
+                f.write(data)
+            plugin = UploadFile(path, load=True)  # reads the file now
+        results = self.client.register_plugin(plugin, name=f"durable-nb-upload-{filename}")
+        failed = {w: str(r.get("exception") or r) for w, r in (results or {}).items()
+                  if isinstance(r, dict) and r.get("status") == "error"}
+        return {"filename": filename, "bytes": len(data), "workers": len(results or {}),
+                "failed": failed}
 
     def describe(self) -> dict:
         """The executor as /health shows it."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -41,6 +42,8 @@ from .scheduler import RunOptions, Scheduler
 from .state import EngineState
 from .waits import Waits
 from .writer import JournalWriter, settle
+
+MODULE_FILE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,99}\.(py|zip)")
 
 
 class Engine:
@@ -219,6 +222,21 @@ class Engine:
         if run_id in self.pruner.pruning:
             raise WaitConflict(f"run {run_id} is being pruned (deleted as an old finished "
                                "run); it cannot be resumed")
+
+    async def upload_module(self, filename: str, data: bytes) -> dict:
+        """Ship a module (``name.py``) or a package (``name.zip``) to the Dask workers."""
+        if not MODULE_FILE.fullmatch(filename):
+            raise ValueError(f"a module upload is NAME.py or NAME.zip (a package), not "
+                             f"{filename!r:.100}")
+        upload = getattr(self.state.pool, "upload", None)
+        if upload is None:
+            raise WaitConflict("this engine runs attempts on its own worker processes, which "
+                               "import modules from this machine; upload_module ships modules "
+                               "to Dask workers (start the engine with --executor dask)")
+        try:
+            return dict(await upload(filename, data))
+        except ConnectionError as exc:
+            raise WaitConflict(f"cannot upload {filename}: {exc}") from None
 
     async def prune(self, older_than: str | float, status: str | list[str] | None = None,
                     dry_run: bool = False) -> dict:

@@ -51,3 +51,6 @@ class Executors:
 
     def describe(self) -> dict:
         return self.dask.describe()
+
+    async def upload(self, filename: str, data: bytes) -> dict:
+        return await self.dask.upload(filename, data)

@@ -59,7 +59,7 @@ class Queries:
         """The run with its attempts, steps, waits and children."""
         row = await self.row(run_id)
         attempts = await self.query(
-            "SELECT number, worker_pid, started_at, ended_at, outcome, error_type, "
+            "SELECT number, worker_pid, worker, started_at, ended_at, outcome, error_type, "
             "error_message, traceback FROM attempts WHERE run_id = ? ORDER BY number", [run_id])
         steps = await self.query(
             "SELECT step_key, name, attempt, status, started_at, ended_at, error_type, "

@@ -252,6 +252,11 @@ class DurableApp(ExtensionApp):
     max_checkpoint_mb = jupyter_trait("max_checkpoint_mb")
     prune_after = jupyter_trait("prune_after")
     activity_interval = jupyter_trait("activity_interval")
+    executor = jupyter_trait("executor")
+    dask_scheduler = jupyter_trait("dask_scheduler")
+    executor_bind = jupyter_trait("executor_bind")
+    executor_cert = jupyter_trait("executor_cert")
+    executor_key = jupyter_trait("executor_key")
 
     host: EngineHost | None = None
 

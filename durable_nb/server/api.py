@@ -100,6 +100,11 @@ async def health(r: Request):
     return 200, {**r.engine.health(), "version": __version__}
 
 
+async def upload_module(r: Request):
+    return 200, await r.engine.upload_module(r.body["filename"],
+                                             _required_b64(r.body, "data_b64"))
+
+
 async def put_task(r: Request):
     spec = {
         "hash": r.args[0],
@@ -326,6 +331,12 @@ ROUTES: list[Route] = [
                          "version": _STR}, ("ok",))),
     Route("GET", "/openapi.json", "This document", openapi,
           response=_out({"openapi": _STR, "paths": {"type": "object"}}, ("openapi", "paths"))),
+    Route("POST", "/executor/modules", "Ship a Python module (NAME.py) or package (NAME.zip, "
+          "the package's folder inside) to every Dask worker, also to those that join later "
+          "(409 when the engine's executor is local)", upload_module, action="execute",
+          body=S.UPLOAD_MODULE,
+          response=_out({"filename": _STR, "workers": {"type": "integer"},
+                         "failed": {"type": "object"}}, ("filename",))),
     Route("PUT", "/tasks/{hash}", "Register a task's code (cloudpickled, base64)", put_task,
           action="execute", body=S.PUT_TASK,
           response=_out({"hash": _STR, "task_id": _STR}, ("hash", "task_id"))),

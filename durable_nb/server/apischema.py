@@ -119,6 +119,10 @@ TASK_OPTIONS = obj({
                  "description": "local: always on the engine's own worker processes"},
 })
 
+UPLOAD_MODULE = obj({
+    "filename": string(103, 4, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,99}\.(py|zip)$"),
+    "data_b64": B64,
+}, required=("filename", "data_b64"))
 PUT_TASK = obj({
     "task_id": string(1000, 1),
     "code_b64": B64,

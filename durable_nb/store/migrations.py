@@ -128,6 +128,31 @@ MIGRATIONS: list[str] = [
     ALTER TABLE steps ADD COLUMN output_preview VARCHAR;
     ALTER TABLE runs ADD COLUMN origin VARCHAR;
     """,
+    # 5: the Dask worker an attempt ran on (its address, tcp://HOST:PORT; NULL for a local
+    # worker process), also in the attributes of the attempt's span
+    """
+    ALTER TABLE attempts ADD COLUMN worker VARCHAR;
+    CREATE OR REPLACE VIEW spans AS
+    SELECT span_id, run_id, parent_id, kind, name, start_at, end_at, status, attributes
+    FROM span_records
+    UNION ALL
+    SELECT id, id, parent_run_id, 'run', task_id, created_at, finished_at, status,
+           json_object('attempts', attempts, 'queue', queue)::VARCHAR
+    FROM runs WHERE finished_at IS NOT NULL
+    UNION ALL
+    SELECT run_id || '/a' || number, run_id, run_id, 'attempt', 'attempt ' || number,
+           started_at, ended_at, outcome,
+           json_object('worker_pid', worker_pid, 'worker', worker)::VARCHAR
+    FROM attempts WHERE ended_at IS NOT NULL
+    UNION ALL
+    SELECT run_id || '/s/' || step_key || '/' || attempt, run_id, run_id || '/a' || run_attempt,
+           'step', name, started_at, ended_at, status,
+           CASE WHEN status = 'COMPLETED'
+                THEN json_object('key', step_key, 'attempt', attempt)
+                ELSE json_object('key', step_key, 'attempt', attempt, 'error', error_type,
+                                 'retry_delay', retry_delay) END::VARCHAR
+    FROM steps;
+    """,
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["DDL", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -39,11 +39,12 @@ CREATE TABLE transitions (
     run_id VARCHAR, created_at DOUBLE, from_status VARCHAR, to_status VARCHAR, reason VARCHAR);
 
 -- one try of a run: outcome COMPLETED, FAILED, CRASHED, SUSPENDED, INTERRUPTED,
--- CANCELED or TIMED_OUT
+-- CANCELED or TIMED_OUT; worker is the Dask worker's address (tcp://HOST:PORT) when the
+-- attempt ran on a Dask cluster, NULL on a local worker process
 CREATE TABLE attempts (
     run_id VARCHAR, number INTEGER, worker_pid INTEGER, started_at DOUBLE,
     ended_at DOUBLE, outcome VARCHAR, error_type VARCHAR, error_message VARCHAR,
-    traceback VARCHAR);
+    traceback VARCHAR, worker VARCHAR);
 
 -- journaled step calls, keyed by run and step key (name#occurrence); one row per
 -- try of the step; the COMPLETED row holds the output that is never recomputed;
@@ -95,7 +96,8 @@ SELECT id, id, parent_run_id, 'run', task_id, created_at, finished_at, status,
 FROM runs WHERE finished_at IS NOT NULL
 UNION ALL
 SELECT run_id || '/a' || number, run_id, run_id, 'attempt', 'attempt ' || number,
-       started_at, ended_at, outcome, json_object('worker_pid', worker_pid)::VARCHAR
+       started_at, ended_at, outcome,
+       json_object('worker_pid', worker_pid, 'worker', worker)::VARCHAR
 FROM attempts WHERE ended_at IS NOT NULL
 UNION ALL
 SELECT run_id || '/s/' || step_key || '/' || attempt, run_id, run_id || '/a' || run_attempt,

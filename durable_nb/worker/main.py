@@ -206,8 +206,8 @@ class MissingModule(ModuleNotFoundError):
         super().__init__(
             f"module '{module}' is not importable on Dask worker {where}, so task "
             f"'{task_id}' cannot be loaded there. Install it on the Dask workers, or ship "
-            f"it from the engine's machine: dn.connect(...).upload_module({module!r}) (or "
-            "the dask_upload_modules setting).", name=module)
+            f"it from a machine that has it: dn.connect(...).upload_module({module!r}).",
+            name=module)
 
 
 def main() -> None:

@@ -165,6 +165,24 @@ export async function searchRuns(
   return request<{ runs: IRun[]; total: number }>(`runs?${query}`);
 }
 
+/** Where attempts run (`executor` of `GET /health`): local worker processes, or a Dask
+ * cluster with its scheduler, dashboard, workers and threads. */
+export interface IExecutor {
+  kind: 'local' | 'dask';
+  scheduler?: string | null;
+  dashboard?: string | null;
+  workers?: number;
+  threads?: number;
+}
+
+const LOCAL: IExecutor = { kind: 'local' };
+
+/** The engine's executor; local when its health says nothing of one (an older engine). */
+export async function getExecutor(): Promise<IExecutor> {
+  const health = await request<{ executor?: IExecutor | null }>('health');
+  return health?.executor ?? LOCAL;
+}
+
 export function getRun(id: string): Promise<IRunDetail> {
   return request<IRunDetail>(`runs/${encodeURIComponent(id)}`);
 }

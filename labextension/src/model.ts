@@ -6,8 +6,10 @@ import {
   ACTIVE,
   ApiError,
   EventStream,
+  getExecutor,
   getRun,
   IEvent,
+  IExecutor,
   IRun,
   IWait,
   listRuns,
@@ -18,6 +20,9 @@ export interface IApproval {
   run: IRun;
   wait: IWait;
 }
+
+/** Milliseconds between two reads of the engine's executor (its Dask workers). */
+const EXECUTOR_TTL = 10000;
 
 type Listener = () => void;
 type EventListener = (event: IEvent) => void;
@@ -34,6 +39,8 @@ export class RunsModel {
   /** How many runs match the filter and the search (the list shows at most `limit`). */
   total = 0;
   limit = 50;
+  /** Where the engine runs attempts (its dashboard when it is a Dask cluster). */
+  executor: IExecutor = { kind: 'local' };
 
   constructor() {
     this._stream = new EventStream(
@@ -41,6 +48,7 @@ export class RunsModel {
       connected => {
         this.connected = connected;
         if (connected) {
+          this._executorAt = 0; // perhaps another engine: ask for its executor again
           void this.refresh();
         }
         this._notify();
@@ -51,11 +59,14 @@ export class RunsModel {
   start(): void {
     this._stream.open();
     void this.refresh();
+    // Dask workers join and leave without a run event: look again now and then
+    this._executorTimer = window.setInterval(() => void this._pollExecutor(), EXECUTOR_TTL);
   }
 
   dispose(): void {
     this._stream.close();
     window.clearTimeout(this._timer);
+    window.clearInterval(this._executorTimer);
   }
 
   /** Call `fn` after each change; returns a function that stops that. */
@@ -110,7 +121,8 @@ export class RunsModel {
     // period a run waiting on one is still EXECUTING
     const [page, candidates] = await Promise.all([
       searchRuns(this.filter, this.search, this.limit),
-      listRuns('EXECUTING,WAITING', 200)
+      listRuns('EXECUTING,WAITING', 200),
+      this._loadExecutor()
     ]);
     const approvals: IApproval[] = [];
     const seen = new Set<string>();
@@ -130,6 +142,31 @@ export class RunsModel {
     this.runs = page.runs;
     this.total = page.total;
     this.approvals = approvals;
+  }
+
+  /** The engine's executor, asked again at most every EXECUTOR_TTL ms (Dask workers
+   * come and go, but not at the pace of run events). */
+  private async _loadExecutor(): Promise<void> {
+    const now = Date.now();
+    if (now - this._executorAt < EXECUTOR_TTL) {
+      return;
+    }
+    this._executorAt = now;
+    try {
+      this.executor = await getExecutor();
+    } catch {
+      this._executorAt = 0; // the runs' requests report the error; ask again next time
+    }
+  }
+
+  /** Read the executor again; tell the listeners when it changed. */
+  private async _pollExecutor(): Promise<void> {
+    const before = JSON.stringify(this.executor);
+    this._executorAt = 0;
+    await this._loadExecutor();
+    if (JSON.stringify(this.executor) !== before) {
+      this._notify();
+    }
   }
 
   /** A run's unresolved approvals; cached until the run or one of its waits changes. */
@@ -183,4 +220,6 @@ export class RunsModel {
   private _loading = false;
   private _again = false;
   private _timer = 0;
+  private _executorAt = 0;
+  private _executorTimer = 0;
 }

@@ -20,6 +20,7 @@ import {
   cancelRun,
   decide,
   FAILURES,
+  IExecutor,
   IRun,
   replayRun,
   RESUMABLE,
@@ -56,6 +57,9 @@ export class RunsPanel extends Widget {
       button('', 'Refresh', () => model.refresh(), { icon: refreshIcon })
     );
     node.appendChild(header);
+    this._executor = el('div', 'jp-DurablePanel-executor');
+    this._executor.hidden = true;
+    node.appendChild(this._executor);
 
     this._error = el('div', 'jp-DurablePanel-error');
     node.appendChild(this._error);
@@ -138,8 +142,38 @@ export class RunsPanel extends Widget {
     this._live.classList.toggle('jp-mod-connected', m.connected);
     this._error.textContent = m.error;
     this._error.hidden = !m.error;
+    this._renderExecutor(m.executor);
     this._renderApprovals(m.approvals);
     this._renderRuns(m.runs);
+  }
+
+  /** "Dask: N workers · dashboard" (the dashboard in a new tab) when attempts run on a
+   * Dask cluster; nothing for local worker processes. */
+  private _renderExecutor(executor: IExecutor): void {
+    const node = this._executor;
+    const dask = executor.kind === 'dask';
+    const sig = dask ? `${executor.workers}|${executor.dashboard}|${executor.scheduler}` : '';
+    if (node.dataset.sig === sig) {
+      return;
+    }
+    node.dataset.sig = sig;
+    node.replaceChildren();
+    node.hidden = !dask;
+    if (!dask) {
+      return;
+    }
+    const n = executor.workers ?? 0;
+    node.title = `Attempts run on the Dask cluster ${executor.scheduler ?? ''}`.trim();
+    node.appendChild(document.createTextNode(`Dask: ${n} worker${n === 1 ? '' : 's'}`));
+    if (executor.dashboard && /^https?:\/\//i.test(executor.dashboard)) {
+      node.appendChild(document.createTextNode(' · '));
+      const link = el('a', 'jp-DurablePanel-dashboard', 'dashboard');
+      link.href = executor.dashboard;
+      link.target = '_blank';
+      link.rel = 'noopener noreferrer';
+      link.title = `Open the Dask dashboard (${executor.dashboard})`;
+      node.appendChild(link);
+    }
   }
 
   private _renderApprovals(approvals: IApproval[]): void {
@@ -339,6 +373,7 @@ export class RunsPanel extends Widget {
   }
 
   private _live: HTMLElement;
+  private _executor: HTMLElement;
   private _error: HTMLElement;
   private _approvalsTitle: HTMLElement;
   private _approvals: HTMLElement;

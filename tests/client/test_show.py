@@ -55,3 +55,42 @@ def test_a_run_tree_puts_steps_and_waits_under_their_attempt():
         "  Traceback",
         "  KeyError",
     ]
+
+
+def test_an_attempt_on_a_dask_worker_names_its_address():
+    run = {"id": "run_1", "task_id": "t", "status": "COMPLETED", "attempts": 2, "duration": 9,
+           "attempt_list": [
+               {"number": 1, "started_at": 0, "ended_at": 3, "outcome": "CRASHED",
+                "worker_pid": 11, "worker": "tcp://10.0.0.3:40123",
+                "error_type": "WorkerCrashed", "error_message": "lost"},
+               {"number": 2, "started_at": 5, "ended_at": 9, "outcome": "COMPLETED",
+                "worker_pid": 12, "worker": None, "error_type": None}],
+           "steps": [], "waits": []}
+    lines = run_tree(run).splitlines()
+    assert lines[1] == "├─ attempt 1  CRASHED  3.00 s  worker tcp://10.0.0.3:40123 (pid 11)"
+    assert lines[3] == "└─ attempt 2  COMPLETED  4.00 s  worker pid 12"
+
+
+def test_durable_nb_show_names_the_dask_worker_of_each_attempt(tmp_path):
+    """A database whose attempts ran on Dask workers: `RunHandle.attempts` and
+    `durable-nb show` name each worker, from a real engine process."""
+    from _dask_attempts import WORKERS, dask_runs
+    from _support import EngineProcess, run_cli
+
+    import durable_nb as dn
+
+    db = tmp_path / "store.duckdb"
+    run_id = dask_runs(db)["two"]
+    engine = EngineProcess(db, [])
+    engine.start()
+    try:
+        attempts = dn.get_run(run_id).attempts
+        assert [(a["worker"], a["worker_pid"]) for a in attempts] == list(WORKERS)
+        out = run_cli("show", run_id, "--db", str(db))
+    finally:
+        engine.stop()
+    assert out.returncode == 0, out.stderr
+    lines = [ln for ln in out.stdout.splitlines() if "attempt " in ln]
+    assert "FAILED" in lines[0] and lines[0].endswith("worker tcp://10.0.0.3:40123 (pid 4101)")
+    assert "COMPLETED" in lines[1]
+    assert lines[1].endswith("worker tcp://10.0.0.4:40777 (pid 4202)")

@@ -82,3 +82,13 @@ def tick(marks: str, i: int) -> int:
 @dn.task
 def ticking(marks: str, n: int) -> int:
     return sum(tick(marks, i) for i in range(n))
+
+
+@dn.task(retry=dn.Retry(max_attempts=1))
+def apply(fn, x):  # noqa: ANN001 - any function, pickled by reference with its module
+    return fn(x)
+
+
+@dn.task
+def double_it(x: int) -> tuple[int, str]:
+    return pause(0) + 2 * x, where()[0]

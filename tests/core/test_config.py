@@ -99,7 +99,8 @@ def test_serve_help_and_the_jupyter_help_list_the_same_settings(tmp_path):
     # the options users already rely on keep their names; nothing else is served
     assert set(serve) == {"--help", "--db", "--port", "--workers", "--min-idle-workers",
                           "--wait-grace", "--max-payload-mb", "--max-checkpoint-mb",
-                          "--prune-after"}
+                          "--prune-after", "--executor", "--dask-scheduler",
+                          "--executor-bind", "--executor-cert", "--executor-key"}
     # serve-only: the port (Jupyter has its own); Jupyter-only: idle-culling checks
     assert [s.name for s in SETTINGS if not s.jupyter] == ["port"]
     assert [s.name for s in SETTINGS if not s.flag] == ["activity_interval"]

@@ -5,6 +5,7 @@ defaults, keys and views as a new one."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import duckdb
@@ -101,3 +102,22 @@ def test_a_failing_migration_leaves_the_database_at_its_version(monkeypatch):
     tables = {t for (t,) in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
     assert "extra" not in tables
 
+
+
+def test_version_4_attempts_gain_a_worker_that_their_spans_carry():
+    """Step 5: old attempts have no Dask worker (NULL); one that has shows it in its span."""
+    conn = duckdb.connect()
+    conn.execute("CREATE TABLE schema_version (version INTEGER, applied_at DOUBLE)")
+    for version in range(1, 5):
+        conn.execute(MIGRATIONS[version - 1])
+        conn.execute("INSERT INTO schema_version VALUES (?, 0)", [version])
+    conn.execute("INSERT INTO attempts (run_id, number, worker_pid, started_at, ended_at, "
+                 "outcome) VALUES ('r', 1, 42, 1, 2, 'CRASHED'), ('r', 2, 0, 3, 4, 'COMPLETED')")
+    assert migrate(conn) == 4
+    conn.execute("UPDATE attempts SET worker = 'tcp://10.0.0.3:40123', worker_pid = 7 "
+                 "WHERE number = 2")
+    spans = conn.execute("SELECT name, attributes FROM spans WHERE kind = 'attempt' "
+                         "ORDER BY name").fetchall()
+    assert [(n, json.loads(a)) for n, a in spans] == [
+        ("attempt 1", {"worker_pid": 42, "worker": None}),
+        ("attempt 2", {"worker_pid": 7, "worker": "tcp://10.0.0.3:40123"})]

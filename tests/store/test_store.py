@@ -108,6 +108,6 @@ def test_version_1_database_keeps_its_spans_after_migrating(tmp_path):
     step = rows["step"]
     assert step["parent_id"] == "run_a/a2" and step["status"] == "FAILED"
     assert json.loads(step["attributes"]) == {"key": "f#1", "attempt": 1, "error": "KeyError", "retry_delay": 0.5}
-    assert json.loads(rows["attempt"]["attributes"]) == {"worker_pid": 42}
+    assert json.loads(rows["attempt"]["attributes"]) == {"worker_pid": 42, "worker": None}
     assert json.loads(rows["run"]["attributes"]) == {"attempts": 2, "queue": "q"}
     assert rows["run"]["end_at"] == 5

@@ -423,9 +423,12 @@ function renderRun(el, state, run, options, depth) {
   });
 
   const n = run.attempts || (run.attempt_list || []).length || 0;
+  // a single attempt has no row of its own: its Dask worker is named here
+  const only = (run.attempt_list || []).length === 1 ? run.attempt_list[0] : null;
   const meta = [
     run.kind === "cell" ? "cell" : null,
     n ? `${n} attempt${n === 1 ? "" : "s"}` : null,
+    only && only.worker ? `on Dask worker ${only.worker}` : null,
     run.queue && !String(run.queue).startsWith("task:") ? `queue ${run.queue}` : null,
     run.created_at ? `created ${formatTime(run.created_at)}` : null,
   ].filter(Boolean);
@@ -972,9 +975,19 @@ function renderAttempt(state, run, a) {
       h("span", { class: "dng-attempt-title" }, `Attempt ${a.number}`),
       h("span", { class: "dng-meta" }, label),
       liveDuration(a.started_at, a.ended_at ?? (outcome === "RUNNING" ? null : a.started_at)),
-      a.worker_pid ? h("span", { class: "dng-meta" }, `worker ${a.worker_pid}`) : null),
+      workerMeta(a)),
     a.error_type ? errorBlock(state, `${run.id}/attempt/${a.number}`, a.error_type,
       a.error_message, a.traceback, false) : null);
+}
+
+// Where an attempt ran: its Dask worker's address (attempts on a Dask cluster), else the
+// pid of its local worker process.
+function workerMeta(a) {
+  if (a.worker) {
+    return h("span", { class: "dng-meta dng-worker", title: `Dask worker ${a.worker}, pid ${a.worker_pid}` },
+      `worker ${a.worker}`);
+  }
+  return a.worker_pid ? h("span", { class: "dng-meta" }, `worker ${a.worker_pid}`) : null;
 }
 
 function waitTitle(w) {
