@@ -55,6 +55,14 @@ if wants_browser "$@" && [ ! -x /usr/bin/chromium ]; then
     fi
 fi
 
+# The across-hosts tests (tests/cluster/test_dask_hosts.py, tests/test_hosts.py) make
+# network namespaces with iproute2's `ip`; they skip with the reason where that cannot be.
+if ! command -v ip >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's iproute2 for the across-hosts tests (apt-get)" >&2
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; } \
+        >/dev/null 2>&1 || echo "warning: could not install iproute2; the across-hosts tests will skip" >&2
+fi
+
 "$PY" -m pytest "$@"
 rc=$?
 if [ "$rc" -eq 5 ]; then

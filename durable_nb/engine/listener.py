@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 import socket
 import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..core.auth import same_token
 from ..core.config import EngineConfig
 from ..core.protocol import FRAME_HEADER, encode, keepalive
 from .processes import _Channel
@@ -75,8 +75,7 @@ class AttemptListener:
             return None, "the first message must be a hello"
         slot = self.expected.get(str(hello.get("slot")))
         token = hello.get("token")
-        if slot is None or not isinstance(token, str) or not hmac.compare_digest(
-                token.encode(), slot.token.encode()):
+        if slot is None or not isinstance(token, str) or not same_token(token, slot.token):
             return None, "unknown attempt or wrong token"
         if slot.transport is not None:  # Dask runs the task again: its worker was lost
             self.pool.lose(slot, 1, f"Dask started the attempt's task again on "

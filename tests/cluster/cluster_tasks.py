@@ -4,6 +4,7 @@ workers find this folder on the path each attempt carries)."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 
@@ -92,3 +93,12 @@ def apply(fn, x):  # noqa: ANN001 - any function, pickled by reference with its 
 @dn.task
 def double_it(x: int) -> tuple[int, str]:
     return pause(0) + 2 * x, where()[0]
+
+
+@dn.task
+def looks(path: str, sleep: float) -> tuple[str, bool, str]:
+    """Where it ran and whether ``path`` (the engine's database folder) is visible there,
+    across a durable sleep that suspends the run and resumes it in a new attempt."""
+    before = pause(0)
+    dn.sleep(sleep)
+    return where()[0], os.path.exists(path), str(before) + socket.gethostname()
