@@ -115,6 +115,11 @@ class TestHosts:
 
     # -- processes -------------------------------------------------------------------------
 
+    def partition(self, name: str) -> None:
+        """Cut host ``name`` off the network (its link goes down; its processes live on),
+        as when a machine's network fails."""
+        _ip("-n", self.netns(name), "link", "set", "eth0", "down")
+
     def command(self, name: str, argv: Sequence[str], hide: _Paths = (),
                 private: _Paths = ()) -> list[str]:
         """The argv that runs ``argv`` on host ``name`` with ``hide`` and ``private`` covered
