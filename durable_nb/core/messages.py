@@ -13,7 +13,8 @@ Worker -> engine (``WorkerMessage``):
 ==============  ==========  =====================================================  ============
 op              class       fields                                                 reply
 ==============  ==========  =====================================================  ============
-``hello``       Hello       pid (once, before any attempt)                         -
+``hello``       Hello       pid (once, before any attempt; on Dask also slot,      -
+                            token, worker, host, as JSON)
 ``log``         Log         stream, lines, at (printed lines)                      -
 ``step``        Step        key, name, attempt, start, end, output, args,          ok
                             args_preview, output_preview
@@ -44,6 +45,7 @@ op            class        fields
                            ``RunIdsReply`` {run_ids}, ``ResumedReply`` {resumed}
 ``resolved``  Resolved     key, resolution: the wait is over, go on
 ``suspend``   SuspendRun   key: the wait goes on without a worker, unwind
+``refused``   Refused      why: a hello on the Dask listener that proves nothing
 ============  ===========  ======================================================
 """
 
@@ -132,8 +134,18 @@ class _Request(_FromAttempt, total=False):
     req: int  # always present: ``RunContext.request`` adds it
 
 
+class _RemoteHello(TypedDict, total=False):
+    """What an attempt on Dask adds (sent as JSON: nothing of an unproven peer is
+    unpickled): its slot and token, its Dask worker's address and its host name."""
+
+    slot: str
+    token: str
+    worker: str
+    host: str
+
+
 @final
-class Hello(TypedDict):
+class Hello(_RemoteHello):
     op: Literal["hello"]
     pid: int
 
@@ -327,7 +339,16 @@ class SuspendRun(TypedDict):
     key: str
 
 
-EngineMessage = RunAttempt | Reply | Resolved | SuspendRun
+@final
+class Refused(TypedDict):
+    """To a peer on the Dask listener whose hello proves nothing (or an attempt that
+    already ran elsewhere); the engine closes the connection after it."""
+
+    op: Literal["refused"]
+    why: str
+
+
+EngineMessage = RunAttempt | Reply | Resolved | SuspendRun | Refused
 """Every message the engine sends a worker."""
 
 Message = WorkerMessage | EngineMessage

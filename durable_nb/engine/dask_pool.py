@@ -82,7 +82,7 @@ class DaskSlot:
     def send(self, msg: dict) -> None:
         if self.ended:
             return
-        if msg.get("op") == "run" and self.future is None:
+        if self.future is None:  # the first message a slot is sent is its attempt
             self.pool.submit(self, msg)
         data = encode(msg)
         if self.transport is None:
@@ -267,10 +267,7 @@ class DaskPool:
             transport.write(data)
         slot.pending.clear()
         if slot.run is not None:
-            from .model import aid
-
-            self.events.on_message(slot, {"op": "placed", "aid": aid(slot.run),
-                                          "worker": slot.address, "pid": slot.pid})
+            self.events.on_placed(slot)
 
     def received(self, slot: DaskSlot, msg: dict) -> None:
         if not slot.ended:

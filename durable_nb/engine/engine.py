@@ -96,7 +96,8 @@ class Engine:
         self.writer.start(loop)
         self.state.pool = self._pool_factory(PoolEvents(
             on_ready=lambda w: self.scheduler.dispatch(),
-            on_message=self.messages.receive, on_exit=self.lifecycle.worker_exited))
+            on_message=self.messages.receive, on_exit=self.lifecycle.worker_exited,
+            on_placed=self.messages.placed))
         start = getattr(self.state.pool, "start", None)
         if start is not None:
             await start()

@@ -39,7 +39,6 @@ class WorkerMessages:
             "done": lambda run, w, msg: lifecycle.done(run, w, msg["output"]),
             "failed": lambda run, w, msg: lifecycle.failed(run, w, msg["error"]),
             "suspended": lambda run, w, msg: lifecycle.suspended(run, w),
-            "placed": self.placed,
         }
 
     def receive(self, worker: Any, msg: dict) -> None:
@@ -55,12 +54,15 @@ class WorkerMessages:
         if worker.run is None:  # the attempt ended: the worker is free
             self.scheduler.dispatch()
 
-    def placed(self, run: Run, worker: Any, msg: dict) -> None:
+    def placed(self, worker: Any) -> None:
         """An attempt on Dask connected: record the Dask worker it runs on."""
+        run = worker.run
+        if run is None:
+            return
         self.s.write([Update("attempts", {"run_id": run.id, "number": run.attempts},
-                             {"worker": msg["worker"], "worker_pid": msg["pid"]})])
+                             {"worker": worker.address, "worker_pid": worker.pid})])
         self.s.emit({"type": "attempt", "run_id": run.id, "attempt": run.attempts,
-                     "worker": msg["worker"], "at": self.s.now()})
+                     "worker": worker.address, "at": self.s.now()})
 
     def log(self, run: Run, worker: Any, msg: dict) -> None:
         s = self.s

@@ -50,6 +50,8 @@ class PoolEvents:
     on_ready: Callable[[Any], None]
     on_message: Callable[[Any, dict], None]
     on_exit: Callable[[Any], None]
+    # an attempt's worker became known after it started (a Dask task connected back)
+    on_placed: Callable[[Any], None] = lambda worker: None
 
 
 # How an engine gets its pool: called once at start with the engine's callbacks.

@@ -139,7 +139,8 @@ ERROR: m.ErrorInfo = {"type": "ValueError", "message": "bad", "traceback": "Trac
                       "abort": False}
 RESOLUTION: m.Resolution = {"outcome": "approved", "at": 2.0, "by": "ann", "comment": "ok"}
 EXAMPLES: list[m.Message] = [
-    {"op": "hello", "pid": 42},
+    {"op": "hello", "pid": 42, "slot": "s1", "token": "t", "worker": "tcp://10.0.0.3:4001",
+     "host": "node-3"},
     {"op": "log", "stream": "stdout", "lines": ["é", "x"], "at": 1.0, "aid": "r/1"},
     {"op": "step", "key": "s#1", "name": "s", "attempt": 1, "start": 1.0, "end": 2.0,
      "output": b"\x80\x05N.", "aid": "r/1", "req": 1, "args": b"\x80\x05)}\x86.",
@@ -177,6 +178,7 @@ EXAMPLES: list[m.Message] = [
     {"resumed": 2, "aid": "r/1", "re": 5},
     {"op": "resolved", "aid": "r/1", "key": "approval:ship#1", "resolution": RESOLUTION},
     {"op": "suspend", "aid": "r/1", "key": "approval:ship#1"},
+    {"op": "refused", "why": "unknown attempt or wrong token"},
 ]
 
 
