@@ -33,6 +33,7 @@ import threading
 from typing import Any
 
 from ..core.config import EngineConfig
+from ..core.errors import DurableError
 from ..core.protocol import encode
 from ..core.remote import call as _call
 from .listener import AttemptListener
@@ -130,6 +131,12 @@ class DaskPool:
     async def start(self) -> None:
         """Listen for attempts; connect to Dask in the background (the engine serves, and
         runs its local tasks, while the scheduler is unreachable)."""
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise DurableError("the Dask executor needs Dask's distributed package on the "
+                               "engine's machine and on every Dask worker: pip install "
+                               "'durable_nb[dask]'") from None
         self._loop = asyncio.get_running_loop()
         await self.listener.start()
         self._thread = threading.Thread(target=self._watch, daemon=True, name="durable-dask")
