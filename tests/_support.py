@@ -94,6 +94,17 @@ def bump(marks: str | Path, name: str) -> int:
     return p.stat().st_size
 
 
+def most_at_once(intervals) -> int:
+    """The largest number of (start, end) intervals that overlap at one instant: how many
+    runs a queue let execute at once, from the attempts' recorded times."""
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    now = top = 0
+    for _, step in edges:
+        now += step
+        top = max(top, now)
+    return top
+
+
 def wait_for(pred, timeout: float = 20.0, what: str = "condition", interval: float = 0.05):
     """Poll ``pred()`` until it returns something truthy (returned) or ``timeout`` passes."""
     deadline = time.monotonic() + timeout

@@ -10,22 +10,12 @@ import threading
 import time
 
 import pytest
-from _support import wait_for
+from _support import most_at_once, wait_for
 from cluster_tasks import limited, notes, on_gpu, stays_local, survives, ticking
 
 import durable_nb as dn
 
 pytestmark = pytest.mark.slow
-
-
-def most_at_once(intervals: list[tuple[float, float]]) -> int:
-    """The largest number of intervals that overlap at one instant."""
-    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
-    now = top = 0
-    for _, step in edges:
-        now += step
-        top = max(top, now)
-    return top
 
 
 def test_200_runs_hold_the_queue_limit_and_run_inside_dask_workers(cluster, dask_engine):

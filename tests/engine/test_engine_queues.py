@@ -3,7 +3,7 @@
 
 import time
 
-from _support import wait_for
+from _support import most_at_once, wait_for
 
 import durable_nb as dn
 
@@ -14,15 +14,6 @@ Q = dn.Queue("q", concurrency_limit=3)
 def queued_work(i: int) -> int:
     time.sleep(0.3)
     return i
-
-
-def _max_overlap(intervals):
-    events = sorted([(s, 1) for s, e in intervals] + [(e, -1) for s, e in intervals])
-    cur = best = 0
-    for _, d in events:
-        cur += d
-        best = max(best, cur)
-    return best
 
 
 def _intervals(sql_where=""):
@@ -40,9 +31,9 @@ def test_limit_holds_and_raising_it_applies_at_once(engine):
     assert [r.result(timeout=60) for r in runs] == list(range(20))
     before = [(s, e) for s, e in _intervals() if s < raised_at]
     after = [(s, e) for s, e in _intervals() if s >= raised_at]
-    assert _max_overlap(before) <= 3
-    assert _max_overlap(_intervals()) <= 6
-    assert _max_overlap(after) > 3, "the raised limit was not used"
+    assert most_at_once(before) <= 3
+    assert most_at_once(_intervals()) <= 6
+    assert most_at_once(after) > 3, "the raised limit was not used"
     first_new = min(s for s, _ in after)
     assert first_new - raised_at < 0.5, "the raised limit did not apply at once"
     assert {q["name"]: q["concurrency_limit"] for q in dn.connect(url=engine.client.url,
@@ -66,5 +57,5 @@ def test_concurrency_key_gives_each_tenant_its_own_limit(engine):
         a = r.attempts[0]
         spans.setdefault(t, []).append((a["started_at"], a["ended_at"]))
     for t in "ab":
-        assert _max_overlap(spans[t]) == 1, f"tenant {t} must run one at a time"
-    assert _max_overlap(spans["a"] + spans["b"]) == 2, "tenants a and b run side by side"
+        assert most_at_once(spans[t]) == 1, f"tenant {t} must run one at a time"
+    assert most_at_once(spans["a"] + spans["b"]) == 2, "tenants a and b run side by side"
