@@ -94,3 +94,23 @@ def test_the_engine_killed_leaves_no_orphan_and_its_runs_complete(
     engine.start()
     for h in handles:
         assert h.result(timeout=120) == sum(range(12))
+
+
+def test_the_executor_from_the_environment_starts_a_local_cluster(tmp_path, monkeypatch):
+    """DURABLE_NB_EXECUTOR=dask and no scheduler address: the engine starts a LocalCluster
+    of its own, and /health names its scheduler and dashboard."""
+    from _support import EngineProcess
+
+    monkeypatch.setenv("DURABLE_NB_EXECUTOR", "dask")
+    engine = EngineProcess(tmp_path / "own.duckdb", ["--wait-grace", "0.3"])
+    engine.start()
+    try:
+        executor = wait_for(lambda: (e := engine.client.request("GET", "/health")
+                                     ["executor"])["threads"] and e, 60, "the LocalCluster")
+        assert executor["kind"] == "dask" and executor["scheduler"].startswith("tcp://127.0.0.1")
+        assert executor["dashboard"].startswith("http://127.0.0.1")
+        h = limited.trigger(1)
+        address, _pid, _ = h.result(timeout=60)
+        assert h.attempts[0]["worker"] == address
+    finally:
+        engine.stop()
