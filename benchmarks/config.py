@@ -40,6 +40,8 @@ WORKLOADS: tuple[Workload, ...] = (
              "lower"),
     Workload("bigrun", "13. a run of n steps: widget first render in ms (Chromium)", (10_000, 2_000),
              "lower"),
+    Workload("dask", "14. Dask executor, 4 Dask workers: one-step runs/s (rows: local, 1, 2, 4)",
+             (1000, 200), "higher"),
 )
 
 FLOORS: tuple[Workload, ...] = (
@@ -89,7 +91,15 @@ DURABLE_NB = System(
         "trigger_cell) of n statements, each a checkpoint; recovery: the engine is SIGKILLed and "
         "started again; memory: the engine process's resident set (its workers are given apart)"
     ),
+    notes=(
+        "durable_nb, dask: the engine, a Dask scheduler, 1 to 4 Dask worker processes (one thread "
+        "each, dask worker --no-nanny on 127.0.0.1) and the client share this machine's CPUs; with "
+        "fewer CPUs than processes (2 CPUs run 4 Dask workers) the Dask rows give the CPU each run "
+        "and step costs across those processes, not what a cluster of separate hosts would do",
+    ),
 )
+
+NO_DASK = "durable_nb only: this harness runs no peer on a Dask cluster"
 
 DBOS = System(
     name="dbos",
@@ -111,6 +121,7 @@ DBOS = System(
         "namespace": "DBOS has no state object to checkpoint; only step outputs are stored",
         "column": "DBOS has no state object to checkpoint; only step outputs are stored",
         "bigrun": "no notebook widget to render a run in",
+        "dask": f"{NO_DASK} (DBOS runs workflows in the process that launched it)",
     },
     # The default queue polls every second and takes at most 2 runs per poll.
     params={"latency": {"n_default": (60, 4)}, "throughput": {"n_default": (120, 4)}},
@@ -154,6 +165,7 @@ LANGGRAPH = System(
         "notebook": "durable_nb only (IPython magic)",
         "bigrun": "no notebook widget to render a run in",
         "million": "no store of runs to list: a checkpointer lists the checkpoints of one thread",
+        "dask": f"{NO_DASK} (the library runs nodes in the caller)",
     },
 )
 
@@ -181,6 +193,7 @@ PREFECT = System(
         "bigrun": "no notebook widget to render a run in",
         "million": "not run: its server's database is built only through its API, and "
                    "1,000,000 flow runs at ~0.27 s each take three days",
+        "dask": f"{NO_DASK} (prefect-dask's DaskTaskRunner, not installed here, is the nearest)",
     },
     caps={"step": (2000, 150), "run": (200, 20), "latency": (100, 20), "throughput": (150, 12)},
     params={"run": {"n_default": (20, 2)}},
@@ -198,7 +211,7 @@ PREFECT = System(
 
 NOT_AN_ENGINE = "not a durable execution engine; measured only for namespace checkpoints"
 _DATA_ONLY = ("step", "run", "latency", "throughput", "recovery", "checkpoint", "notebook",
-              "memory", "concurrency", "million", "bigrun")
+              "memory", "concurrency", "million", "bigrun", "dask")
 
 DILL = System(
     name="dill",

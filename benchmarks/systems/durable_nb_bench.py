@@ -409,5 +409,6 @@ if __name__ == "__main__":
             "concurrency": _lazy("dnb_concurrency", "w_concurrency"),
             "million": _lazy("dnb_million", "w_million"),
             "bigrun": _lazy("dnb_bigrun", "w_bigrun"),
+            "dask": _lazy("dnb_dask", "w_dask"),
         }
     )

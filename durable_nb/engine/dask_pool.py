@@ -120,6 +120,7 @@ class DaskPool:
         self.threads = 0
         self.n_workers = 0
         self.problem: str | None = None
+        self.dashboard: str | None = None  # the scheduler's dashboard, when it serves one
         self.closed = False
         self.listener = AttemptListener(self, config)
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -155,11 +156,15 @@ class DaskPool:
                     continue
             try:
                 info = self.client.scheduler_info(n_workers=0)
+                self.dashboard = (self.client.dashboard_link
+                                  if "dashboard" in (info.get("services") or {}) else None)
                 self._report(int(info.get("total_threads") or 0),
                              int(info.get("n_workers") or 0), None)
             except Exception as exc:
                 if not self._stop.is_set():
                     self._report(0, 0, f"lost the Dask scheduler: {exc}")
+                if getattr(self.client, "status", "") in ("closed", "failed"):
+                    self._drop_client()  # it gave up reconnecting: connect afresh
             self._stop.wait(CAPACITY_POLL)
 
     def _connect(self) -> None:
@@ -172,6 +177,11 @@ class DaskPool:
             self.cluster = LocalCluster(processes=True, dashboard_address="127.0.0.1:0",
                                         silence_logs=logging.WARNING)
             self.client = Client(self.cluster, set_as_default=False)
+
+    def _drop_client(self) -> None:
+        client, self.client = self.client, None
+        with contextlib.suppress(Exception):
+            client.close()
 
     def _report(self, threads: int, n_workers: int, problem: str | None) -> None:
         loop = self._loop
@@ -208,8 +218,9 @@ class DaskPool:
 
     def idle(self) -> list[DaskSlot]:
         """Slots for as many attempts as the cluster has free threads."""
-        if self.closed or self.client is None:
-            return []
+        client = self.client
+        if self.closed or client is None or getattr(client, "status", "running") != "running":
+            return []  # while reconnecting, a task submitted now could be lost unnoticed
         self.workers = [w for w in self.workers if w.run is not None or w.running]
         free = self.threads - len(self.workers)
         while len(self._spare) < free:
@@ -320,9 +331,7 @@ class DaskPool:
 
     def describe(self) -> dict:
         """The executor as /health shows it."""
-        dashboard = None
-        with contextlib.suppress(Exception):
-            dashboard = self.client.dashboard_link if self.client is not None else None
+        dashboard = self.dashboard if self.client is not None else None
         scheduler = self.config.dask_scheduler or (
             self.cluster.scheduler_address if self.cluster is not None else None)
         return {"kind": "dask", "scheduler": scheduler, "dashboard": dashboard,
@@ -330,7 +339,14 @@ class DaskPool:
                 "attempts": len([w for w in self.workers if w.run is not None]),
                 "listen": ("{}:{}".format(*self.listener.address)
                            if self.listener.address else None),
-                "tls": bool(self.listener.cert), "problem": self.problem}
+                "tls": bool(self.listener.cert), "problem": self._problem()}
+
+    def _problem(self) -> str | None:
+        status = getattr(self.client, "status", "running")
+        if self.client is not None and status != "running":
+            return (f"the Dask scheduler is unreachable; the client is {status} (runs wait in "
+                    "their queues meanwhile)")
+        return self.problem
 
 
 def _cancel(fut: Any) -> None:
