@@ -174,8 +174,9 @@ class DaskPool:
             self.client = Client(self.config.dask_scheduler, timeout="10s",
                                  set_as_default=False)
         else:
-            self.cluster = LocalCluster(processes=True, dashboard_address="127.0.0.1:0",
-                                        silence_logs=logging.WARNING)
+            if self.cluster is None:
+                self.cluster = LocalCluster(processes=True, dashboard_address="127.0.0.1:0",
+                                            silence_logs=logging.WARNING)
             self.client = Client(self.cluster, set_as_default=False)
 
     def _drop_client(self) -> None:
@@ -192,10 +193,9 @@ class DaskPool:
     def _resized(self, threads: int, n_workers: int, problem: str | None) -> None:
         if problem and problem != self.problem:
             log.warning("durable_nb: %s", problem)
-        grew = threads > self.threads
         self.threads, self.n_workers, self.problem = threads, n_workers, problem
-        if grew and not self.closed:
-            self.events.on_ready(None)
+        if not self.closed and threads > len(self.workers):
+            self.events.on_ready(None)  # threads are free (again): start what waits
 
     async def close(self) -> None:
         self.closed = True
