@@ -71,8 +71,9 @@ def _worker(a: dict) -> str:
 def run_tree(d: dict) -> str:
     """The run as a tree: each attempt with the steps and waits that happened in it."""
     n = d["attempts"] or 0
+    prio = f", priority {d['priority']}" if d.get("priority") else ""
     head = (f"{d['id']}  {d['task_id']}  {d['status']}  ({n} attempt{'s' if n != 1 else ''}, "
-            f"{fmt_secs(d.get('duration'))})")
+            f"{fmt_secs(d.get('duration'))}{prio})")
     events = [_step_item(s) for s in d["steps"] if not s["step_key"].startswith("trigger:")]
     events += [_wait_item(w) for w in d["waits"]]
     events.sort(key=lambda e: e[0])

@@ -400,17 +400,22 @@ class Task:
             client._registered.add(key)
         return spec["hash"]
 
-    def _options(self, delay, tags, concurrency_key, ttl) -> dict:
-        return {"delay": parse_duration(delay), "tags": list(tags),
+    def _options(self, delay, tags, concurrency_key, ttl, priority=None) -> dict:
+        opts = {"delay": parse_duration(delay), "tags": list(tags),
                 "concurrency_key": concurrency_key, "ttl": parse_duration(ttl)}
+        if priority is not None:  # only when given: engines of earlier releases refuse it
+            opts["priority"] = priority
+        return opts
 
     def trigger(self, *args, idempotency_key: str | None = None, delay: Any = None,
                 tags: Iterable[str] = (), concurrency_key: str | None = None,
-                ttl: Any = None, **kwargs) -> RunHandle:
+                ttl: Any = None, priority: int | None = None, **kwargs) -> RunHandle:
         """Start a run; returns its handle at once. The same ``idempotency_key`` returns
         the existing run. ``delay`` postpones the start; ``ttl`` expires a run not started
-        in time."""
-        opts = self._options(delay, tags, concurrency_key, ttl)
+        in time. ``priority`` (-1000 to 1000, default 0; higher first) orders it among the
+        queued runs of its queue; each level counts as a minute of waiting, so a run of
+        lower priority that has waited long enough still goes first (no starvation)."""
+        opts = self._options(delay, tags, concurrency_key, ttl, priority)
         ctx = _context.current()
         if ctx is not None:
             payload = _payload(self.func, self.id, args, kwargs, ctx.max_payload)
@@ -445,16 +450,18 @@ class Task:
         return [(tuple(it), {}) if isinstance(it, tuple) else ((it,), {}) for it in items]
 
     def batch_trigger(self, items: Iterable, *, delay: Any = None, tags: Iterable[str] = (),
-                      concurrency_key: str | None = None, ttl: Any = None) -> list[RunHandle]:
+                      concurrency_key: str | None = None, ttl: Any = None,
+                      priority: int | None = None) -> list[RunHandle]:
         """One run per item (a tuple is the positional arguments, anything else the one
         argument)."""
         pairs = self._items(items)
         ctx = _context.current()
         if ctx is None:
             return [self.trigger(*a, delay=delay, tags=tags, concurrency_key=concurrency_key,
-                                 ttl=ttl, **k) for a, k in pairs]
+                                 ttl=ttl, priority=priority, **k) for a, k in pairs]
         payloads = [_payload(self.func, self.id, a, k, ctx.max_payload) for a, k in pairs]
-        ids = ctx.trigger(self.spec(), payloads, self._options(delay, tags, concurrency_key, ttl))
+        ids = ctx.trigger(self.spec(), payloads,
+                          self._options(delay, tags, concurrency_key, ttl, priority))
         return [RunHandle(i) for i in ids]
 
     def batch_trigger_and_wait(self, items: Iterable, **options) -> list[RunResult]:

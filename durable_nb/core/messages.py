@@ -102,7 +102,11 @@ class TaskSpec(TypedDict):
     options: dict[str, Any]
 
 
-class TriggerOptions(TypedDict):
+class _TriggerExtras(TypedDict, total=False):
+    priority: int  # only when the caller gave one
+
+
+class TriggerOptions(_TriggerExtras):
     delay: float | None
     tags: list[str]
     concurrency_key: str | None

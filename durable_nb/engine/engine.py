@@ -145,12 +145,14 @@ class Engine:
                       tags: list | tuple = (), concurrency_key: str | None = None,
                       ttl: float | None = None,
                       parent_run_id: str | None = None,
-                      origin: dict | None = None) -> tuple[str, bool]:
+                      origin: dict | None = None,
+                      priority: int | None = None) -> tuple[str, bool]:
         """Create a run; returns (run id, created). Durable before it returns. ``origin``
-        names the notebook cell that started it."""
+        names the notebook cell that started it; ``priority`` (higher first) orders it in
+        its queue, with aging (``model.queue_key``)."""
         self.writer.check_writable()
         opts = RunOptions.checked(idempotency_key, delay, tags, concurrency_key, ttl,
-                                  parent_run_id, origin)
+                                  parent_run_id, origin, priority)
         await self._recall_idempotent(task_hash, opts.idempotency_key)
         ids, created = self.scheduler.create_runs(task_hash, [payload], opts)
         await self.writer.write_durable([])
@@ -185,7 +187,8 @@ class Engine:
         if row["task_hash"] not in self.state.tasks:
             raise WaitConflict(f"the code of run {run_id}'s task is not in the store")
         opts = RunOptions.checked(None, None, list(row["tags"] or []),
-                                  row["concurrency_key"], origin=row.get("origin"))
+                                  row["concurrency_key"], origin=row.get("origin"),
+                                  priority=row.get("priority") or 0)
         ids, _ = self.scheduler.create_runs(row["task_hash"], [row["payload"]], opts)
         self.state.write([Update("runs", {"id": ids[0]}, {"replay_of": run_id})])
         if ids[0] in self.state.runs:

@@ -163,7 +163,8 @@ class WorkerMessages:
             ids, _ = self.scheduler.create_runs(
                 task.hash, msg["payloads"], RunOptions.checked(
                     f"{run.id}:{msg['key']}", opts.get("delay"), opts.get("tags") or (),
-                    opts.get("concurrency_key"), opts.get("ttl"), run.id),
+                    opts.get("concurrency_key"), opts.get("ttl"), run.id,
+                    priority=opts.get("priority")),
                 idem_suffixes=list(range(len(msg["payloads"]))))
         except (DurableError, LookupError, ValueError) as exc:
             reply(worker, msg, {"error": str(exc)})

@@ -86,6 +86,7 @@ class Run:
     output: bytes | None = None
     children: list[str] = field(default_factory=list)  # child runs triggered by this one
     origin: str | None = None  # JSON {notebook, cell_id, execution_count} of a cell run
+    priority: int = 0  # higher starts first within its queue (``queue_key``)
 
     @property
     def group(self) -> tuple[str, str | None]:
@@ -104,8 +105,20 @@ class Run:
             "finished_at": self.finished_at, "delay_until": self.delay_until, "ttl": self.ttl,
             "attempts": self.attempts, "output": self.output, "error": self.error,
             "duration_warning": self.duration_warning, "generation": self.generation,
-            "origin": self.origin,
+            "origin": self.origin, "priority": self.priority,
         }
+
+
+PRIORITY_AGING = 60.0  # seconds by which each level of priority moves a run up its queue
+MAX_PRIORITY = 1000
+
+
+def queue_key(run: Run, now: float) -> float:
+    """A queued run's place in its queue: when it was queued, moved earlier by
+    ``PRIORITY_AGING`` seconds per level of priority. A higher priority goes first, yet a
+    run that has waited longer than the difference in priority times ``PRIORITY_AGING``
+    goes before it (aging): no priority starves. Equal places keep creation order."""
+    return now - run.priority * PRIORITY_AGING
 
 
 def aid(run: Run) -> str:

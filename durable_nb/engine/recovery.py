@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
@@ -112,7 +113,7 @@ def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
         generation=row["generation"] or 0, tags=list(row["tags"] or []),
         idempotency_key=row["idempotency_key"], replay_of=row["replay_of"], ttl=row["ttl"],
         error=row["error"], duration_warning=bool(row["duration_warning"]),
-        origin=row.get("origin"))
+        origin=row.get("origin"), priority=row.get("priority") or 0)
 
 
 def _load_steps(q: Query, runs: dict[str, Run], scope: Scope) -> None:
@@ -198,9 +199,9 @@ def resume(s: EngineState, scheduler: Scheduler, waits: Waits) -> None:
                       {"ended_at": now, "outcome": AttemptOutcome.INTERRUPTED,
                        "error_message": "the engine stopped during this attempt"})])
             s.set_status(run, RunStatus.QUEUED, "engine restarted; resuming")
-            s.enqueue(run)
+            s.enqueue(run, since=-math.inf)  # it was running: it resumes before any queued run
         elif run.status == RunStatus.QUEUED:
-            s.enqueue(run)
+            s.enqueue(run, since=run.created_at)  # its wait so far counts for aging
         elif run.status == RunStatus.DELAYED:
             s.arm(run, run.delay_until or now, _bind(scheduler.undelay, run))
         elif run.status == RunStatus.WAITING:

@@ -26,7 +26,7 @@ from ..core.placement import check_executor, check_resources
 from ..core.serial import clean_text
 from ..core.status import RunStatus
 from ..store.records import Insert, InsertIgnore, Update, Upsert
-from .model import MAX_INT32, ORIGIN_FIELDS, Run, TaskInfo, aid
+from .model import MAX_INT32, MAX_PRIORITY, ORIGIN_FIELDS, Run, TaskInfo, aid
 from .state import EngineState
 
 
@@ -41,21 +41,27 @@ class RunOptions:
     ttl: float | None = None
     parent_run_id: str | None = None
     origin: str | None = None  # JSON {notebook, cell_id, execution_count}
+    priority: int = 0
 
     @classmethod
     def checked(cls, idempotency_key: Any = None, delay: Any = None, tags: Any = (),
                 concurrency_key: Any = None, ttl: Any = None,
-                parent_run_id: str | None = None, origin: Any = None) -> RunOptions:
+                parent_run_id: str | None = None, origin: Any = None,
+                priority: Any = None) -> RunOptions:
         if not all(isinstance(v, (str, type(None))) for v in (idempotency_key,
                                                               concurrency_key)):
             raise ValueError("idempotency_key and concurrency_key must be text")
+        if priority is not None and (not isinstance(priority, int) or isinstance(priority, bool)
+                                     or not -MAX_PRIORITY <= priority <= MAX_PRIORITY):
+            raise ValueError(f"priority must be a whole number from {-MAX_PRIORITY} to "
+                             f"{MAX_PRIORITY}, got {priority!r:.50}")
         return cls(
             idempotency_key=clean_text(idempotency_key) if idempotency_key else idempotency_key,
             delay=parse_duration(delay) if delay is not None else None,
             tags=[clean_text(str(t)) for t in tags or ()],
             concurrency_key=clean_text(concurrency_key) if concurrency_key else concurrency_key,
             ttl=parse_duration(ttl) if ttl is not None else None,
-            parent_run_id=parent_run_id, origin=origin_json(origin))
+            parent_run_id=parent_run_id, origin=origin_json(origin), priority=priority or 0)
 
 
 
@@ -186,7 +192,8 @@ class Scheduler:
         run = Run(id="run_" + uuid.uuid4().hex[:20], task=task, status=RunStatus.QUEUED,
                   queue=qname, ckey=opts.concurrency_key, payload=payload, created_at=now,
                   seq=next(s.seq), parent_run_id=opts.parent_run_id, tags=tags,
-                  idempotency_key=ikey, ttl=opts.ttl, origin=opts.origin)
+                  idempotency_key=ikey, ttl=opts.ttl, origin=opts.origin,
+                  priority=opts.priority)
         if ikey is not None:
             s.idem[(task.task_id, ikey)] = run.id
         s.runs[run.id] = run
@@ -202,7 +209,8 @@ class Scheduler:
                 "idempotency_key": ikey, "tags": tags, "payload": payload,
                 "parent_run_id": opts.parent_run_id, "created_at": now,
                 "delay_until": delay_until, "ttl": opts.ttl, "attempts": 0,
-                "duration_warning": False, "updated_at": now, "origin": opts.origin}),
+                "duration_warning": False, "updated_at": now, "origin": opts.origin,
+                "priority": opts.priority}),
             Insert("transitions", {"run_id": run.id, "created_at": now, "from_status": None,
                                     "to_status": status, "reason": "triggered"}),
         ])
@@ -242,10 +250,10 @@ class Scheduler:
     def _push_head(self, heads: list, group: tuple) -> None:
         """Drop runs no longer queued from the group's front; push its head if it may start."""
         dq = self.s.groups[group]
-        while dq and dq[0].status != RunStatus.QUEUED:
-            dq.popleft()
+        while dq and dq[0][2].status != RunStatus.QUEUED:
+            heapq.heappop(dq)
         if dq and self._capacity(group):
-            heapq.heappush(heads, (dq[0].seq, group))
+            heapq.heappush(heads, (dq[0][:2], group))
 
     def dispatch(self) -> None:
         """Start queued runs, oldest first, where their queue has room and a worker is idle."""
@@ -263,13 +271,13 @@ class Scheduler:
         while heads:
             _, group = heapq.heappop(heads)
             dq = s.groups[group]
-            kind = route(dq[0]) if route is not None else "local"
+            kind = route(dq[0][2]) if route is not None else "local"
             free = idle[kind]
             if not free:
                 if kind == "local":  # the local pool starts workers; Dask sizes itself
                     waiting += min(len(dq), 1 if s.queues.get(group[0]) else len(dq))
                 continue
-            self.start_attempt(dq.popleft(), free.pop())
+            self.start_attempt(heapq.heappop(dq)[2], free.pop())
             self._push_head(heads, group)
         for group in [g for g, dq in s.groups.items() if not dq]:
             del s.groups[group]

@@ -8,8 +8,9 @@ One asyncio loop owns it: every method here runs on that loop, never in a thread
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
-from collections import OrderedDict, defaultdict, deque
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -17,7 +18,7 @@ from ..core.config import EngineConfig
 from ..store.records import Insert, Record, Update
 from ..store.store import Store
 from .clock import Clock, Timer
-from .model import Run, TaskInfo
+from .model import Run, TaskInfo, queue_key
 from .pool import WorkerPool
 from .writer import JournalWriter
 
@@ -38,7 +39,8 @@ class EngineState:
         self.stopped = False
         self.tasks: dict[str, TaskInfo] = {}
         self.runs: dict[str, Run] = {}  # unfinished runs
-        self.groups: dict[tuple, deque[Run]] = defaultdict(deque)  # queued, per group
+        # queued runs per group: heaps of (queue_key, seq, run)
+        self.groups: dict[tuple, list[tuple[float, int, Run]]] = defaultdict(list)
         self.executing: dict[tuple, int] = defaultdict(int)  # attempts, per group
         self.queues: dict[str, int | None] = {}  # concurrency limits
         self.idem: dict[tuple[str, str], str] = {}  # (task id, idempotency key) -> run
@@ -109,8 +111,11 @@ class EngineState:
         (run.attempt_timers if attempt else run.timers).append(h)
         return h
 
-    def enqueue(self, run: Run) -> None:
-        self.groups[run.group].append(run)
+    def enqueue(self, run: Run, since: float | None = None) -> None:
+        """Queue ``run`` in its group, ordered by ``queue_key`` (priority with aging) from
+        ``since``, when it began waiting (default: now)."""
+        at = self.now() if since is None else since
+        heapq.heappush(self.groups[run.group], (queue_key(run, at), run.seq, run))
 
     def notify_done(self, run_id: str) -> None:
         """Wake the callers waiting for the run's result."""

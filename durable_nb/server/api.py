@@ -124,7 +124,7 @@ async def post_run(r: Request):
             b["task_hash"], _required_b64(b, "payload_b64"),
             idempotency_key=b.get("idempotency_key"), delay=_float(b.get("delay")),
             tags=list(b.get("tags") or []), concurrency_key=b.get("concurrency_key"),
-            ttl=_float(b.get("ttl")), origin=b.get("origin"),
+            ttl=_float(b.get("ttl")), origin=b.get("origin"), priority=b.get("priority"),
         )
     except LookupError as exc:
         return 409, {"error": str(exc), "code": "unknown_task"}

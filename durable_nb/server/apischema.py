@@ -138,6 +138,9 @@ POST_RUN = obj({
     "tags": TAGS,
     "concurrency_key": nullable(string(1000)),
     "origin": {**ORIGIN, "type": ["object", "null"]},
+    "priority": nullable({"type": "integer", "minimum": -1000, "maximum": 1000,
+                          "description": "higher starts first within its queue; each level "
+                          "counts as a minute of waiting (aging), so none starves"}),
 }, required=("task_hash", "payload_b64"))
 DECIDE = obj({
     "wait": nullable(string(1000)),

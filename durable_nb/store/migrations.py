@@ -153,6 +153,10 @@ MIGRATIONS: list[str] = [
                                  'retry_delay', retry_delay) END::VARCHAR
     FROM steps;
     """,
+    # 6: a run's priority (higher starts first within its queue, with aging)
+    """
+    ALTER TABLE runs ADD COLUMN priority INTEGER DEFAULT 0;
+    """,
 ]
 
 

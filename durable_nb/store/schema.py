@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["DDL", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -32,7 +32,7 @@ CREATE TABLE runs (
     replay_of VARCHAR, created_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
     delay_until DOUBLE, ttl DOUBLE, attempts INTEGER, output BLOB, error VARCHAR,
     duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE,
-    origin VARCHAR);
+    origin VARCHAR, priority INTEGER DEFAULT 0);
 
 -- every status change of a run
 CREATE TABLE transitions (

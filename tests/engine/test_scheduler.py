@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from inprocess import run_async
 
 from durable_nb.testing import EngineHarness
@@ -89,3 +90,56 @@ async def test_a_ttl_expires_a_run_that_did_not_start(tmp_path):
         await h.settle()
         (row,) = await h.rows("SELECT status, error FROM runs WHERE id = ?", late)
         assert row["status"] == "EXPIRED" and "ttl" in row["error"]
+
+
+@run_async
+async def test_a_higher_priority_starts_first_within_its_queue(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=1) as h:
+        t = h.task("t")
+        busy = await h.trigger(t)
+        low = await h.trigger(t)
+        high = await h.trigger(t, priority=5)
+        default = await h.trigger(t)
+        order = []
+        for _ in range(3):
+            h.worker_of(busy).done()
+            await h.settle()
+            (busy,) = [r for r in (low, high, default) if h.status(r) == "EXECUTING"]
+            order.append(busy)
+        assert order == [high, low, default], "higher first, then creation order"
+
+
+@run_async
+async def test_aging_lets_a_long_waiting_run_go_before_a_newer_higher_one(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=1) as h:
+        t = h.task("t")
+        busy = await h.trigger(t)
+        old = await h.trigger(t, priority=0)
+        await h.advance(3 * 60 + 1)  # waited longer than 3 levels' worth of aging
+        newer = await h.trigger(t, priority=3)
+        h.worker_of(busy).done()
+        await h.settle()
+        assert (h.status(old), h.status(newer)) == ("EXECUTING", "QUEUED")
+
+
+@run_async
+async def test_priority_order_survives_a_restart(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=1) as h:
+        t = h.task("t")
+        busy = await h.trigger(t)
+        low = await h.trigger(t, priority=-2)
+        high = await h.trigger(t, priority=2)
+        await h.restart()  # busy is resumed first (it was executing), then by priority
+        (row,) = await h.rows("SELECT priority FROM runs WHERE id = ?", high)
+        assert row["priority"] == 2
+        h.worker_of(busy).done()
+        await h.settle()
+        assert (h.status(high), h.status(low)) == ("EXECUTING", "QUEUED")
+
+
+@run_async
+async def test_a_priority_out_of_range_is_refused(tmp_path):
+    async with EngineHarness(tmp_path) as h:
+        for bad in (1001, -1001, 1.5, True, "3"):
+            with pytest.raises(ValueError, match="priority"):
+                await h.trigger(h.task("t"), priority=bad)

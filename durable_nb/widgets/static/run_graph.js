@@ -430,6 +430,7 @@ function renderRun(el, state, run, options, depth) {
     n ? `${n} attempt${n === 1 ? "" : "s"}` : null,
     only && only.worker ? `on Dask worker ${only.worker}` : null,
     run.queue && !String(run.queue).startsWith("task:") ? `queue ${run.queue}` : null,
+    run.priority ? `priority ${run.priority}` : null,
     run.created_at ? `created ${formatTime(run.created_at)}` : null,
   ].filter(Boolean);
   const start = run.started_at;
