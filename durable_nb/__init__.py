@@ -19,17 +19,18 @@ _EXPORTS = {
         "WaitConflict", "WaitTimeout"], "core.errors"),
 
     "Retry": "core.retry",
+    "Queue": "client.queues", "Rate": "client.queues",
     **dict.fromkeys([
-        "Decision", "Queue", "RunHandle", "RunResult", "SqlResult", "Task", "approval",
+        "Decision", "RunHandle", "RunResult", "SqlResult", "Task", "approval",
         "get_run", "idempotency_key", "runs", "send_event", "sleep", "sql", "step", "task",
         "wait_for_event"], "client.tasks"),
 }
 
 if TYPE_CHECKING:
     from .client.client import Client, connect
+    from .client.queues import Queue, Rate
     from .client.tasks import (
         Decision,
-        Queue,
         RunHandle,
         RunResult,
         SqlResult,
@@ -95,7 +96,7 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "AbortRun", "ApiError", "Client", "Decision", "DurableError", "EngineLocked",
-    "EngineUnavailable", "NotPicklable", "PayloadTooLarge", "Queue", "Retry", "RunFailed",
+    "EngineUnavailable", "NotPicklable", "PayloadTooLarge", "Queue", "Rate", "Retry", "RunFailed",
     "RunHandle", "RunNotFound", "RunResult", "SqlResult", "StepNotRecorded", "Task",
     "WaitConflict", "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
     "runs", "send_event", "sleep", "sql", "step", "task", "wait_for_event",

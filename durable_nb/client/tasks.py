@@ -31,29 +31,9 @@ from ..core.status import TERMINAL as TERMINAL  # re-exported: the views import 
 from ..core.status import RunStatus, WaitOutcome
 from ..worker import context as _context
 from .client import Client, get_client
+from .queues import Queue as Queue  # re-exported: stored tasks name it here
+from .queues import Rate as Rate
 from .steps import StepRecord, step_records
-
-
-class Queue:
-    """A named queue shared by tasks; ``concurrency_limit`` counts executing runs only."""
-
-    def __init__(self, name: str, concurrency_limit: int | None = None):
-        if concurrency_limit is not None and concurrency_limit < 1:
-            raise ValueError("concurrency_limit must be a positive integer or None")
-        self.name = name
-        self.concurrency_limit = concurrency_limit
-
-    def __repr__(self) -> str:
-        return f"Queue({self.name!r}, concurrency_limit={self.concurrency_limit})"
-
-    def set_limit(self, concurrency_limit: int | None) -> None:
-        """Change the limit now; it applies at once to runs already queued."""
-        get_client().request("PUT", f"/queues/{self.name}",
-                             {"concurrency_limit": concurrency_limit})
-        self.concurrency_limit = concurrency_limit
-
-    def to_dict(self) -> dict:
-        return {"name": self.name, "concurrency_limit": self.concurrency_limit}
 
 
 @dataclass(frozen=True)

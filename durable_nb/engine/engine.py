@@ -38,6 +38,7 @@ from .pool import PoolEvents, PoolFactory, WorkerPool
 from .processes import ProcessPool
 from .queries import Queries
 from .retention import Pruner
+from .scheduler import KEEP as KEEP
 from .scheduler import RunOptions, Scheduler
 from .state import EngineState
 from .waits import Waits
@@ -133,9 +134,10 @@ class Engine:
         """Store a task's code (idempotent by content hash)."""
         return self.scheduler.register_task(spec)
 
-    def set_queue(self, name: str, limit: int | None) -> dict:
-        """Set a queue's concurrency limit; applies at once to queued runs."""
-        return self.scheduler.set_queue(name, limit)
+    def set_queue(self, name: str, limit: int | None, rate: Any = KEEP) -> dict:
+        """Set a queue's concurrency limit and (unless ``KEEP``) its rate limit, None or
+        {"limit": n, "per": seconds}; applies at once to queued runs."""
+        return self.scheduler.set_queue(name, limit, rate)
 
     def queues(self) -> list[dict]:
         return self.scheduler.queues()

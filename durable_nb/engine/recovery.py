@@ -31,8 +31,12 @@ def load(s: EngineState) -> None:
     for row in q("SELECT * FROM tasks", sync=False):
         s.tasks[row["hash"]] = TaskInfo(row["hash"], row["task_id"], row["code"],
                                         json.loads(row["sys_path"]), json.loads(row["options"]))
-    for row in q("SELECT name, concurrency_limit FROM queues", sync=False):
+    for row in q("SELECT name, concurrency_limit, rate_limit, rate_per FROM queues",
+                 sync=False):
         s.queues[row["name"]] = row["concurrency_limit"]
+        if row["rate_limit"]:
+            s.rates[row["name"]] = (row["rate_limit"], row["rate_per"])
+    _load_rate_windows(s, q)
     for row in q("SELECT key, data FROM events", sync=False):
         s.events[row["key"]] = row["data"]
     # log lines keep their order across restarts: numbering goes on after the last one
@@ -102,6 +106,20 @@ def _fill(q: Query, runs: dict[str, Run], children_of: dict, child_results: dict
 
 
 Query = Callable[..., list[dict]]  # Store.query, with or without syncing first
+
+
+def _load_rate_windows(s: EngineState, q: Query) -> None:
+    """The attempt starts still inside each rate-limited queue's window: a rate limit holds
+    across restarts."""
+    if not s.rates:
+        return
+    since = s.now() - max(per for _, per in s.rates.values())
+    rows = q(f"SELECT r.queue, r.concurrency_key, a.started_at FROM attempts a JOIN runs r "
+             f"ON r.id = a.run_id WHERE a.started_at >= ? AND r.queue IN "
+             f"({', '.join('?' * len(s.rates))}) ORDER BY a.started_at",
+             [since, *s.rates], sync=False)
+    for row in rows:
+        s.starts[(row["queue"], row["concurrency_key"])].append(row["started_at"])
 
 
 def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:

@@ -86,6 +86,28 @@ def origin_json(origin: Any) -> str | None:
                        for k in ORIGIN_FIELDS if (v := origin.get(k)) is not None})
 
 
+KEEP = object()  # set_queue: leave the rate limit as it is
+MAX_RATE_PER = 366 * 86400.0
+
+
+def rate_of(spec: Any) -> tuple[int, float] | None:
+    """(limit, per seconds) of a rate limit given as {"limit": n, "per": "1m" or seconds},
+    or None; ValueError naming what is wrong."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or set(spec) - {"limit", "per"}:
+        raise ValueError(f"rate_limit must be {{'limit': n, 'per': duration}} or null, got "
+                         f"{spec!r:.100}")
+    n, per = spec.get("limit"), parse_duration(spec.get("per"))
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_INT32:
+        raise ValueError(f"rate_limit.limit must be a whole number from 1 to {MAX_INT32}, "
+                         f"got {n!r:.50}")
+    if per is None or not 0 < per <= MAX_RATE_PER:
+        raise ValueError(f"rate_limit.per must be a duration above 0 and at most a year, got "
+                         f"{spec.get('per')!r:.50}")
+    return n, float(per)
+
+
 def _unwired(*args: Any, **kwargs: Any) -> None:
     raise RuntimeError("the scheduler is used outside an engine")
 
@@ -122,20 +144,33 @@ class Scheduler:
                 "created_at": s.now()})])
         return info
 
-    def set_queue(self, name: str, limit: int | None) -> dict:
-        """Set a queue's concurrency limit; applies at once to queued runs."""
+    def set_queue(self, name: str, limit: int | None, rate: Any = KEEP) -> dict:
+        """Set a queue's concurrency limit and, unless ``KEEP``, its rate limit (None, or
+        {"limit": n, "per": seconds or a duration}); applies at once to queued runs."""
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                                   or not 1 <= limit <= MAX_INT32):
             raise ValueError(f"concurrency_limit must be an integer from 1 to {MAX_INT32} or "
                              f"null, got {limit!r}")
         s = self.s
-        if s.queues.get(name, "unset") != limit:
+        new_rate = s.rates.get(name) if rate is KEEP else rate_of(rate)
+        if s.queues.get(name, "unset") != limit or s.rates.get(name) != new_rate:
             s.writer.check_writable()
             s.queues[name] = limit
-            s.write([Upsert("queues", {"name": name, "concurrency_limit": limit,
-                                           "updated_at": s.now()})])
+            if new_rate is None:
+                s.rates.pop(name, None)
+            else:
+                s.rates[name] = new_rate
+            s.write([Upsert("queues", {
+                "name": name, "concurrency_limit": limit, "updated_at": s.now(),
+                "rate_limit": new_rate[0] if new_rate else None,
+                "rate_per": new_rate[1] if new_rate else None})])
             self.dispatch()
-        return {"name": name, "concurrency_limit": limit}
+        return self._queue_info(name, limit)
+
+    def _queue_info(self, name: str, limit: int | None) -> dict:
+        rate = self.s.rates.get(name)
+        return {"name": name, "concurrency_limit": limit,
+                "rate_limit": {"limit": rate[0], "per": rate[1]} if rate else None}
 
     def queues(self) -> list[dict]:
         """Each queue with its limit and how many of its runs execute and wait."""
@@ -147,7 +182,7 @@ class Scheduler:
             if run.status == RunStatus.QUEUED:
                 queued[run.queue] += 1
         names = set(self.s.queues) | set(counts) | set(queued)
-        return [{"name": n, "concurrency_limit": self.s.queues.get(n), "executing": counts[n],
+        return [{**self._queue_info(n, self.s.queues.get(n)), "executing": counts[n],
                  "queued": queued[n]} for n in sorted(names)]
 
     # ------------------------------------------------------------------ runs
@@ -169,7 +204,8 @@ class Scheduler:
         qspec = task.options.get("queue") or {}
         qname = qspec.get("name") or f"task:{task.task_id}"
         if qspec:
-            self.set_queue(qname, qspec.get("concurrency_limit"))
+            self.set_queue(qname, qspec.get("concurrency_limit"),
+                           qspec.get("rate_limit", KEEP))  # declared in code: applied again
         ids, created = [], []
         for i, payload in enumerate(payloads):
             ikey = opts.idempotency_key
@@ -245,7 +281,31 @@ class Scheduler:
 
     def _capacity(self, group: tuple) -> bool:
         limit = self.s.queues.get(group[0])
-        return limit is None or self.s.executing[group] < limit
+        if limit is not None and self.s.executing[group] >= limit:
+            return False
+        return self._rate_allows(group)
+
+    def _rate_allows(self, group: tuple) -> bool:
+        """Whether the group's sliding window has room for one more start; if not, a timer
+        dispatches again when its oldest start leaves the window."""
+        rate = self.s.rates.get(group[0])
+        if rate is None:
+            return True
+        n, per = rate
+        starts, now = self.s.starts[group], self.s.now()
+        while starts and starts[0] <= now - per:
+            starts.popleft()
+        if len(starts) < n:
+            return True
+        at = starts[-n] + per  # when the window holds n - 1 of these starts
+        timer = self.s.rate_timers.get(group)
+        if timer is None:
+            def wake() -> None:
+                self.s.rate_timers.pop(group, None)
+                self.dispatch()
+
+            self.s.rate_timers[group] = self.s.clock.call_at(at, wake)
+        return False
 
     def _push_head(self, heads: list, group: tuple) -> None:
         """Drop runs no longer queued from the group's front; push its head if it may start."""
@@ -295,6 +355,8 @@ class Scheduler:
         run.current_wait = None
         worker.run = run
         s.executing[run.group] += 1
+        if run.queue in s.rates:
+            s.starts[run.group].append(now)
         first = run.started_at is None
         if first:
             run.started_at = now

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict, defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +39,9 @@ class EngineState:
         self.stopped = False
         self.tasks: dict[str, TaskInfo] = {}
         self.runs: dict[str, Run] = {}  # unfinished runs
+        self.rates: dict[str, tuple[int, float]] = {}  # queue -> (starts, per seconds)
+        self.starts: dict[tuple, deque[float]] = defaultdict(deque)  # recent, per group
+        self.rate_timers: dict[tuple, Timer] = {}  # when a full window frees a start
         # queued runs per group: heaps of (queue_key, seq, run)
         self.groups: dict[tuple, list[tuple[float, int, Run]]] = defaultdict(list)
         self.executing: dict[tuple, int] = defaultdict(int)  # attempts, per group

@@ -21,7 +21,7 @@ from ..core.runtime import API_PREFIX, EVENTS_PATH
 from ..core.serial import b64
 from ..core.version import __version__
 from ..engine import step_groups
-from ..engine.engine import Engine, summarize
+from ..engine.engine import KEEP, Engine, summarize
 from . import apischema as S
 from .apischema import BadRequest, Param
 
@@ -266,7 +266,8 @@ async def list_queues(r: Request):
 
 
 async def put_queue(r: Request):
-    return 200, r.engine.set_queue(r.args[0], _int(r.body["concurrency_limit"]))
+    rate = r.body["rate_limit"] if "rate_limit" in r.body else KEEP  # absent: unchanged
+    return 200, r.engine.set_queue(r.args[0], _int(r.body["concurrency_limit"]), rate)
 
 
 async def list_workers(r: Request):

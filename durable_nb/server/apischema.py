@@ -96,7 +96,12 @@ RETRY = obj({
     "max_timeout": SECONDS,
     "randomize": {"type": "boolean"},
 })
-QUEUE = obj({"name": NAME, "concurrency_limit": nullable(LIMIT)}, required=("name",))
+RATE = obj({"limit": LIMIT, "per": {"type": "number", "exclusiveMinimum": 0,
+                                     "maximum": 366 * 86400, "description": "seconds"}},
+           required=("limit", "per"))
+RATE["description"] = "at most `limit` attempt starts in any window of `per` seconds"
+QUEUE = obj({"name": NAME, "concurrency_limit": nullable(LIMIT),
+             "rate_limit": nullable(RATE)}, required=("name",))
 ORIGIN = obj({
     "notebook": nullable(string(1024)),
     "cell_id": nullable(string(1024)),
@@ -151,7 +156,8 @@ EVENT = obj({
     "data_b64": nullable(B64),
     "data": {"description": "any JSON value (stored pickled); ignored when data_b64 is given"},
 })
-PUT_QUEUE = obj({"concurrency_limit": nullable(LIMIT)}, required=("concurrency_limit",))
+PUT_QUEUE = obj({"concurrency_limit": nullable(LIMIT), "rate_limit": nullable(RATE)},
+                required=("concurrency_limit",))
 SQL = obj({
     "query": string(100_000, 1),
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_SQL_ROWS, "default": 10_000},

@@ -153,9 +153,12 @@ MIGRATIONS: list[str] = [
                                  'retry_delay', retry_delay) END::VARCHAR
     FROM steps;
     """,
-    # 6: a run's priority (higher starts first within its queue, with aging)
+    # 6: a run's priority (higher starts first within its queue, with aging), and a
+    # queue's rate limit (at most rate_limit attempt starts in any rate_per seconds)
     """
     ALTER TABLE runs ADD COLUMN priority INTEGER DEFAULT 0;
+    ALTER TABLE queues ADD COLUMN rate_limit INTEGER;
+    ALTER TABLE queues ADD COLUMN rate_per DOUBLE;
     """,
 ]
 

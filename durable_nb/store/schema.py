@@ -21,7 +21,10 @@ CREATE TABLE tasks (
     hash VARCHAR PRIMARY KEY, task_id VARCHAR, code BLOB, sys_path VARCHAR,
     options VARCHAR, created_at DOUBLE);
 
-CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, updated_at DOUBLE);
+-- a queue's limits: runs executing at once, and at most rate_limit attempt starts in any
+-- rate_per seconds (both per concurrency key)
+CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, updated_at DOUBLE,
+                     rate_limit INTEGER, rate_per DOUBLE);
 
 -- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell');
 -- origin: JSON {notebook, cell_id, execution_count} of the cell that started it, if any

@@ -108,13 +108,17 @@ class EngineHarness:
     # ------------------------------------------------------------------ tasks and runs
 
     def task(self, task_id: str, *, retry: Retry | None = None, queue: str | None = None,
-             concurrency_limit: int | None = None, **options: Any) -> str:
-        """Register a task whose workers the test plays; returns its hash."""
+             concurrency_limit: int | None = None, rate_limit: tuple[int, float] | None = None,
+             **options: Any) -> str:
+        """Register a task whose workers the test plays; returns its hash. ``rate_limit``
+        is (starts, per seconds) of its queue."""
         code = _serial.dumps(_noop, "task code")
         if retry is not None:
             options["retry"] = retry.to_dict()
         if queue is not None:
             options["queue"] = {"name": queue, "concurrency_limit": concurrency_limit}
+            if rate_limit is not None:
+                options["queue"]["rate_limit"] = {"limit": rate_limit[0], "per": rate_limit[1]}
         h = _serial.task_hash(code, task_id, options)
         self._engine.register_task({"hash": h, "task_id": task_id, "code": code,
                                     "options": options, "sys_path": []})

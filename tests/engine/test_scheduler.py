@@ -21,8 +21,8 @@ async def test_raising_a_queue_limit_starts_queued_runs_at_once_in_order(tmp_pat
         h._engine.set_queue("q", 3)
         await h.settle()
         assert _executing(h, ids) == ids[:3], "the oldest queued runs start first"
-        assert h._engine.queues() == [{"name": "q", "concurrency_limit": 3, "executing": 3,
-                                       "queued": 1}]
+        assert h._engine.queues() == [{"name": "q", "concurrency_limit": 3, "rate_limit": None,
+                                       "executing": 3, "queued": 1}]
 
 
 @run_async
@@ -143,3 +143,68 @@ async def test_a_priority_out_of_range_is_refused(tmp_path):
         for bad in (1001, -1001, 1.5, True, "3"):
             with pytest.raises(ValueError, match="priority"):
                 await h.trigger(h.task("t"), priority=bad)
+
+
+def _started(h: EngineHarness, ids: list[str]) -> list[str]:
+    return [r for r in ids if h.status(r) != "QUEUED"]
+
+
+async def _finish_executing(h: EngineHarness, ids: list[str]) -> None:
+    for r in ids:
+        if h.status(r) == "EXECUTING":
+            h.worker_of(r).done()
+    await h.settle()
+
+
+@run_async
+async def test_a_rate_limit_is_a_sliding_window_per_concurrency_key(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=8) as h:
+        t = h.task("t", queue="q", rate_limit=(2, 60))
+        a = [await h.trigger(t, concurrency_key="a") for _ in range(5)]
+        b = [await h.trigger(t, concurrency_key="b") for _ in range(1)]
+        assert _started(h, a) == a[:2] and _started(h, b) == b, "2 per key, at once"
+        await _finish_executing(h, a + b)
+        assert _started(h, a) == a[:2], "finished runs still count: the window is time"
+        await h.advance(59.999)
+        assert _started(h, a) == a[:2]
+        await h.advance(0.001)  # the first two starts leave the window together
+        assert _started(h, a) == a[:4]
+        await _finish_executing(h, a)
+        await h.advance(60)
+        assert _started(h, a) == a
+
+
+@run_async
+async def test_a_rate_limit_change_applies_at_once(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=8) as h:
+        t = h.task("t", queue="q", rate_limit=(1, 3600))
+        ids = [await h.trigger(t) for _ in range(4)]
+        assert _started(h, ids) == ids[:1]
+        h._engine.set_queue("q", None, {"limit": 3, "per": 3600})
+        await h.settle()
+        assert _started(h, ids) == ids[:3]
+        h._engine.set_queue("q", None, None)  # no rate limit any more
+        await h.settle()
+        assert _started(h, ids) == ids
+        with pytest.raises(ValueError, match="rate_limit.limit"):
+            h._engine.set_queue("q", None, {"limit": 0, "per": 1})
+
+
+@run_async
+async def test_a_rate_limit_holds_across_a_restart(tmp_path):
+    async with EngineHarness(tmp_path, max_workers=8) as h:
+        t = h.task("t", queue="q", rate_limit=(2, 600))
+        ids = [await h.trigger(t) for _ in range(3)]
+        await _finish_executing(h, ids)
+        await h.advance(100)
+        await h.restart()
+
+        async def started() -> int:
+            rows = await h.rows("SELECT count(*) AS n FROM runs WHERE status <> 'QUEUED'")
+            return rows[0]["n"]
+
+        assert await started() == 2, "the window's two starts are remembered"
+        await h.advance(499)
+        assert await started() == 2
+        await h.advance(1)
+        assert await started() == 3

@@ -100,7 +100,7 @@ def test_queue_limits_must_fit_the_column(eng, limit, rule):
 def test_a_queue_limit_in_range_is_stored_and_survives_a_restart(eng):
     for limit in (INT32_MAX, None, 1):
         assert call(eng, "PUT", "/queues/edge", {"concurrency_limit": limit}) == \
-            (200, {"name": "edge", "concurrency_limit": limit})
+            (200, {"name": "edge", "concurrency_limit": limit, "rate_limit": None})
     refused(eng, "PUT", "/queues/edge", {}, field="concurrency_limit", rule="required")
     refused(eng, "PUT", "/queues/edge", {"concurrency_limit": 2, "burst": 3}, field="burst",
             rule="additionalProperties", says="not a known field")
@@ -144,7 +144,8 @@ def test_nan_and_infinity_are_refused(eng, name, literal):
     ("concurrency_key", 7, "concurrency_key", "type"),
     ("payload_b64", "not base64!", "payload_b64", "format"),
     ("payload_b64", None, "payload_b64", "type"),
-    ("priority", 1, "priority", "additionalProperties"),
+    ("priority", 1001, "priority", "maximum"), ("priority", 1.5, "priority", "type"),
+    ("urgency", 1, "urgency", "additionalProperties"),
 ])
 def test_run_options_are_checked(eng, name, value, field, rule):
     body = {"task_hash": task_hash(eng), "payload_b64": payload(1), name: value}

@@ -196,7 +196,7 @@ def test_errors_name_the_problem(conn):
 def test_the_recommended_connection_config_locks_settings_and_keeps_the_schema(tmp_path):
     c = duckdb.connect(str(tmp_path / "locked.duckdb"), config=ro.CONNECT_CONFIG)
     migrate(c)  # the store creates and migrates its schema under the locked config
-    c.execute("INSERT INTO queues VALUES ('q', 2, 0)")
+    c.execute("INSERT INTO queues (name, concurrency_limit, updated_at) VALUES ('q', 2, 0)")
     with pytest.raises(duckdb.Error, match="locked"):
         c.execute("SET GLOBAL threads=1")
     with pytest.raises(duckdb.Error, match="locked"):
