@@ -55,7 +55,8 @@ def cmd_stop(args) -> int:
 def cmd_runs(args) -> int:
     client = _connect(args)
     out = client.request("GET", "/runs", query={"status": args.status, "task": args.task,
-                                                "limit": args.limit})
+                                                "limit": args.limit,
+                                                "tags": ",".join(args.tag or []) or None})
     print(_show.runs_table(out["runs"]))
     return 0
 
@@ -163,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("runs", cmd_runs, "list runs, newest first")
     sp.add_argument("--status", help="filter: a status, or several joined by commas")
     sp.add_argument("--task", help="filter: a task id")
+    sp.add_argument("--tag", action="append", help="filter: runs with this tag (repeat the "
+                    "option for runs with all of them)")
     sp.add_argument("--limit", type=int, default=50)
     sp = add("show", cmd_show, "a run's attempts, steps, waits and errors as a tree")
     sp.add_argument("run")

@@ -548,12 +548,16 @@ def sleep(seconds: Any) -> None:
 # ---------------------------------------------------------------------- queries
 
 def runs(status: str | None = None, task: str | None = None, limit: int = 100,
-         q: str | None = None) -> list[RunHandle]:
-    """Runs, newest first, optionally filtered by status (or "A,B"), task id and ``q`` (text
-    in the run id, task or cell name, tags or notebook, any case)."""
+         q: str | None = None, tags: Iterable[str] | None = None) -> list[RunHandle]:
+    """Runs, newest first, optionally filtered by status (or "A,B"), task id, ``q`` (text
+    in the run id, task or cell name, tags or notebook, any case) and ``tags`` (runs that
+    have every one of them, as given to ``trigger(tags=...)``)."""
+    wanted = list(tags or ())
+    if any("," in t for t in wanted):
+        raise ValueError("a tag to filter by cannot contain a comma")
     client = get_client()
     out = client.request("GET", "/runs", query={"status": status, "task": task, "limit": limit,
-                                                "q": q})
+                                                "q": q, "tags": ",".join(wanted) or None})
     return [RunHandle(r["id"], client, r) for r in out["runs"]]
 
 

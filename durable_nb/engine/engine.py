@@ -331,12 +331,13 @@ class Engine:
         return await self.queries.run_detail(run_id)
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
-                        limit: int = 100, offset: int = 0, q: str | None = None) -> list[dict]:
-        return await self.queries.list_runs(status, task, limit, offset, q)
+                        limit: int = 100, offset: int = 0, q: str | None = None,
+                        tags: list[str] | None = None) -> list[dict]:
+        return await self.queries.list_runs(status, task, limit, offset, q, tags)
 
     async def count_runs(self, status: str | None = None, task: str | None = None,
-                         q: str | None = None) -> int:
-        return await self.queries.count_runs(status, task, q)
+                         q: str | None = None, tags: list[str] | None = None) -> int:
+        return await self.queries.count_runs(status, task, q, tags)
 
     async def checkpoint(self, run_id: str, names: list[str] | None = None,
                          values: bool = False) -> dict:

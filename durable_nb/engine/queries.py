@@ -79,10 +79,12 @@ class Queries:
                 "children": children}
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
-                        limit: int = 100, offset: int = 0, q: str | None = None) -> list[dict]:
-        """Runs, newest first, filtered by statuses (comma separated), task id and search
-        text ``q``; an unfinished run lists the names of its pending approvals."""
-        where, params = _filters(status, task, q)
+                        limit: int = 100, offset: int = 0, q: str | None = None,
+                        tags: list[str] | None = None) -> list[dict]:
+        """Runs, newest first, filtered by statuses (comma separated), task id, search
+        text ``q`` and ``tags`` (a run has them all); an unfinished run lists the names of
+        its pending approvals."""
+        where, params = _filters(status, task, q, tags)
         sql = ("SELECT * EXCLUDE (payload, output) , output IS NOT NULL AS has_output FROM runs"
                + where + " ORDER BY created_at DESC LIMIT ? OFFSET ?")
         rows = await self.query(sql, [*params, int(limit), int(offset)])
@@ -95,9 +97,9 @@ class Queries:
         return out
 
     async def count_runs(self, status: str | None = None, task: str | None = None,
-                         q: str | None = None) -> int:
+                         q: str | None = None, tags: list[str] | None = None) -> int:
         """How many runs ``list_runs`` pages through with these filters."""
-        where, params = _filters(status, task, q)
+        where, params = _filters(status, task, q, tags)
         rows = await self.query("SELECT count(*) AS n FROM runs" + where, params)
         return int(rows[0]["n"])
 
@@ -196,8 +198,8 @@ _SEARCH = ("(contains(id, ?) OR contains(lower(task_id), ?) "
            "OR contains(lower(array_to_string(tags, chr(10))), ?))")
 
 
-def _filters(status: str | None, task: str | None,
-             q: str | None = None) -> tuple[str, list]:
+def _filters(status: str | None, task: str | None, q: str | None = None,
+             tags: list[str] | None = None) -> tuple[str, list]:
     """The WHERE clause (with its leading space, or empty) and parameters of a run list."""
     where: list[str] = []
     params: list = []
@@ -214,6 +216,9 @@ def _filters(status: str | None, task: str | None,
     if q:
         where.append(_SEARCH)
         params.extend([q.lower()] * _SEARCH.count("?"))
+    if tags:
+        where.append("list_has_all(tags, ?::VARCHAR[])")
+        params.append(list(tags))
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 

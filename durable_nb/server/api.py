@@ -133,9 +133,12 @@ async def post_run(r: Request):
 
 async def list_runs(r: Request):
     p = r.params
+    tags = [t for t in (p.get("tags") or "").split(",") if t] or None
     runs = await r.engine.list_runs(status=p.get("status"), task=p.get("task"),
-                                    limit=p["limit"], offset=p["offset"], q=p.get("q"))
-    total = await r.engine.count_runs(status=p.get("status"), task=p.get("task"), q=p.get("q"))
+                                    limit=p["limit"], offset=p["offset"], q=p.get("q"),
+                                    tags=tags)
+    total = await r.engine.count_runs(status=p.get("status"), task=p.get("task"), q=p.get("q"),
+                                      tags=tags)
     return 200, {"runs": runs, "total": total}
 
 
@@ -346,7 +349,7 @@ ROUTES: list[Route] = [
           post_run, action="execute", body=S.POST_RUN, response=_RUN_CREATED, status=201),
     Route("GET", "/runs", "List runs, newest first (filters: status, task, q (search); "
           "paging: limit, offset)", list_runs,
-          query=(S.STATUS_FILTER, S.TASK_FILTER, S.SEARCH,
+          query=(S.STATUS_FILTER, S.TASK_FILTER, S.SEARCH, S.TAGS_FILTER,
                  S.int_param("limit", 1, 10_000, 100, "at most this many runs"),
                  S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
           response=_out({"runs": {"type": "array", "items": _RUN},

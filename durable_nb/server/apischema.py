@@ -184,6 +184,7 @@ STATUS_FILTER = Param("status", string(1000), "one status or several, comma-sepa
 TASK_FILTER = Param("task", string(1000), "a task id")
 SEARCH = Param("q", string(200), "text in the run id, task or cell name, tags or notebook "
                "(any case)")
+TAGS_FILTER = Param("tags", string(2000), "tags joined by commas: runs that have them all")
 
 
 def int_param(name: str, lo: int, hi: int, default: int, description: str) -> Param:
