@@ -76,8 +76,12 @@ def listed(page) -> set[str]:
 
 def search(page, text: str) -> None:
     box = page.locator(".jp-DurablePanel-search")
+    box.click()
     box.fill("")
     box.press_sequentially(text, delay=30)  # typed: the list follows once typing stops
+    if box.input_value() != text:  # a busy browser dropped keys (seen once under load)
+        box.fill(text)
+        box.press("Enter")
 
 
 def active_cell(page) -> dict:
