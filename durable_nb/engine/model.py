@@ -87,6 +87,15 @@ class Run:
     children: list[str] = field(default_factory=list)  # child runs triggered by this one
     origin: str | None = None  # JSON {notebook, cell_id, execution_count} of a cell run
     priority: int = 0  # higher starts first within its queue (``queue_key``)
+    metadata: dict = field(default_factory=dict)  # dn.metadata (JSON, runs.metadata)
+    progress_report: dict | None = None  # {done, total, text, at}: dn.progress or tqdm
+    schedule_id: str | None = None  # the schedule whose tick fired it
+    schedule_tick: float | None = None
+    hook_of: str | None = None  # a lifecycle hook run: the run it is for
+    hook_kind: str | None = None  # on_success, on_failure or on_cancel
+    debounce_key: str | None = None  # triggers with this key collapse into this run
+    debounce_until: float | None = None
+    traceparent: str | None = None  # the W3C trace context the run's spans continue
 
     @property
     def group(self) -> tuple[str, str | None]:
@@ -106,6 +115,12 @@ class Run:
             "attempts": self.attempts, "output": self.output, "error": self.error,
             "duration_warning": self.duration_warning, "generation": self.generation,
             "origin": self.origin, "priority": self.priority,
+            "metadata": json.dumps(self.metadata) if self.metadata else None,
+            "progress": json.dumps(self.progress_report) if self.progress_report else None,
+            "schedule_id": self.schedule_id, "schedule_tick": self.schedule_tick,
+            "hook_of": self.hook_of, "hook_kind": self.hook_kind,
+            "debounce_key": self.debounce_key, "debounce_until": self.debounce_until,
+            "traceparent": self.traceparent,
         }
 
 
@@ -147,6 +162,8 @@ def summarize(row: dict) -> dict:
     out["error"] = json.loads(row["error"]) if row.get("error") else None
     out["tags"] = list(row.get("tags") or [])
     out["origin"] = parse_origin(row.get("origin"))
+    out["metadata"] = json_or(row.get("metadata"), {})
+    out["progress"] = json_or(row.get("progress"), None)
     if "has_output" not in out:
         out["has_output"] = row.get("output") is not None
     created, finished = row.get("created_at"), row.get("finished_at")
@@ -154,6 +171,14 @@ def summarize(row: dict) -> dict:
     out["duration"] = (finished - started) if finished and started else None
     out["queued_for"] = (started - created) if started and created else None
     return out
+
+
+def json_or(text: str | None, default: Any) -> Any:
+    """A stored JSON column's value (``default`` when empty or unreadable)."""
+    try:
+        return json.loads(text) if text else default
+    except ValueError:
+        return default
 
 
 # a run's origin: the notebook cell that started it (stored as JSON in runs.origin)

@@ -19,7 +19,7 @@ from functools import partial
 from ..core import serial as _serial
 from ..core.status import TERMINAL, AttemptOutcome, RunStatus, StepStatus, sql_list
 from ..store.records import Update
-from .model import Run, TaskInfo, Wait
+from .model import Run, TaskInfo, Wait, json_or
 from .scheduler import Scheduler
 from .state import EngineState
 from .waits import Waits
@@ -131,7 +131,13 @@ def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
         generation=row["generation"] or 0, tags=list(row["tags"] or []),
         idempotency_key=row["idempotency_key"], replay_of=row["replay_of"], ttl=row["ttl"],
         error=row["error"], duration_warning=bool(row["duration_warning"]),
-        origin=row.get("origin"), priority=row.get("priority") or 0)
+        origin=row.get("origin"), priority=row.get("priority") or 0,
+        metadata=json_or(row.get("metadata"), {}), 
+        progress_report=json_or(row.get("progress"), None),
+        schedule_id=row.get("schedule_id"), schedule_tick=row.get("schedule_tick"),
+        hook_of=row.get("hook_of"), hook_kind=row.get("hook_kind"),
+        debounce_key=row.get("debounce_key"), debounce_until=row.get("debounce_until"),
+        traceparent=row.get("traceparent"))
 
 
 def _load_steps(q: Query, runs: dict[str, Run], scope: Scope) -> None:

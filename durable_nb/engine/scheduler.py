@@ -42,6 +42,11 @@ class RunOptions:
     parent_run_id: str | None = None
     origin: str | None = None  # JSON {notebook, cell_id, execution_count}
     priority: int = 0
+    schedule_id: str | None = None  # set by the engine, never by a request
+    schedule_tick: float | None = None
+    hook_of: str | None = None
+    hook_kind: str | None = None
+    traceparent: str | None = None  # checked by ``checked_traceparent``
 
     @classmethod
     def checked(cls, idempotency_key: Any = None, delay: Any = None, tags: Any = (),
@@ -229,7 +234,9 @@ class Scheduler:
                   queue=qname, ckey=opts.concurrency_key, payload=payload, created_at=now,
                   seq=next(s.seq), parent_run_id=opts.parent_run_id, tags=tags,
                   idempotency_key=ikey, ttl=opts.ttl, origin=opts.origin,
-                  priority=opts.priority)
+                  priority=opts.priority, schedule_id=opts.schedule_id,
+                  schedule_tick=opts.schedule_tick, hook_of=opts.hook_of,
+                  hook_kind=opts.hook_kind, traceparent=opts.traceparent)
         if ikey is not None:
             s.idem[(task.task_id, ikey)] = run.id
         s.runs[run.id] = run
@@ -246,7 +253,9 @@ class Scheduler:
                 "parent_run_id": opts.parent_run_id, "created_at": now,
                 "delay_until": delay_until, "ttl": opts.ttl, "attempts": 0,
                 "duration_warning": False, "updated_at": now, "origin": opts.origin,
-                "priority": opts.priority}),
+                "priority": opts.priority, "schedule_id": opts.schedule_id,
+                "schedule_tick": opts.schedule_tick, "hook_of": opts.hook_of,
+                "hook_kind": opts.hook_kind, "traceparent": opts.traceparent}),
             Insert("transitions", {"run_id": run.id, "created_at": now, "from_status": None,
                                     "to_status": status, "reason": "triggered"}),
         ])

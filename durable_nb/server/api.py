@@ -9,11 +9,8 @@ against them before a handler runs, and the OpenAPI document publishes the same 
 
 from __future__ import annotations
 
-import base64
-import math
 import re
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..core.errors import Forbidden, PayloadTooLarge, RunNotFound, StoreUnavailable, WaitConflict
@@ -24,74 +21,23 @@ from ..engine import step_groups
 from ..engine.engine import KEEP, Engine, summarize
 from . import apischema as S
 from .apischema import BadRequest, Param
+from .routing import (
+    STR,
+    Request,
+    Route,
+    allow_all,
+    as_float,
+    as_int,
+    jsonable,
+    out,
+    required_b64,
+    unb64,
+)
 
 PREFIX = API_PREFIX  # the REST API below a server's base URL (one definition)
 MAX_BODY = 512 * 1024 * 1024
 
 __all__ = ["BadRequest", "ROUTES", "Request", "Route", "dispatch", "match", "openapi_document"]
-
-
-async def _allow_all(action: str) -> None:
-    return None
-
-
-@dataclass
-class Request:
-    engine: Engine
-    args: tuple
-    query: dict[str, str]
-    body: dict
-    user: str | None  # the identity the host authenticated; never taken from the body
-    # ``await authorize(action)`` raises Forbidden when the caller may not ``action``
-    # ("read", "write" or "execute"); hosts without finer permissions allow everything
-    authorize: Callable[[str], Awaitable[None]] = _allow_all
-    # the route's query parameters, read as their schemas say, defaults filled in
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Route:
-    method: str
-    path: str  # OpenAPI style, e.g. /runs/{run_id}
-    summary: str
-    handler: Callable[[Request], Awaitable[tuple[int, Any]]]
-    # the permission a caller needs: "read", "write", or "execute" (runs code); a handler
-    # may ask for more with ``await r.authorize(...)`` (an event with a pickled payload)
-    action: str = "read"
-    body: dict | None = None  # JSON Schema of the body (None: the route takes none)
-    query: tuple[Param, ...] = ()
-    response: dict = field(default_factory=lambda: {"type": "object"})
-    status: int = 200  # the status of success
-
-    @property
-    def regex(self) -> str:
-        # a step key may hold "/" (it is the route's last part); other parameters may not
-        path = self.path.replace("{step_key}", "(.+)")
-        return re.sub(r"\{[a-z_]+\}", r"([^/]+)", path)
-
-    @property
-    def path_params(self) -> list[str]:
-        return re.findall(r"\{([a-z_]+)\}", self.path)
-
-
-def unb64(body: dict, name: str) -> bytes | None:
-    """The bytes of a base64 field the schema has checked (None when absent or null)."""
-    value = body.get(name)
-    return None if value is None else base64.b64decode(value, validate=True)
-
-
-def _required_b64(body: dict, name: str) -> bytes:
-    """The bytes of a base64 field the schema requires (a string, never null)."""
-    return base64.b64decode(body[name], validate=True)
-
-
-def _int(value: Any) -> int | None:
-    """A validated JSON integer (2.0 is one too) as a Python int."""
-    return None if value is None else int(value)
-
-
-def _float(value: Any) -> float | None:
-    return None if value is None else float(value)
 
 
 # ---------------------------------------------------------------------- handlers
@@ -102,7 +48,7 @@ async def health(r: Request):
 
 async def upload_module(r: Request):
     return 200, await r.engine.upload_module(r.body["filename"],
-                                             _required_b64(r.body, "data_b64"))
+                                             required_b64(r.body, "data_b64"))
 
 
 async def put_task(r: Request):
@@ -121,10 +67,10 @@ async def post_run(r: Request):
     b = r.body
     try:
         run_id, created = await r.engine.trigger(
-            b["task_hash"], _required_b64(b, "payload_b64"),
-            idempotency_key=b.get("idempotency_key"), delay=_float(b.get("delay")),
+            b["task_hash"], required_b64(b, "payload_b64"),
+            idempotency_key=b.get("idempotency_key"), delay=as_float(b.get("delay")),
             tags=list(b.get("tags") or []), concurrency_key=b.get("concurrency_key"),
-            ttl=_float(b.get("ttl")), origin=b.get("origin"), priority=b.get("priority"),
+            ttl=as_float(b.get("ttl")), origin=b.get("origin"), priority=b.get("priority"),
         )
     except LookupError as exc:
         return 409, {"error": str(exc), "code": "unknown_task"}
@@ -270,7 +216,7 @@ async def list_queues(r: Request):
 
 async def put_queue(r: Request):
     rate = r.body["rate_limit"] if "rate_limit" in r.body else KEEP  # absent: unchanged
-    return 200, r.engine.set_queue(r.args[0], _int(r.body["concurrency_limit"]), rate)
+    return 200, r.engine.set_queue(r.args[0], as_int(r.body["concurrency_limit"]), rate)
 
 
 async def list_workers(r: Request):
@@ -279,7 +225,7 @@ async def list_workers(r: Request):
 
 async def post_sql(r: Request):
     cols, rows = await r.engine.sql(r.body["query"], int(r.body.get("limit", 10_000)))
-    return 200, {"columns": cols, "rows": [list(map(_jsonable, row)) for row in rows]}
+    return 200, {"columns": cols, "rows": [list(map(jsonable, row)) for row in rows]}
 
 
 async def post_prune(r: Request):
@@ -297,53 +243,31 @@ _PRUNE = S.obj({
 }, required=("older_than",))
 
 
-def _jsonable(v: Any) -> Any:
-    if isinstance(v, (bytes, bytearray)):
-        return {"bytes": len(v)}
-    if isinstance(v, float) and not math.isfinite(v):
-        return str(v)  # "nan", "inf": JSON has no such numbers
-    if isinstance(v, (str, int, float, bool)) or v is None:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return str(v)
-
-
 async def openapi(r: Request):
     return 200, openapi_document()
 
 
-# ---------------------------------------------------------------------- responses
-
-def _out(properties: dict, required: tuple[str, ...] = ()) -> dict:
-    return S.obj(properties, required, closed=False)
-
-
-_STR = {"type": "string"}
-_NUM = {"type": "number"}
-_RUN = _out({"id": _STR, "status": _STR, "task_id": _STR, "kind": _STR,
+_RUN = out({"id": STR, "status": STR, "task_id": STR, "kind": STR,
              "origin": {**S.ORIGIN, "type": ["object", "null"]}}, ("id", "status"))
-_RUN_CREATED = _out({"id": _STR, "created": {"type": "boolean"}}, ("id",))
+_RUN_CREATED = out({"id": STR, "created": {"type": "boolean"}}, ("id",))
 
 # ---------------------------------------------------------------------- routes
 
 ROUTES: list[Route] = [
     Route("GET", "/health", "Engine status: pid, database, active runs", health,
-          response=_out({"ok": {"type": "boolean"}, "pid": {"type": "integer"},
-                         "version": _STR}, ("ok",))),
+          response=out({"ok": {"type": "boolean"}, "pid": {"type": "integer"},
+                         "version": STR}, ("ok",))),
     Route("GET", "/openapi.json", "This document", openapi,
-          response=_out({"openapi": _STR, "paths": {"type": "object"}}, ("openapi", "paths"))),
+          response=out({"openapi": STR, "paths": {"type": "object"}}, ("openapi", "paths"))),
     Route("POST", "/executor/modules", "Ship a Python module (NAME.py) or package (NAME.zip, "
           "the package's folder inside) to every Dask worker, also to those that join later "
           "(409 when the engine's executor is local)", upload_module, action="execute",
           body=S.UPLOAD_MODULE,
-          response=_out({"filename": _STR, "workers": {"type": "integer"},
+          response=out({"filename": STR, "workers": {"type": "integer"},
                          "failed": {"type": "object"}}, ("filename",))),
     Route("PUT", "/tasks/{hash}", "Register a task's code (cloudpickled, base64)", put_task,
           action="execute", body=S.PUT_TASK,
-          response=_out({"hash": _STR, "task_id": _STR}, ("hash", "task_id"))),
+          response=out({"hash": STR, "task_id": STR}, ("hash", "task_id"))),
     Route("POST", "/runs", "Trigger a run of a registered task (201 created, 200 when the "
           "idempotency key names an existing run; 409 when the task is not registered)",
           post_run, action="execute", body=S.POST_RUN, response=_RUN_CREATED, status=201),
@@ -352,51 +276,51 @@ ROUTES: list[Route] = [
           query=(S.STATUS_FILTER, S.TASK_FILTER, S.SEARCH, S.TAGS_FILTER,
                  S.int_param("limit", 1, 10_000, 100, "at most this many runs"),
                  S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
-          response=_out({"runs": {"type": "array", "items": _RUN},
+          response=out({"runs": {"type": "array", "items": _RUN},
                          "total": {"type": "integer", "minimum": 0}}, ("runs", "total"))),
     Route("GET", "/runs/{run_id}", "A run with its attempts, steps, waits and children (with "
           "steps=N: at most N step rows, the newest, and when there are more, `step_groups`, "
           "every step grouped by name, as GET /runs/{run_id}/step_groups)", get_run,
           query=(Param("steps", {"type": "integer", "minimum": 0, "maximum": 10**9},
                        "at most this many step rows"),),
-          response=_out({**_RUN["properties"], "attempt_list": {"type": "array"},
+          response=out({**_RUN["properties"], "attempt_list": {"type": "array"},
                          "steps": {"type": "array"}, "waits": {"type": "array"},
                          "children": {"type": "array"}}, ("id", "status"))),
     Route("GET", "/runs/{run_id}/result",
           "Wait up to `timeout` seconds for the run to finish; its status and output", get_result,
           query=(Param("timeout", {"type": "number", "minimum": 0, "maximum": 300,
                                    "default": 0}, "seconds to wait, 0 to 300"),),
-          response=_out({**_RUN["properties"], "output_b64": {"type": ["string", "null"]}},
+          response=out({**_RUN["properties"], "output_b64": {"type": ["string", "null"]}},
                         ("id", "status"))),
     Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run,
           action="write", body=S.EMPTY,
-          response=_out({"id": _STR, "canceled": {"type": "boolean"}}, ("id",))),
+          response=out({"id": STR, "canceled": {"type": "boolean"}}, ("id",))),
     Route("POST", "/runs/{run_id}/resume", "Continue a FAILED, CRASHED, CANCELED or "
           "TIMED_OUT run in a new attempt, after its last recorded step or checkpoint",
           resume_run, action="execute", body=S.EMPTY,
-          response=_out({"id": _STR, "status": _STR, "generation": {"type": "integer"}},
+          response=out({"id": STR, "status": STR, "generation": {"type": "integer"}},
                         ("id", "status"))),
     Route("POST", "/runs/{run_id}/replay", "Start a new run with the same task and payload",
           replay_run, action="execute", body=S.EMPTY, status=201,
-          response=_out({"id": _STR, "replay_of": _STR}, ("id",))),
+          response=out({"id": STR, "replay_of": STR}, ("id",))),
     Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval (`wait` picks "
           "one by name); the decider is the authenticated user, `by` only a note", approve,
           action="write", body=S.DECIDE,
-          response=_out({"run_id": _STR, "wait": _STR, "outcome": _STR}, ("outcome",))),
+          response=out({"run_id": STR, "wait": STR, "outcome": STR}, ("outcome",))),
     Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject,
           action="write", body=S.DECIDE,
-          response=_out({"run_id": _STR, "wait": _STR, "outcome": _STR}, ("outcome",))),
+          response=out({"run_id": STR, "wait": STR, "outcome": STR}, ("outcome",))),
     Route("GET", "/runs/{run_id}/steps/{step_key}",
           "Every try of one step (key like name#1, URL-encoded): status, error, previews of "
           "its arguments and output; with values=1 the pickled call (args_b64, (args, kwargs)) "
           "and output (output_b64) as base64", get_step, query=(S.VALUES,),
-          response=_out({"run_id": _STR, "step_key": _STR, "name": _STR,
+          response=out({"run_id": STR, "step_key": STR, "name": STR,
                          "tries": {"type": "array", "items": {"type": "object"}}},
                         ("run_id", "step_key", "tries"))),
     Route("GET", "/runs/{run_id}/step_groups", "The run's steps grouped by name: per name, "
           "how many steps, how they ended (completed, failed, retrying), their total and "
           "median duration", run_step_groups,
-          response=_out({"run_id": _STR, "steps": {"type": "integer"},
+          response=out({"run_id": STR, "steps": {"type": "integer"},
                          "groups": {"type": "array", "items": {"type": "object"}}},
                         ("run_id", "groups"))),
     Route("GET", "/runs/{run_id}/steps", "A page of the steps named `name` (every try, as in "
@@ -404,11 +328,11 @@ ROUTES: list[Route] = [
           query=(Param("name", S.string(1000, 1), "the steps' name"),
                  S.int_param("offset", 0, 10**9, 0, "skip this many steps"),
                  S.int_param("limit", 1, 10_000, 100, "at most this many steps")),
-          response=_out({"run_id": _STR, "name": _STR, "total": {"type": "integer"},
+          response=out({"run_id": STR, "name": STR, "total": {"type": "integer"},
                          "offset": {"type": "integer"}, "steps": {"type": "array"}},
                         ("run_id", "total", "steps"))),
     Route("GET", "/runs/{run_id}/spans", "The run's trace spans", run_spans,
-          response=_out({"spans": {"type": "array"}}, ("spans",))),
+          response=out({"spans": {"type": "array"}}, ("spans",))),
     Route("GET", "/runs/{run_id}/checkpoint",
           "A cell run's latest checkpoint: variables with sizes and their pieces (with "
           "values=1, the small pieces as base64 and the folder of the large ones; a subset "
@@ -416,38 +340,38 @@ ROUTES: list[Route] = [
           query=(Param("names", S.string(2000), "variable names, comma-separated"),
                  Param("values", {"type": "boolean", "default": False},
                        "include what is needed to load the values")),
-          response=_out({"run_id": _STR, "variables": {"type": "object"},
+          response=out({"run_id": STR, "variables": {"type": "object"},
                          "sizes": {"type": "object"}, "pieces_b64": {"type": "object"},
                          "blob_dir": {"type": ["string", "null"]}}, ("run_id",))),
     Route("GET", "/runs/{run_id}/checkpoint/pieces/{piece}",
           "One piece of a cell run's latest checkpoint as base64 (data_b64)", get_piece,
-          response=_out({"hash": _STR, "data_b64": _STR}, ("hash", "data_b64"))),
+          response=out({"hash": STR, "data_b64": STR}, ("hash", "data_b64"))),
     Route("GET", "/runs/{run_id}/logs", "The run's last log lines (stdout and stderr)",
           run_logs, query=(S.int_param("limit", 1, 100_000, 1000, "at most this many lines"),),
-          response=_out({"logs": {"type": "array"}}, ("logs",))),
+          response=out({"logs": {"type": "array"}}, ("logs",))),
     Route("POST", "/events/{key}", "Send an event; resumes runs waiting on its key. A pickled "
           "payload (data_b64) needs the execute permission, JSON data only write",
           send_event, action="write", body=S.EVENT,
-          response=_out({"key": _STR, "resumed": {"type": "integer"}}, ("resumed",))),
+          response=out({"key": STR, "resumed": {"type": "integer"}}, ("resumed",))),
     Route("GET", "/queues", "Queues with their limits and load", list_queues,
-          response=_out({"queues": {"type": "array"}}, ("queues",))),
+          response=out({"queues": {"type": "array"}}, ("queues",))),
     Route("PUT", "/queues/{name}", "Set a queue's concurrency limit (applies at once)",
           put_queue, action="write", body=S.PUT_QUEUE,
-          response=_out({"name": _STR, "concurrency_limit": {"type": ["integer", "null"]}},
+          response=out({"name": STR, "concurrency_limit": {"type": ["integer", "null"]}},
                         ("name",))),
     Route("GET", "/workers", "Worker processes and the run each executes", list_workers,
-          response=_out({"workers": {"type": "array"}}, ("workers",))),
+          response=out({"workers": {"type": "array"}}, ("workers",))),
     Route("POST", "/prune", "Delete finished runs that finished more than `older_than` ago "
           "(e.g. 30d), in `status` (finished statuses; default all), with their rows and "
           "the checkpoint values no other run refers to; `dry_run` only counts", post_prune,
           action="write", body=_PRUNE,
-          response=_out({"runs": {"type": "integer"}, "rows": {"type": "integer"},
+          response=out({"runs": {"type": "integer"}, "rows": {"type": "integer"},
                          "blobs": {"type": "integer"}, "blob_bytes": {"type": "integer"},
                          "files": {"type": "integer"}, "dry_run": {"type": "boolean"}},
                         ("runs", "blob_bytes"))),
     Route("POST", "/sql", "A read-only SQL query over the store (one SELECT)", post_sql,
           action="read", body=S.SQL,
-          response=_out({"columns": {"type": "array", "items": _STR},
+          response=out({"columns": {"type": "array", "items": STR},
                          "rows": {"type": "array", "items": {"type": "array"}}},
                         ("columns", "rows"))),
 ]
@@ -499,7 +423,7 @@ async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str]
     if body and len(body) > MAX_BODY:
         return 413, {"error": f"request body is {len(body)} bytes, over {MAX_BODY}",
                      "code": "too_large"}
-    check = authorize or _allow_all
+    check = authorize or allow_all
     try:
         await check(route.action)
         parsed, params = _validated(route, args, query, body)

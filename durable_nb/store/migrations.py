@@ -160,6 +160,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE queues ADD COLUMN rate_limit INTEGER;
     ALTER TABLE queues ADD COLUMN rate_per DOUBLE;
     """,
+    # 7: operations: a run's metadata and progress (JSON), the schedule tick that fired
+    # it, the run a lifecycle hook run is for, a debounce key and its window, the trace
+    # context it continues; and the schedules themselves
+    """
+    ALTER TABLE runs ADD COLUMN metadata VARCHAR;
+    ALTER TABLE runs ADD COLUMN progress VARCHAR;
+    ALTER TABLE runs ADD COLUMN schedule_id VARCHAR;
+    ALTER TABLE runs ADD COLUMN schedule_tick DOUBLE;
+    ALTER TABLE runs ADD COLUMN hook_of VARCHAR;
+    ALTER TABLE runs ADD COLUMN hook_kind VARCHAR;
+    ALTER TABLE runs ADD COLUMN debounce_key VARCHAR;
+    ALTER TABLE runs ADD COLUMN debounce_until DOUBLE;
+    ALTER TABLE runs ADD COLUMN traceparent VARCHAR;
+    CREATE TABLE schedules (
+        id VARCHAR PRIMARY KEY, task_id VARCHAR, task_hash VARCHAR, cron VARCHAR,
+        every DOUBLE, timezone VARCHAR, overlap VARCHAR, catch_up VARCHAR, payload BLOB,
+        tags VARCHAR[], paused BOOLEAN DEFAULT false, created_at DOUBLE, updated_at DOUBLE,
+        last_tick DOUBLE, pending VARCHAR, origin VARCHAR);
+    """,
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 __all__ = ["DDL", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
@@ -27,7 +27,13 @@ CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, update
                      rate_limit INTEGER, rate_per DOUBLE);
 
 -- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell');
--- origin: JSON {notebook, cell_id, execution_count} of the cell that started it, if any
+-- origin: JSON {notebook, cell_id, execution_count} of the cell that started it, if any;
+-- metadata: JSON object set with dn.metadata (at most 256 KB); progress: JSON {done, total,
+-- text, at} from dn.progress or tqdm; schedule_id, schedule_tick: the schedule and the tick
+-- (epoch seconds) that fired it; hook_of, hook_kind: the run a lifecycle hook run is for
+-- and which hook (on_success, on_failure, on_cancel); debounce_key, debounce_until: the
+-- key whose triggers collapse into this run until then; traceparent: the W3C trace
+-- context it continues
 CREATE TABLE runs (
     id VARCHAR PRIMARY KEY, kind VARCHAR, task_id VARCHAR, task_hash VARCHAR,
     status VARCHAR, queue VARCHAR, concurrency_key VARCHAR, idempotency_key VARCHAR,
@@ -35,7 +41,18 @@ CREATE TABLE runs (
     replay_of VARCHAR, created_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
     delay_until DOUBLE, ttl DOUBLE, attempts INTEGER, output BLOB, error VARCHAR,
     duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE,
-    origin VARCHAR, priority INTEGER DEFAULT 0);
+    origin VARCHAR, priority INTEGER DEFAULT 0, metadata VARCHAR, progress VARCHAR,
+    schedule_id VARCHAR, schedule_tick DOUBLE, hook_of VARCHAR, hook_kind VARCHAR,
+    debounce_key VARCHAR, debounce_until DOUBLE, traceparent VARCHAR);
+
+-- recurring runs of a task (or of a %%durable cell's captured source and inputs): by cron
+-- in a timezone, or every N seconds; last_tick is the newest tick fired (each fires once),
+-- pending the JSON list of ticks owed while overlap="queue" holds them back
+CREATE TABLE schedules (
+    id VARCHAR PRIMARY KEY, task_id VARCHAR, task_hash VARCHAR, cron VARCHAR,
+    every DOUBLE, timezone VARCHAR, overlap VARCHAR, catch_up VARCHAR, payload BLOB,
+    tags VARCHAR[], paused BOOLEAN DEFAULT false, created_at DOUBLE, updated_at DOUBLE,
+    last_tick DOUBLE, pending VARCHAR, origin VARCHAR);
 
 -- every status change of a run
 CREATE TABLE transitions (
