@@ -20,6 +20,9 @@ _EXPORTS = {
 
     "Retry": "core.retry",
     "Queue": "client.queues", "Rate": "client.queues",
+    "Debounce": "client.debounce",
+    **dict.fromkeys(["Schedule", "schedule", "schedules"], "client.schedules"),
+    "metadata": "client.run_info", "progress": "client.run_info",
     **dict.fromkeys([
         "Decision", "RunHandle", "RunResult", "SqlResult", "Task", "approval",
         "get_run", "idempotency_key", "runs", "send_event", "sleep", "sql", "step", "task",
@@ -28,7 +31,10 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .client.client import Client, connect
+    from .client.debounce import Debounce
     from .client.queues import Queue, Rate
+    from .client.run_info import metadata, progress
+    from .client.schedules import Schedule, schedule, schedules
     from .client.tasks import (
         Decision,
         RunHandle,
@@ -100,7 +106,8 @@ __all__ = [
     "RunHandle", "RunNotFound", "RunResult", "SqlResult", "StepNotRecorded", "Task",
     "WaitConflict", "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
     "runs", "send_event", "sleep", "sql", "step", "task", "wait_for_event",
-    "runs_widget", "timeline",
+    "runs_widget", "timeline", "metadata", "progress", "Debounce",
+    "Schedule", "schedule", "schedules",
 ]
 
 

@@ -47,7 +47,8 @@ MAX_FUNCTION_LINES = 60
 LONG_REASON = re.compile(r"\blong\b(?![-\w])", re.IGNORECASE)
 
 # Loaded by the engine or a worker, these would cost start-up time and memory for nothing.
-HEAVY = ("durable_nb.client", "durable_nb.widgets", "plotly", "anywidget")
+HEAVY = ("durable_nb.client", "durable_nb.widgets", "plotly", "anywidget",
+         "opentelemetry")  # the engine loads OpenTelemetry only with otlp_endpoint
 
 ALIASES = {
     "durable_nb._cells": "durable_nb.worker.cells",

@@ -1,5 +1,5 @@
 """The `durable-nb` command: serve | runs | show | approve | reject | cancel | resume | replay | sql |
-prune | stop | doctor | demo."""
+prune | stop | doctor | demo | schedules."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import time
 
 from ..client import show as _show
 from ..core.errors import DurableError
+from . import bulk as _bulk
+from .schedules import add_command as add_schedules
 
 
 def _connect(args):
@@ -91,12 +93,19 @@ def _decide(args, verb: str) -> int:
 
 
 def cmd_cancel(args) -> int:
-    _connect(args).request("POST", f"/runs/{args.run}/cancel")
-    print(f"canceled run {args.run}")
+    query = _bulk.selection(args)
+    if query is not None:
+        return _bulk.run_bulk(_connect(args), "cancel", query, args.children)
+    body = {"children": args.children} if args.children else None
+    out = _connect(args).request("POST", f"/runs/{args.run}/cancel", body)
+    print(f"canceled run {args.run}" + _bulk.below(out.get("children") or []))
     return 0
 
 
 def cmd_resume(args) -> int:
+    query = _bulk.selection(args)
+    if query is not None:
+        return _bulk.run_bulk(_connect(args), "resume", query)
     out = _connect(args).request("POST", f"/runs/{args.run}/resume")
     print(f"resumed run {args.run} ({out['status']}); follow it with `durable-nb show "
           f"{args.run}`")
@@ -104,6 +113,9 @@ def cmd_resume(args) -> int:
 
 
 def cmd_replay(args) -> int:
+    query = _bulk.selection(args)
+    if query is not None:
+        return _bulk.run_bulk(_connect(args), "replay", query)
     out = _connect(args).request("POST", f"/runs/{args.run}/replay")
     print(f"replayed run {args.run} as {out['id']}")
     return 0
@@ -181,13 +193,14 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--comment")
         sp.add_argument("--by", help="a name kept as a note beside the decision; the engine "
                         "records who decided from the credentials it authenticated")
-    sp = add("cancel", cmd_cancel, "cancel a run")
-    sp.add_argument("run")
-    sp = add("resume", cmd_resume, "continue a failed, crashed, canceled or timed-out run "
-             "after its last recorded step or checkpoint")
-    sp.add_argument("run")
-    sp = add("replay", cmd_replay, "start a new run with a run's task and arguments")
-    sp.add_argument("run")
+    for verb, fn, text in (
+            ("cancel", cmd_cancel, "cancel a run, or every run of a selection, with the "
+             "unfinished runs below each"),
+            ("resume", cmd_resume, "continue a failed, crashed, canceled or timed-out run "
+             "(or each of a selection) after its last recorded step or checkpoint"),
+            ("replay", cmd_replay, "start a new run with a run's task and arguments (or "
+             "one per run of a selection)")):
+        _bulk.add_arguments(add(verb, fn, text), verb)
     sp = add("sql", cmd_sql, "a read-only SQL query over the store")
     sp.add_argument("query")
     sp = add("prune", cmd_prune, "delete finished runs (and their steps, logs, checkpoints "
@@ -200,6 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("doctor", cmd_doctor, "check a database's store (database, journal, quarantine, file "
         "modes, disk): what is wrong and what to do; exit status 1 on a problem")
     add("demo", cmd_demo, "run an example task: steps, a retry, a killed worker, an approval")
+    add_schedules(add)  # durable-nb schedules list | pause ID | resume ID | delete ID
     return p
 
 

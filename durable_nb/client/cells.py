@@ -38,6 +38,19 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
     ``first_line`` is the editor's number of the source's first line (2 under %%durable),
     so that tracebacks point at the lines the user sees; ``origin`` ({notebook, cell_id,
     execution_count}) is stored with the run, so that the panel can open that cell."""
+    task, args = cell_task(source, namespace, name=name, retries=retries, queue=queue,
+                           concurrency=concurrency, timeout=timeout, transient=transient,
+                           max_duration=max_duration, first_line=first_line, origin=origin)
+    return task.trigger(*args, idempotency_key=idempotency_key)
+
+
+def cell_task(source: str, namespace: dict, *, name: str | None = None, retries: int = 0,
+              queue: str | None = None, concurrency: int | None = None,
+              timeout: float | None = None, transient: Collection[str] = (),
+              max_duration: float | None = None, first_line: int = 1,
+              origin: dict | None = None) -> tuple[Task, tuple]:
+    """The task that runs a cell and its arguments: the source and the notebook variables
+    it reads, captured now (``trigger_cell`` starts it once; a ``--schedule`` keeps it)."""
     split_statements(source)  # a syntax error fails here, in the kernel
     inputs = {k: v for k, v in cell_inputs(source, namespace).items() if k not in transient}
     for var, value in inputs.items():
@@ -55,8 +68,7 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
     task = Task(run_cell, name or "cell", retry, q, max_duration, timeout)
     task.kind = "cell"
     task.origin = origin
-    args = (source, inputs, list(transient)) + ((first_line,) if first_line != 1 else ())
-    return task.trigger(*args, idempotency_key=idempotency_key)
+    return task, (source, inputs, list(transient)) + ((first_line,) if first_line != 1 else ())
 
 
 def fetch_variables(run, names: list[str] | None = None) -> dict:

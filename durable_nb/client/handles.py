@@ -11,7 +11,9 @@ from typing import Any
 
 from ..core import serial as _serial
 from ..core import views as _views
+from ..core.durations import parse_duration
 from ..core.errors import DurableError, RunFailed
+from ..core.hooks import check_children
 from ..core.status import TERMINAL as TERMINAL
 from ..core.status import RunStatus
 from .client import Client, get_client
@@ -113,6 +115,23 @@ class RunHandle:
         return self.client.request("GET", f"/runs/{self.id}")
 
     @property
+    def metadata(self) -> dict:
+        """What the run set with ``dn.metadata`` (a dict; empty if nothing), as of now:
+        live while the run executes, and kept after it ends."""
+        return dict(self._poll().get("metadata") or {})
+
+    @property
+    def progress(self) -> dict | None:
+        """The run's last progress report (``dn.progress`` or its outermost tqdm bar):
+        ``{"done": 63, "total": 100, "text": "embedding"}`` (total and text None when not
+        given), or None when the run reported none. ``GET /runs/{id}`` also has its time
+        (``at``)."""
+        value = self._poll().get("progress")
+        if not value:
+            return None
+        return {"done": value.get("done"), "total": value.get("total"), "text": value.get("text")}
+
+    @property
     def attempts(self) -> list[dict]:
         """The run's attempts, in order: dicts with ``number``, ``outcome``, ``started_at``,
         ``ended_at``, ``error_type``, ``error_message``, ``traceback``, ``worker_pid`` (the
@@ -173,8 +192,21 @@ class RunHandle:
         out = summary.get("output_b64")
         return _serial.loads(base64.b64decode(out)) if out else None
 
-    def cancel(self) -> None:
-        self.client.request("POST", f"/runs/{self.id}/cancel")
+    def cancel(self, children: str = "cancel") -> None:
+        """Cancel the run. ``children="cancel"`` (the default) cancels every unfinished run
+        below it too (its child runs, theirs, ...), in the same durable write;
+        ``"abandon"`` leaves them running. A run executing stops when its worker is
+        killed."""
+        mode = check_children(children)  # the engine's default needs no body (older ones)
+        self.client.request("POST", f"/runs/{self.id}/cancel",
+                            {"children": mode} if mode != "cancel" else None)
+
+    @property
+    def hooks(self) -> list[RunHandle]:
+        """The runs of this run's lifecycle hooks (``@dn.task(on_success=..., on_failure=...,
+        on_cancel=...)``), oldest first; each one's ``info()`` has ``hook_of`` (this run)
+        and ``hook_kind``."""
+        return [RunHandle(h["id"], self._client, h) for h in self.info().get("hooks", [])]
 
     def resume(self) -> RunHandle:
         """Continue this FAILED, CRASHED, CANCELED or TIMED_OUT run in a new attempt, after
@@ -219,16 +251,21 @@ class RunHandle:
 # ---------------------------------------------------------------------- queries
 
 def runs(status: str | None = None, task: str | None = None, limit: int = 100,
-         q: str | None = None, tags: Iterable[str] | None = None) -> list[RunHandle]:
+         q: str | None = None, tags: Iterable[str] | None = None,
+         since: str | float | None = None) -> list[RunHandle]:
     """Runs, newest first, optionally filtered by status (or "A,B"), task id, ``q`` (text
-    in the run id, task or cell name, tags or notebook, any case) and ``tags`` (runs that
-    have every one of them, as given to ``trigger(tags=...)``)."""
+    in the run id, task or cell name, tags or notebook, any case), ``tags`` (runs that
+    have every one of them, as given to ``trigger(tags=...)``) and ``since`` (created
+    within that long before now: "1h", "30m", "2d" or seconds)."""
     wanted = list(tags or ())
     if any("," in t for t in wanted):
         raise ValueError("a tag to filter by cannot contain a comma")
+    if since is not None:
+        parse_duration(since)  # a malformed duration fails here, naming itself
     client = get_client()
     out = client.request("GET", "/runs", query={"status": status, "task": task, "limit": limit,
-                                                "q": q, "tags": ",".join(wanted) or None})
+                                                "q": q, "tags": ",".join(wanted) or None,
+                                                "since": since})
     return [RunHandle(r["id"], client, r) for r in out["runs"]]
 
 

@@ -8,6 +8,7 @@ import time
 
 from ..core.status import RunStatus, ShownState
 from ..core.tracebacks import user_traceback
+from .show_reports import report_lines
 
 
 def fmt_secs(s: float | None) -> str:
@@ -91,7 +92,14 @@ def run_tree(d: dict) -> str:
     items = [item for _, item in top]
     items += [(f"child {c['id']}  {c['task_id']}  {c['status']}", [], [])
               for c in d.get("children", [])]
-    lines = [head]
+    items += [(f"hook {k['hook_kind']} {k['id']}  {k['task_id']}  {k['status']}", [], [])
+              for k in d.get("hooks") or []]
+    lines = [head, *report_lines(d)]  # progress and metadata
+    if d.get("hook_of"):
+        lines.append(f"{d.get('hook_kind')} hook of run {d['hook_of']}")
+    if d.get("schedule_id"):
+        lines.append(f"fired by schedule {d['schedule_id']} for its tick of "
+                     f"{fmt_time(d.get('schedule_tick'))}")
     _branch(lines, items, "")
     err = d.get("error")
     if err and d["status"] != RunStatus.COMPLETED:

@@ -18,12 +18,14 @@ from ..core.errors import (
     PayloadTooLarge,
     RunFailed,
 )
+from ..core.hooks import hook_task_id
 from ..core.placement import check_executor, check_resources
 from ..core.retry import Retry
 from ..core.serial import b64
 from ..core.status import RunStatus
 from ..worker import context as _context
 from .client import Client, get_client
+from .debounce import IN_A_RUN, Debounce, debounce_fields
 from .handles import TERMINAL as TERMINAL  # re-exported: the views import it here
 from .handles import Decision as Decision  # the names below stay here for stored code
 from .handles import RunHandle as RunHandle
@@ -32,8 +34,10 @@ from .handles import SqlResult as SqlResult
 from .handles import get_run as get_run
 from .handles import runs as runs
 from .handles import sql as sql
+from .hooks import HookCall, checked_hooks
 from .queues import Queue as Queue  # re-exported: stored tasks name it here
 from .queues import Rate as Rate
+from .tracing import trigger_traceparent
 from .waits import approval as approval
 from .waits import send_event as send_event
 from .waits import sleep as sleep
@@ -119,12 +123,17 @@ class Task:
 
     resources: dict[str, float] | None = None  # tasks pickled by earlier releases lack them
     executor: str | None = None
+    hooks: dict[str, Task] | None = None  # lifecycle hooks: kind -> the hook's own task
 
     def __init__(self, func: Callable, id: str, retry: Retry | None, queue: Queue | None,
                  max_duration: float | None, kill_after: float | None,
-                 resources: dict[str, float] | None = None, executor: str | None = None):
+                 resources: dict[str, float] | None = None, executor: str | None = None,
+                 hooks: dict[str, Callable] | None = None):
         self.resources = check_resources(resources)
         self.executor = check_executor(executor)
+        self.hooks = {kind: Task(HookCall(fn, kind), hook_task_id(id, kind), None, None,
+                                 None, None, executor=self.executor)
+                      for kind, fn in (hooks or {}).items()} or None
         self.func = func
         self.id = id
         self.retry = retry
@@ -169,13 +178,20 @@ class Task:
                 opts["resources"] = self.resources
             if self.executor:
                 opts["executor"] = self.executor
+            hook_specs = [t.spec() for t in (self.hooks or {}).values()]
+            if self.hooks:  # only when set, as above
+                opts["hooks"] = {k: t.spec()["hash"] for k, t in self.hooks.items()}
             self._spec = {
                 "hash": _serial.task_hash(code, self.id, opts), "task_id": self.id,
                 "code": code, "sys_path": [p for p in sys.path if p], "options": opts,
             }
+            if hook_specs:  # registered with it when a run triggers it (engine.scheduler)
+                self._spec["hook_specs"] = hook_specs
         return self._spec
 
     def _register(self, client: Client) -> str:
+        for hook in (self.hooks or {}).values():  # the engine checks they are known
+            hook._register(client)
         spec = self.spec()
         key = f"{client.url}|{spec['hash']}"
         if key not in client._registered:
@@ -194,20 +210,29 @@ class Task:
 
     def trigger(self, *args, idempotency_key: str | None = None, delay: Any = None,
                 tags: Iterable[str] = (), concurrency_key: str | None = None,
-                ttl: Any = None, priority: int | None = None, **kwargs) -> RunHandle:
+                ttl: Any = None, priority: int | None = None, debounce: Debounce | None = None,
+                traceparent: str | None = None, **kwargs) -> RunHandle:
         """Start a run; returns its handle at once. The same ``idempotency_key`` returns
         the existing run. ``delay`` postpones the start; ``ttl`` expires a run not started
         in time. ``priority`` (-1000 to 1000, default 0; higher first) orders it among the
         queued runs of its queue; each level counts as a minute of waiting, so a run of
-        lower priority that has waited long enough still goes first (no starvation)."""
+        lower priority that has waited long enough still goes first (no starvation).
+        ``debounce=dn.Debounce(key, delay)`` collapses triggers with the same key into one
+        run; ``traceparent`` (default: the caller's current OpenTelemetry span) is the
+        trace the run's exported spans continue."""
         opts = self._options(delay, tags, concurrency_key, ttl, priority)
         ctx = _context.current()
         if ctx is not None:
+            if debounce is not None or traceparent is not None:
+                raise DurableError(IN_A_RUN)
             payload = _payload(self.func, self.id, args, kwargs, ctx.max_payload)
             return RunHandle(ctx.trigger(self.spec(), [payload], opts)[0])
         client = get_client()
         payload = _payload(self.func, self.id, args, kwargs, client.max_payload)
-        body = {"payload_b64": b64(payload), "idempotency_key": idempotency_key, **opts}
+        body = {"payload_b64": b64(payload), "idempotency_key": idempotency_key, **opts,
+                **debounce_fields(debounce, idempotency_key, delay)}
+        if (trace := trigger_traceparent(traceparent)) is not None:
+            body["traceparent"] = trace
         if self.origin:
             body["origin"] = self.origin
         for _ in range(2):
@@ -271,7 +296,10 @@ class Task:
 
 def task(fn: Callable | None = None, *, id: str | None = None, retry: Retry | None = None,
          queue: Queue | None = None, max_duration: Any = None, kill_after: Any = None,
-         resources: dict[str, float] | None = None, executor: str | None = None):
+         resources: dict[str, float] | None = None, executor: str | None = None,
+         on_success: Callable[[RunHandle], Any] | None = None,
+         on_failure: Callable[[RunHandle], Any] | None = None,
+         on_cancel: Callable[[RunHandle], Any] | None = None, schedule: Any = None):
     """Declare a durable task (sync or async function).
 
     ``retry`` applies to whole attempts (default ``Retry()``: 3 attempts); ``queue``
@@ -279,10 +307,29 @@ def task(fn: Callable | None = None, *, id: str | None = None, retry: Retry | No
     ``kill_after`` stops it (TIMED_OUT). On an engine whose executor is Dask,
     ``resources`` (``{"GPU": 1}``) are the Dask worker resources each attempt needs, and
     ``executor="local"`` keeps the task on the engine's own worker processes.
+
+    Lifecycle hooks, ``f(run)`` with the ended run's ``RunHandle``: ``on_success`` when a
+    run completes, ``on_failure`` when it fails, crashes, times out or expires,
+    ``on_cancel`` when it is canceled. The engine runs each as a durable run of its own
+    (task ``<id>.on_failure``, retried by ``Retry()``, listed in ``RunHandle.hooks``),
+    whichever way the run ended: no client needs to be there. ``f``'s return value is the
+    hook run's output.
+
+    ``schedule`` (a cron expression such as ``"0 9 * * 1-5"``, a duration such as
+    ``"15m"``, or a dict of ``dn.schedule``'s options) runs the task on that schedule, with
+    the task's id as the schedule's id; it is defined when the decorator runs, never in a
+    worker (``client.schedules.declared``).
     """
+    hooks = checked_hooks(on_success=on_success, on_failure=on_failure, on_cancel=on_cancel)
+
     def deco(f: Callable) -> Task:
-        return Task(f, id or f.__name__, retry, queue, parse_duration(max_duration),
-                    parse_duration(kill_after), resources, executor)
+        t = Task(f, id or f.__name__, retry, queue, parse_duration(max_duration),
+                 parse_duration(kill_after), resources, executor, hooks)
+        if schedule is not None:
+            from .schedules import declared
+
+            declared(t, schedule)
+        return t
 
     return deco(fn) if fn is not None else deco
 

@@ -10,7 +10,9 @@ line or the trait config first, then from ``DURABLE_NB_<NAME>``, then from the d
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -56,6 +58,40 @@ def _host_port(text: Any) -> tuple[str, int]:
     if not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"expected HOST or HOST:PORT, not {text!r}")
     return host, int(port)
+
+
+def _otlp_url(text: Any) -> str:
+    """An OTLP/HTTP endpoint: ``http(s)://HOST[:PORT][/PATH]`` (empty: no export)."""
+    value = str(text).strip()
+    if not value:
+        return ""
+    parsed = urllib.parse.urlparse(value)
+    try:
+        parsed.port  # noqa: B018 (raises ValueError for a port that is not one)
+    except ValueError:
+        parsed = parsed._replace(netloc="")
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError(f"expected an http:// or https:// URL such as "
+                         f"http://127.0.0.1:4318, not {text!r}")
+    try:  # asked without importing it: only the engine that exports loads it
+        importlib.metadata.version("opentelemetry-exporter-otlp-proto-http")
+    except importlib.metadata.PackageNotFoundError:
+        raise ValueError("exporting spans needs OpenTelemetry's SDK and OTLP exporter: "
+                         "pip install 'durable_nb[otlp]'") from None
+    return value
+
+
+OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"  # OpenTelemetry's own variable
+
+
+def _otel_endpoint() -> str:
+    """The standard ``OTEL_EXPORTER_OTLP_ENDPOINT``, checked, when no setting names one."""
+    text = os.environ.get(OTEL_ENDPOINT, "")
+    try:
+        return _otlp_url(text)
+    except ValueError as exc:
+        raise ConfigError(f"${OTEL_ENDPOINT}: {exc} (otlp_endpoint): correct it or unset "
+                          "it") from None
 
 
 @dataclass(frozen=True)
@@ -189,6 +225,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("executor_key", str, "",
             "PEM private key of executor_cert (empty: the key is in the certificate's file).",
             flag="--executor-key", field="executor_key"),
+    Setting("otlp_endpoint", str, "",
+            "OTLP/HTTP endpoint to export runs, attempts, steps and waits to as "
+            "OpenTelemetry spans, e.g. http://127.0.0.1:4318 (traces go to /v1/traces "
+            "below it). Empty (the default): $OTEL_EXPORTER_OTLP_ENDPOINT if set, else no "
+            "export. Needs `pip install durable_nb[otlp]`.",
+            flag="--otlp-endpoint", field="otlp_endpoint", fallback=_otel_endpoint,
+            convert=_otlp_url),
     Setting("activity_interval", float, 5.0,
             "Seconds between checks for QUEUED or EXECUTING runs. While there are any, the "
             "Jupyter server reports activity, so idle culling does not stop it mid-run.",
@@ -218,6 +261,7 @@ class EngineConfig:
     executor_bind: tuple[str, int] = _engine_default("executor_bind")
     executor_cert: str = _engine_default("executor_cert")
     executor_key: str = _engine_default("executor_key")
+    otlp_endpoint: str = _engine_default("otlp_endpoint")
 
 
 def engine_config(values: Mapping[str, Any]) -> EngineConfig:

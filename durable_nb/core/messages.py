@@ -28,6 +28,9 @@ op              class       fields                                              
 ``send_event``  SendEvent   key, data                                              resumed or
                                                                                    error
 ``checkpoint``  Checkpoint  statement, total, manifest, counts, blobs, size        ok or error
+``metadata``    MetadataSet change, key, value (JSON text), call (dn.metadata)     ok or
+                                                                                   refused
+``progress``    Progress    done, total, text, at (dn.progress, tqdm)              -
 ``done``        Done        output (the attempt's end: completed)                  -
 ``failed``      Failed      error (the attempt's end: the user's exception)        -
 ``suspended``   Suspended   (the attempt's end: unwound after ``suspend``)         -
@@ -42,7 +45,8 @@ op            class        fields
                            recorded (steps, step failures, resolved waits, the
                            latest checkpoint), limits
 (none)        ``Reply``    to a request: ``OkReply`` {ok}, ``ErrorReply`` {error},
-                           ``RunIdsReply`` {run_ids}, ``ResumedReply`` {resumed}
+                           ``RunIdsReply`` {run_ids}, ``ResumedReply`` {resumed},
+                           ``RefusedReply`` {refused}
 ``resolved``  Resolved     key, resolution: the wait is over, go on
 ``suspend``   SuspendRun   key: the wait goes on without a worker, unwind
 ``refused``   Refused      why: a hello on the Dask listener that proves nothing
@@ -241,6 +245,28 @@ class Checkpoint(_Request):
 
 
 @final
+class MetadataSet(_Request):
+    """A ``dn.metadata`` change, answered once durable (``core.run_reports``)."""
+
+    op: Literal["metadata"]
+    change: str  # set, increment or append
+    key: str
+    value: str  # the JSON text of the value (increment: of the number to add)
+    call: str  # "<scope>metadata:<key>#<n>": a re-executed call is not applied again
+
+
+@final
+class Progress(_FromAttempt):
+    """A run's progress (``dn.progress`` or the outermost tqdm bar); no reply."""
+
+    op: Literal["progress"]
+    done: float
+    total: float | None
+    text: str | None
+    at: float
+
+
+@final
 class Done(_FromAttempt):
     op: Literal["done"]
     output: bytes
@@ -257,12 +283,12 @@ class Suspended(_FromAttempt):
     op: Literal["suspended"]
 
 
-Request = Step | StepFailed | WaitFor | Trigger | SendEvent | Checkpoint
+Request = Step | StepFailed | WaitFor | Trigger | SendEvent | Checkpoint | MetadataSet
 """The messages the engine answers (``Reply``, or for ``wait`` also Resolved/Suspend)."""
 
 AttemptEnd = Done | Failed | Suspended
 
-WorkerMessage = Hello | Log | Request | AttemptEnd
+WorkerMessage = Hello | Log | Progress | Request | AttemptEnd
 """Every message a worker sends."""
 
 
@@ -325,7 +351,19 @@ class MissingReply(_ReplyBase):
     missing: list[str]  # a checkpoint's files that are not there: the worker writes them again
 
 
-Reply = OkReply | ErrorReply | RunIdsReply | ResumedReply | MissingReply
+class Refusal(TypedDict):
+    """Why a ``metadata`` change was refused, and the exception the worker raises for it."""
+
+    type: str  # TypeError, ValueError or PayloadTooLarge
+    message: str
+
+
+@final
+class RefusedReply(_ReplyBase):
+    refused: Refusal  # a ``metadata`` change that was not applied
+
+
+Reply = OkReply | ErrorReply | RunIdsReply | ResumedReply | MissingReply | RefusedReply
 
 
 @final

@@ -23,13 +23,19 @@ from typing import Any
 
 from ..core.config import EngineConfig as EngineConfig  # re-exported for hosts and tests
 from ..core.errors import WaitConflict
+from ..core.hooks import check_children
 from ..core.status import RESUMABLE, RunStatus, WaitOutcome
 from ..core.status import STATUSES as STATUSES  # re-exported: tests and tools import them here
 from ..core.status import TERMINAL as TERMINAL
+from ..core.tracecontext import checked_traceparent
 from ..store.records import Update
 from ..store.store import Store
 from . import recovery
+from .cancellation import TREE_SQL, has_finished_children
 from .clock import Clock, SystemClock
+from .debounce import Debouncer
+from .hooks import Hooks
+from .hooks import owed as owed_hooks
 from .lifecycle import Lifecycle
 from .messages import WorkerMessages
 from .model import TaskInfo
@@ -40,6 +46,7 @@ from .queries import Queries
 from .retention import Pruner
 from .scheduler import KEEP as KEEP
 from .scheduler import RunOptions, Scheduler
+from .schedules import Schedules
 from .state import EngineState
 from .waits import Waits
 from .writer import JournalWriter, settle
@@ -68,9 +75,14 @@ class Engine:
         self.waits = Waits(s, self.scheduler)
         self.lifecycle = Lifecycle(s, self.scheduler, self.waits)
         self.scheduler.finish = self.lifecycle.finish
+        self.hooks = Hooks(s, self.scheduler)  # lifecycle hooks: runs started as runs end
+        self.lifecycle.on_finish.append(self.hooks.run_finished)
         self.messages = WorkerMessages(s, self.scheduler, self.waits, self.lifecycle)
         self.queries = Queries(s)
         self.pruner = Pruner(s)
+        self.debouncer = Debouncer(s, self.scheduler)
+        self.schedules = Schedules(s, self.scheduler)  # cron and interval ticks
+        self.otlp: Any = None  # the OTLP exporter (``otlp``), with otlp_endpoint only
 
     def _process_pool(self, events: PoolEvents) -> WorkerPool:
         """Local worker processes; with the Dask executor, Dask beside them (the local
@@ -103,10 +115,18 @@ class Engine:
         if start is not None:
             await start()
         await loop.run_in_executor(None, recovery.load, self.state)
+        await loop.run_in_executor(None, self.debouncer.load)
         recovery.resume(self.state, self.scheduler, self.waits)
+        await self.schedules.start()  # after recovery: missed ticks, then the timers
+        self.hooks.fire(await loop.run_in_executor(None, owed_hooks, self.state))
         self.state.pool.ensure(0)
         self.scheduler.dispatch()
         self.pruner.start()
+        if self.config.otlp_endpoint:
+            from .otlp import OtlpExporter  # loads opentelemetry only when it is used
+
+            self.otlp = OtlpExporter(self.state, self.config.otlp_endpoint)
+            self.otlp.start()
 
     async def stop(self) -> None:
         """Stop workers and close the store; executing runs resume on the next start."""
@@ -115,7 +135,10 @@ class Engine:
         self.state.emit({"type": "stopping", "instance": self.instance,
                          "at": self.clock.now()})  # event streams close
         self.state.stopped = self.writer.stopped = True
+        self.schedules.stop()
         await self.pruner.stop()
+        if self.otlp is not None:
+            await self.otlp.stop()
         for run in self.state.runs.values():
             for t in run.timers + run.attempt_timers:
                 t.cancel()
@@ -148,13 +171,21 @@ class Engine:
                       ttl: float | None = None,
                       parent_run_id: str | None = None,
                       origin: dict | None = None,
-                      priority: int | None = None) -> tuple[str, bool]:
+                      priority: int | None = None, debounce: Any = None,
+                      traceparent: str | None = None) -> tuple[str, bool]:
         """Create a run; returns (run id, created). Durable before it returns. ``origin``
         names the notebook cell that started it; ``priority`` (higher first) orders it in
-        its queue, with aging (``model.queue_key``)."""
+        its queue, with aging (``model.queue_key``). ``debounce`` ({key, delay, mode})
+        collapses triggers into one run (``debounce``); ``traceparent`` is the trace its
+        exported spans continue."""
         self.writer.check_writable()
         opts = RunOptions.checked(idempotency_key, delay, tags, concurrency_key, ttl,
                                   parent_run_id, origin, priority)
+        opts.traceparent = checked_traceparent(traceparent)
+        if debounce is not None:
+            run_id, made = self.debouncer.trigger(task_hash, payload, opts, debounce)
+            await self.writer.write_durable([])
+            return run_id, made
         await self._recall_idempotent(task_hash, opts.idempotency_key)
         ids, created = self.scheduler.create_runs(task_hash, [payload], opts)
         await self.writer.write_durable([])
@@ -171,15 +202,24 @@ class Engine:
         if found is not None:
             self.state.idem.setdefault((task.task_id, key), found)
 
-    async def cancel(self, run_id: str) -> None:
+    async def cancel(self, run_id: str, children: str | None = "cancel") -> list[str]:
+        """Cancel an unfinished run and, with ``children="cancel"`` (the default), every
+        unfinished run below it, in one durable write; "abandon" leaves them running.
+        Returns the ids of the descendants canceled."""
         self.writer.check_writable()
+        mode = check_children(children)
         run = self.state.runs.get(run_id)
+        via: list[str] = []
+        if run is not None and mode == "cancel" and has_finished_children(self.state, run):
+            via = [r["id"] for r in await self.queries.query(TREE_SQL, [run_id])]
+            run = self.state.runs.get(run_id)  # it may have ended meanwhile
         if run is None:
             row = await self.queries.row(run_id)
             raise WaitConflict(f"run {run_id} already finished ({row['status']}); "
                                "nothing to cancel")
-        self.lifecycle.cancel(run)
+        below = self.lifecycle.cancel(run, mode, via)
         await self.writer.write_durable([])
+        return below
 
     async def replay(self, run_id: str) -> str:
         """A new run of the same task with the same payload."""
@@ -297,6 +337,34 @@ class Engine:
         await self.writer.write_durable([])
         return n
 
+    # ------------------------------------------------------------------ schedules
+
+    async def put_schedule(self, schedule_id: str, spec: dict) -> dict:
+        """Create or replace a schedule (``schedules.Schedules.put``); durable on return."""
+        out = self.schedules.put(schedule_id, spec)
+        await self.writer.write_durable([])
+        return out
+
+    async def pause_schedule(self, schedule_id: str, paused: bool = True) -> dict:
+        """Pause a schedule, or resume it with ``paused=False``; durable on return."""
+        out = self.schedules.set_paused(schedule_id, paused)
+        await self.writer.write_durable([])
+        return out
+
+    async def delete_schedule(self, schedule_id: str) -> dict:
+        out = self.schedules.delete(schedule_id)
+        await self.writer.write_durable([])
+        return out
+
+    def list_schedules(self) -> list[dict]:
+        return self.schedules.listing()
+
+    def get_schedule(self, schedule_id: str) -> dict:
+        return self.schedules.get(schedule_id)
+
+    async def schedule_runs(self, schedule_id: str, limit: int = 100, offset: int = 0) -> dict:
+        return await self.schedules.runs(schedule_id, limit, offset)
+
     # ------------------------------------------------------------------ state and reads
 
     def workers(self) -> list[dict]:
@@ -321,7 +389,8 @@ class Engine:
                 "instance": self.instance, "started_at": self.started_at,
                 "active_runs": len(self.state.runs), "max_payload": self.config.max_payload,
                 "executing": sum(1 for r in runs if r.status == RunStatus.EXECUTING),
-                "executor": self.executor()}
+                "executor": self.executor(),
+                "otlp": self.otlp.stats() if self.otlp is not None else None}
 
     async def wait_result(self, run_id: str, timeout: float) -> dict:
         """Wait up to ``timeout`` seconds for the run to finish; returns its row."""
@@ -332,12 +401,14 @@ class Engine:
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
                         limit: int = 100, offset: int = 0, q: str | None = None,
-                        tags: list[str] | None = None) -> list[dict]:
-        return await self.queries.list_runs(status, task, limit, offset, q, tags)
+                        tags: list[str] | None = None,
+                        since: float | None = None) -> list[dict]:
+        return await self.queries.list_runs(status, task, limit, offset, q, tags, since)
 
     async def count_runs(self, status: str | None = None, task: str | None = None,
-                         q: str | None = None, tags: list[str] | None = None) -> int:
-        return await self.queries.count_runs(status, task, q, tags)
+                         q: str | None = None, tags: list[str] | None = None,
+                         since: float | None = None) -> int:
+        return await self.queries.count_runs(status, task, q, tags, since)
 
     async def checkpoint(self, run_id: str, names: list[str] | None = None,
                          values: bool = False) -> dict:

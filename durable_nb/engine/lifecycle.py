@@ -3,15 +3,18 @@ at a wait, crashed with their worker, killed for a timeout or a cancel, or expir
 
 A failed or crashed attempt starts a new generation after the retry delay: steps that
 completed stay recorded, failed tries are forgotten. A run that ends resolves every wait
-it still has, wakes its parent's wait on it and cancels its children if it was canceled.
+it still has, wakes its parent's wait on it, cancels its children if it was canceled
+(unless the cancel abandoned them) and tells ``on_finish`` (lifecycle hooks start there).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ..core.status import AttemptOutcome, RunStatus, WaitOutcome
 from ..store.records import Update
+from .cancellation import unfinished_descendants
 from .model import Run, Wait, error_json
 from .scheduler import Scheduler
 from .state import EngineState
@@ -39,6 +42,10 @@ class Lifecycle:
         self.s = state
         self.scheduler = scheduler
         self.waits = waits
+        # called with (run, status) once a run has ended, in the same journal batch
+        # (lifecycle hooks: ``hooks.Hooks.run_finished``)
+        self.on_finish: list[Callable[[Run, str], None]] = []
+        self.abandoned: set[str] = set()  # canceled runs whose children go on running
 
     def done(self, run: Run, worker: Any, output: bytes | None) -> None:
         self.end_attempt(run, worker, AttemptOutcome.COMPLETED)
@@ -181,11 +188,14 @@ class Lifecycle:
         s.write([], lambda: s.notify_done(run.id))
         for cid in s.children_of.pop(run.id, []):
             s.child_results.pop(cid, None)
-        if status == RunStatus.CANCELED:
+        if status == RunStatus.CANCELED and run.id not in self.abandoned:
             for child in [s.runs[c] for c in run.children if c in s.runs]:
-                self.cancel(child)
+                self._cancel_one(child)
+        self.abandoned.discard(run.id)
         if run.parent_run_id and run.parent_run_id in s.runs:
             self._tell_parent(run, status, output, error)
+        for fn in self.on_finish:
+            fn(run, status)
 
     def _tell_parent(self, run: Run, status: str, output: bytes | None,
                      error: dict | None) -> None:
@@ -198,8 +208,24 @@ class Lifecycle:
                     and run.id in (wait.target or [])):
                 self.waits.try_resolve_now(parent, wait)
 
-    def cancel(self, run: Run) -> None:
-        """Cancel ``run``: kill its attempt's worker (whose exit ends it) or end it now."""
+    def cancel(self, run: Run, children: str = "cancel",
+               via: list[str] | tuple = ()) -> list[str]:
+        """Cancel ``run`` and, unless ``children`` is "abandon", every unfinished
+        descendant (``via``: descendants' ids from the store, to reach those below finished
+        runs), all in this loop turn's journal batch; returns the descendants' ids. A run
+        executing is killed and ends when its worker exits."""
+        below: list[Run] = []
+        if children == "abandon":
+            self.abandoned.add(run.id)
+        else:
+            below = unfinished_descendants(self.s, run.id, via)
+        for r in [run, *below]:
+            if r.id in self.s.runs:
+                self._cancel_one(r)
+        return [r.id for r in below]
+
+    def _cancel_one(self, run: Run) -> None:
+        """Kill ``run``'s attempt's worker (whose exit ends it) or end it now."""
         if run.worker is not None:
             self.scheduler.kill(run, run.worker, RunStatus.CANCELED)
         else:

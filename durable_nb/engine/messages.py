@@ -18,6 +18,7 @@ from ..core.status import StepStatus
 from ..store.records import Insert, InsertIgnore, Record, Update
 from .lifecycle import Lifecycle
 from .model import Run, aid, reply
+from .run_info import RunReports
 from .scheduler import RunOptions, Scheduler
 from .state import EngineState
 from .waits import Waits
@@ -32,10 +33,13 @@ class WorkerMessages:
         self.scheduler = scheduler
         self.waits = waits
         self.lifecycle = lifecycle
+        self.reports = RunReports(state)  # dn.metadata and dn.progress
+        lifecycle.on_finish.append(lambda run, status: self.reports.flush(run))
         self.handlers: dict[str, Callable[[Run, Any, dict], None]] = {
             "log": self.log, "step": self.step, "step_failed": self.step_failed,
             "checkpoint": self.checkpoint, "trigger": self.trigger,
             "send_event": self.send_event, "wait": waits.meet,
+            "metadata": self.reports.metadata, "progress": self.reports.progress,
             "done": lambda run, w, msg: lifecycle.done(run, w, msg["output"]),
             "failed": lambda run, w, msg: lifecycle.failed(run, w, msg["error"]),
             "suspended": lambda run, w, msg: lifecycle.suspended(run, w),
@@ -52,6 +56,7 @@ class WorkerMessages:
             return
         handler(run, worker, msg)
         if worker.run is None:  # the attempt ended: the worker is free
+            self.reports.flush(run)  # its last progress, in the batch of its end
             self.scheduler.dispatch()
 
     def placed(self, worker: Any) -> None:

@@ -89,6 +89,9 @@ class Run:
     priority: int = 0  # higher starts first within its queue (``queue_key``)
     metadata: dict = field(default_factory=dict)  # dn.metadata (JSON, runs.metadata)
     progress_report: dict | None = None  # {done, total, text, at}: dn.progress or tqdm
+    # dn.metadata calls applied, per scope: the highest <n> of "<scope>#<n>" (a call that
+    # re-executed code makes again is not applied twice; kept in memory only)
+    metadata_calls: dict[str, int] = field(default_factory=dict)
     schedule_id: str | None = None  # the schedule whose tick fired it
     schedule_tick: float | None = None
     hook_of: str | None = None  # a lifecycle hook run: the run it is for

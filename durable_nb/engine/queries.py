@@ -11,6 +11,7 @@ from typing import Any
 from ..core.checkpoints import entry_blobs, manifest_blobs, normal
 from ..core.errors import RunNotFound
 from ..core.status import STATUSES
+from .hooks import hook_runs
 from .model import summarize
 from .state import EngineState
 
@@ -72,19 +73,23 @@ class Queries:
         children = await self.query(
             "SELECT id, task_id, status FROM runs WHERE parent_run_id = ? ORDER BY created_at",
             [run_id])
+        hooks = await self.query(
+            "SELECT id, task_id, status, hook_kind, created_at FROM runs WHERE hook_of = ? "
+            "ORDER BY created_at", [run_id])
         for w in waits:
             w["preview"] = json.loads(w["preview"]) if w["preview"] else None
             w["target"] = json.loads(w["target"]) if w["target"] else None
         return {**summarize(row), "attempt_list": attempts, "steps": steps, "waits": waits,
-                "children": children}
+                "children": children, "hooks": hook_runs(hooks)}
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
                         limit: int = 100, offset: int = 0, q: str | None = None,
-                        tags: list[str] | None = None) -> list[dict]:
+                        tags: list[str] | None = None,
+                        since: float | None = None) -> list[dict]:
         """Runs, newest first, filtered by statuses (comma separated), task id, search
-        text ``q`` and ``tags`` (a run has them all); an unfinished run lists the names of
-        its pending approvals."""
-        where, params = _filters(status, task, q, tags)
+        text ``q``, ``tags`` (a run has them all) and ``since`` (created within that many
+        seconds before now); an unfinished run lists the names of its pending approvals."""
+        where, params = _filters(status, task, q, tags, self._after(since))
         sql = ("SELECT * EXCLUDE (payload, output) , output IS NOT NULL AS has_output FROM runs"
                + where + " ORDER BY created_at DESC LIMIT ? OFFSET ?")
         rows = await self.query(sql, [*params, int(limit), int(offset)])
@@ -97,11 +102,20 @@ class Queries:
         return out
 
     async def count_runs(self, status: str | None = None, task: str | None = None,
-                         q: str | None = None, tags: list[str] | None = None) -> int:
+                         q: str | None = None, tags: list[str] | None = None,
+                         since: float | None = None) -> int:
         """How many runs ``list_runs`` pages through with these filters."""
-        where, params = _filters(status, task, q, tags)
+        where, params = _filters(status, task, q, tags, self._after(since))
         rows = await self.query("SELECT count(*) AS n FROM runs" + where, params)
         return int(rows[0]["n"])
+
+    def _after(self, since: float | None) -> float | None:
+        """The creation time from which runs created ``since`` seconds ago are listed."""
+        if since is None:
+            return None
+        if since < 0:
+            raise ValueError(f"since must be a duration of 0 or more, not {since!r}")
+        return self.s.now() - since
 
     async def checkpoint(self, run_id: str, names: list[str] | None = None,
                          values: bool = False) -> dict:
@@ -199,7 +213,7 @@ _SEARCH = ("(contains(id, ?) OR contains(lower(task_id), ?) "
 
 
 def _filters(status: str | None, task: str | None, q: str | None = None,
-             tags: list[str] | None = None) -> tuple[str, list]:
+             tags: list[str] | None = None, after: float | None = None) -> tuple[str, list]:
     """The WHERE clause (with its leading space, or empty) and parameters of a run list."""
     where: list[str] = []
     params: list = []
@@ -219,6 +233,9 @@ def _filters(status: str | None, task: str | None, q: str | None = None,
     if tags:
         where.append("list_has_all(tags, ?::VARCHAR[])")
         params.append(list(tags))
+    if after is not None:
+        where.append("created_at >= ?")
+        params.append(after)
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
 

@@ -21,6 +21,7 @@ from ..core import serial as _serial
 from ..core.checkpoints import manifest_blobs
 from ..core.durations import parse_duration
 from ..core.errors import PayloadTooLarge
+from ..core.hooks import check_hook_tasks
 from ..core.messages import Resolution, RunAttempt
 from ..core.placement import check_executor, check_resources
 from ..core.serial import clean_text
@@ -138,6 +139,9 @@ class Scheduler:
             options = dict(spec.get("options") or {})
             check_resources(options.get("resources"))
             check_executor(options.get("executor"))
+            for hook in spec.get("hook_specs") or ():  # a child's hooks, sent by a worker
+                self.register_task(hook)
+            check_hook_tasks(options.get("hooks"), s.tasks)
             if _serial.task_hash(code, spec["task_id"], options) != h:
                 raise ValueError("task hash does not match its code and options")
             info = TaskInfo(h, spec["task_id"], code, list(spec.get("sys_path") or []),

@@ -56,6 +56,17 @@ def cell_parser() -> _Parser:
     p.add_argument("--out", type=_names, help="with --wait: only these variables (a,b)")
     p.add_argument("--transient", nargs="+", action=_ExtendNames, default=[], metavar="NAME",
                    help="variables not to checkpoint (sockets, clients); lost on a resume")
+    p.add_argument("--schedule", metavar="WHEN",
+                   help="do not run now: run this cell on a schedule, a cron expression "
+                   "(\"0 * * * *\") or an interval (\"15m\"); its source and the variables it "
+                   "reads are captured now (its id: --name, or the notebook and cell)")
+    p.add_argument("--timezone", help="with --schedule: the cron's time zone (default UTC)")
+    p.add_argument("--overlap", choices=("skip", "queue", "allow"),
+                   help="with --schedule: a tick while the previous run still runs "
+                   "(default skip)")
+    p.add_argument("--catch-up", choices=("skip", "once", "all"),
+                   help="with --schedule: ticks missed while the engine was down "
+                   "(default once)")
     return p
 
 

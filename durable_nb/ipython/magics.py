@@ -16,6 +16,7 @@ from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..client import show as _show
 from ..client.cells import fetch_variables, trigger_cell
+from ..client.schedules import schedule_cell
 from ..client.tasks import RunHandle, get_run, runs
 from ..core.durations import parse_duration
 from ..core.errors import DurableError, RunFailed
@@ -64,6 +65,27 @@ def _split(line: str) -> list[str]:
         raise UsageError(f"cannot read the options: {exc}") from None
 
 
+def _cell_options(line: str) -> tuple[Any, float | None, float | None]:
+    """The options of a %%durable line, checked; with its timeout and max duration."""
+    opts = cell_parser().parse_args(_split(line))
+    try:
+        timeout, max_duration = parse_duration(opts.timeout), parse_duration(opts.max_duration)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    if opts.retries < 0 or (opts.concurrency is not None and opts.concurrency < 1):
+        raise UsageError("--retries must be >= 0 and --concurrency >= 1")
+    if opts.concurrency is not None and not opts.queue:
+        raise UsageError("--concurrency needs --queue NAME (the queue it limits)")
+    if opts.out and not opts.wait:
+        raise UsageError("--out names the variables --wait brings back; add --wait")
+    if opts.schedule and (opts.wait or opts.idempotency_key):
+        raise UsageError("--schedule runs the cell on a schedule, not now: it takes "
+                         "neither --wait nor --idempotency-key")
+    if not opts.schedule and (opts.timezone or opts.overlap or opts.catch_up):
+        raise UsageError("--timezone, --overlap and --catch-up go with --schedule WHEN")
+    return opts, timeout, max_duration
+
+
 @magics_class
 class DurableMagics(Magics):
     """``%%durable [options]`` and ``%durable list|status|attach|approve|reject|cancel``."""
@@ -86,6 +108,13 @@ class DurableMagics(Magics):
             the cell blocks until the run ends, then puts its variables (or those in --out)
             into the namespace. An interrupt stops either waiting, not the run. --transient
             names variables that are not checkpointed (sockets, clients).
+
+        %%durable --schedule WHEN [--timezone TZ] [--overlap skip|queue|allow]
+                  [--catch-up skip|once|all] [--name ID] [options]
+            Does not run the cell now: runs it on a schedule, a cron expression
+            ("0 * * * *") or an interval ("15m"), with its source and the notebook
+            variables it reads as they are now. Running the cell again replaces the
+            schedule (its id: --name, or the notebook and cell).
 
         %durable list [--status S] [--task T] [--limit N]
         %durable status RUN            attempts, steps, waits and error as a tree
@@ -118,17 +147,7 @@ class DurableMagics(Magics):
     def _cell(self, line: str, cell: str) -> RunHandle | None:
         from IPython.core.inputtransformer2 import TransformerManager
 
-        opts = cell_parser().parse_args(_split(line))
-        try:
-            timeout, max_duration = parse_duration(opts.timeout), parse_duration(opts.max_duration)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
-        if opts.retries < 0 or (opts.concurrency is not None and opts.concurrency < 1):
-            raise UsageError("--retries must be >= 0 and --concurrency >= 1")
-        if opts.concurrency is not None and not opts.queue:
-            raise UsageError("--concurrency needs --queue NAME (the queue it limits)")
-        if opts.out and not opts.wait:
-            raise UsageError("--out names the variables --wait brings back; add --wait")
+        opts, timeout, max_duration = _cell_options(line)
         source = rename_get_ipython(TransformerManager().transform_cell(cell))
         try:
             reads, assigns, magics = names_read(source), names_assigned(source), magics_in(source)
@@ -145,10 +164,14 @@ class DurableMagics(Magics):
         pending = depends.registry(self._kernel())
         if pending.pending:  # its inputs are the values those runs end with
             pending.wait_for(self._kernel(), names_needed(source))
-            pending.shadow(assigns)
+            if not opts.schedule:  # a scheduled cell assigns nothing here
+                pending.shadow(assigns)
         ns = self._kernel().user_ns
         if SHELL_NAME in reads:
             ns = {**ns, SHELL_NAME: shell}
+        if opts.schedule:
+            self._schedule(opts, source, ns, origin, timeout, max_duration)
+            return None
         try:
             run = trigger_cell(
                 source, ns, name=run_name, retries=opts.retries,
@@ -174,6 +197,25 @@ class DurableMagics(Magics):
             raise _failure(summary, source)
         self._bring_back(run, summary, opts.out, opts.transient)
         return None
+
+    def _schedule(self, opts: Any, source: str, ns: dict, origin: dict | None,
+                  timeout: float | None, max_duration: float | None) -> None:
+        """``--schedule``: define (or replace) the cell's schedule; one line says when."""
+        try:
+            s = schedule_cell(
+                source, ns, opts.schedule, name=opts.name, timezone=opts.timezone or "UTC",
+                overlap=opts.overlap or "skip", catch_up=opts.catch_up or "once", origin=origin,
+                retries=opts.retries, queue=opts.queue, concurrency=opts.concurrency,
+                timeout=timeout, max_duration=max_duration, transient=opts.transient,
+                first_line=2)
+        except SyntaxError as exc:
+            raise _syntax_error(exc) from None
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        when = f"cron {s.cron!r} ({s.timezone})" if s.cron else f"every {opts.schedule}"
+        say(f"scheduled this cell as '{s.id}', {when}: next run at "
+            f"{_show.fmt_time(s.next_tick)}; `durable-nb schedules pause {shlex.quote(s.id)}` "
+            "pauses it")
 
     def _wait(self, run: RunHandle, follower: Follower) -> dict | None:
         """Block until the run ends; None when a kernel interrupt stopped the waiting."""

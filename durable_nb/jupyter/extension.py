@@ -257,6 +257,7 @@ class DurableApp(ExtensionApp):
     executor_bind = jupyter_trait("executor_bind")
     executor_cert = jupyter_trait("executor_cert")
     executor_key = jupyter_trait("executor_key")
+    otlp_endpoint = jupyter_trait("otlp_endpoint")
 
     host: EngineHost | None = None
 

@@ -56,19 +56,22 @@ async def _authorize_forward(method: str, path: str, body: bytes | None,
                              authorize: Authorize | None) -> None:
     """The permissions a request forwarded to another process's engine needs, checked here
     (that engine only knows our token): the route's, and "execute" for an event whose
-    payload is a pickle (a worker unpickles it), as `server.api.dispatch` asks locally."""
+    payload is a pickle (a worker unpickles it) or a bulk replay or resume (they run code),
+    as `server.api.dispatch` asks locally."""
     if authorize is None:
         return
     route, _, _ = _api.match(method, path)
     if route is None:
         return
     await authorize(route.action)
-    if route.path == "/events/{key}" and body:
+    if route.path in ("/events/{key}", "/runs/bulk") and body:
         try:
-            pickled = json.loads(body).get("data_b64") is not None
+            b = json.loads(body)
+            runs_code = (b.get("data_b64") is not None if route.path == "/events/{key}"
+                         else b.get("action") != "cancel")
         except (ValueError, AttributeError, RecursionError):
             return  # the engine answers 400
-        if pickled:
+        if runs_code:
             await authorize("execute")
 
 

@@ -20,6 +20,7 @@ from ..core.version import __version__
 from ..engine import step_groups
 from ..engine.engine import KEEP, Engine, summarize
 from . import apischema as S
+from . import routes_bulk, routes_schedules
 from .apischema import BadRequest, Param
 from .routing import (
     STR,
@@ -28,9 +29,11 @@ from .routing import (
     allow_all,
     as_float,
     as_int,
+    duration_param,
     jsonable,
     out,
     required_b64,
+    trigger_context,
     unb64,
 )
 
@@ -65,12 +68,14 @@ async def put_task(r: Request):
 
 async def post_run(r: Request):
     b = r.body
+    debounce, traceparent = trigger_context(b)
     try:
         run_id, created = await r.engine.trigger(
             b["task_hash"], required_b64(b, "payload_b64"),
             idempotency_key=b.get("idempotency_key"), delay=as_float(b.get("delay")),
             tags=list(b.get("tags") or []), concurrency_key=b.get("concurrency_key"),
             ttl=as_float(b.get("ttl")), origin=b.get("origin"), priority=b.get("priority"),
+            debounce=debounce, traceparent=traceparent,
         )
     except LookupError as exc:
         return 409, {"error": str(exc), "code": "unknown_task"}
@@ -80,11 +85,12 @@ async def post_run(r: Request):
 async def list_runs(r: Request):
     p = r.params
     tags = [t for t in (p.get("tags") or "").split(",") if t] or None
+    since = duration_param(p, "since")
     runs = await r.engine.list_runs(status=p.get("status"), task=p.get("task"),
                                     limit=p["limit"], offset=p["offset"], q=p.get("q"),
-                                    tags=tags)
+                                    tags=tags, since=since)
     total = await r.engine.count_runs(status=p.get("status"), task=p.get("task"), q=p.get("q"),
-                                      tags=tags)
+                                      tags=tags, since=since)
     return 200, {"runs": runs, "total": total}
 
 
@@ -99,8 +105,8 @@ async def get_result(r: Request):
 
 
 async def cancel_run(r: Request):
-    await r.engine.cancel(r.args[0])
-    return 200, {"id": r.args[0], "canceled": True}
+    below = await r.engine.cancel(r.args[0], children=r.body.get("children"))
+    return 200, {"id": r.args[0], "canceled": True, "children": below}
 
 
 async def resume_run(r: Request):
@@ -269,11 +275,12 @@ ROUTES: list[Route] = [
           action="execute", body=S.PUT_TASK,
           response=out({"hash": STR, "task_id": STR}, ("hash", "task_id"))),
     Route("POST", "/runs", "Trigger a run of a registered task (201 created, 200 when the "
-          "idempotency key names an existing run; 409 when the task is not registered)",
+          "idempotency key names an existing run or the trigger was folded into its "
+          "debounce window's run; 409 when the task is not registered)",
           post_run, action="execute", body=S.POST_RUN, response=_RUN_CREATED, status=201),
     Route("GET", "/runs", "List runs, newest first (filters: status, task, q (search); "
           "paging: limit, offset)", list_runs,
-          query=(S.STATUS_FILTER, S.TASK_FILTER, S.SEARCH, S.TAGS_FILTER,
+          query=(S.STATUS_FILTER, S.TASK_FILTER, S.SEARCH, S.TAGS_FILTER, S.SINCE_FILTER,
                  S.int_param("limit", 1, 10_000, 100, "at most this many runs"),
                  S.int_param("offset", 0, 10**9, 0, "skip this many runs")),
           response=out({"runs": {"type": "array", "items": _RUN},
@@ -292,9 +299,12 @@ ROUTES: list[Route] = [
                                    "default": 0}, "seconds to wait, 0 to 300"),),
           response=out({**_RUN["properties"], "output_b64": {"type": ["string", "null"]}},
                         ("id", "status"))),
-    Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished", cancel_run,
-          action="write", body=S.EMPTY,
-          response=out({"id": STR, "canceled": {"type": "boolean"}}, ("id",))),
+    Route("POST", "/runs/{run_id}/cancel", "Cancel a run that has not finished, and every "
+          "unfinished run below it (children=abandon leaves those running); `children` in "
+          "the answer lists the descendants canceled", cancel_run,
+          action="write", body=S.CANCEL,
+          response=out({"id": STR, "canceled": {"type": "boolean"},
+                         "children": {"type": "array", "items": STR}}, ("id",))),
     Route("POST", "/runs/{run_id}/resume", "Continue a FAILED, CRASHED, CANCELED or "
           "TIMED_OUT run in a new attempt, after its last recorded step or checkpoint",
           resume_run, action="execute", body=S.EMPTY,
@@ -375,6 +385,8 @@ ROUTES: list[Route] = [
                          "rows": {"type": "array", "items": {"type": "array"}}},
                         ("columns", "rows"))),
 ]
+ROUTES += routes_bulk.ROUTES  # POST /runs/bulk
+ROUTES += routes_schedules.ROUTES  # /schedules
 WS_PATH = EVENTS_PATH
 COMPILED = [(rt, re.compile(rt.regex + "$")) for rt in ROUTES]
 
@@ -478,7 +490,8 @@ def openapi_document() -> dict:
         ok = {"description": "OK", "content": _json_content(rt.response)}
         responses = {str(rt.status): ok}
         if rt.path == "/runs" and rt.method == "POST":
-            responses["200"] = {"description": "An existing run with this idempotency key",
+            responses["200"] = {"description": "An existing run with this idempotency key, "
+                                "or the run of the debounce window the trigger joined",
                                 "content": _json_content(rt.response)}
         for code, text in _ERRORS.items():
             responses[code] = {"description": text, "content": _json_content(_ERROR)}

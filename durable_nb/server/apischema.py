@@ -19,6 +19,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.debounce import MAX_DELAY as MAX_DEBOUNCE
+from ..core.debounce import MODES as DEBOUNCE_MODES
+from ..core.tracecontext import TRACEPARENT_PATTERN
 from ..store.readonly_sql import MAX_ROWS
 
 INT32_MAX = 2**31 - 1  # a DuckDB INTEGER column
@@ -122,6 +125,10 @@ TASK_OPTIONS = obj({
                   "description": "Dask worker resources each attempt needs, e.g. {\"GPU\": 1}"},
     "executor": {"type": "string", "enum": ["local", "dask"],
                  "description": "local: always on the engine's own worker processes"},
+    "hooks": {**obj({k: TASK_HASH for k in ("on_success", "on_failure", "on_cancel")}),
+              "description": "lifecycle hooks: the registered task whose run starts when a "
+              "run of this task ends (on_success: COMPLETED; on_failure: FAILED, CRASHED, "
+              "TIMED_OUT, EXPIRED; on_cancel: CANCELED)"},
 })
 
 UPLOAD_MODULE = obj({
@@ -134,6 +141,20 @@ PUT_TASK = obj({
     "sys_path": {"type": "array", "maxItems": 1000, "items": string(4096)},
     "options": TASK_OPTIONS,
 }, required=("task_id", "code_b64"))
+DEBOUNCE = obj({
+    "key": NAME,
+    "delay": {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_DEBOUNCE,
+              "description": "seconds, more than 0 and at most a day"},
+    "mode": {"type": "string", "enum": list(DEBOUNCE_MODES), "default": "trailing"},
+}, required=("key", "delay"))
+DEBOUNCE["description"] = (
+    "collapse triggers of this task with the same key into one run: trailing (the default) "
+    "starts it `delay` seconds after the latest trigger, with the latest payload; leading "
+    "starts it at once and folds in the triggers within `delay` of the latest one. Not "
+    "with idempotency_key or delay")
+TRACEPARENT = string(55, 55, pattern=TRACEPARENT_PATTERN)
+TRACEPARENT["description"] = ("W3C trace context the run's exported spans continue: "
+                              "00-<32 hex trace id>-<16 hex span id>-<2 hex flags>")
 POST_RUN = obj({
     "task_hash": string(200, 1),  # an unknown hash answers 409: the client registers it
     "payload_b64": B64,
@@ -146,6 +167,8 @@ POST_RUN = obj({
     "priority": nullable({"type": "integer", "minimum": -1000, "maximum": 1000,
                           "description": "higher starts first within its queue; each level "
                           "counts as a minute of waiting (aging), so none starves"}),
+    "debounce": {**DEBOUNCE, "type": ["object", "null"]},
+    "traceparent": nullable(TRACEPARENT),
 }, required=("task_hash", "payload_b64"))
 DECIDE = obj({
     "wait": nullable(string(1000)),
@@ -163,6 +186,10 @@ SQL = obj({
     "limit": {"type": "integer", "minimum": 1, "maximum": MAX_SQL_ROWS, "default": 10_000},
 }, required=("query",))
 EMPTY = obj({})
+CHILDREN_TEXT = ("cancel (default): the run's unfinished descendants are canceled too; "
+                 "abandon: they go on running")
+CHILDREN = {"type": "string", "enum": ["cancel", "abandon"], "description": CHILDREN_TEXT}
+CANCEL = obj({"children": CHILDREN})
 
 
 @dataclass(frozen=True)
@@ -177,7 +204,8 @@ class Param:
 RUN_ID = string(200, 1)
 PATH_PARAMS = {"run_id": RUN_ID, "hash": TASK_HASH, "name": NAME,
                "key": string(1000, 1, pattern=_NO_CONTROL),
-               "step_key": string(3000, 1, pattern=_NO_CONTROL)}
+               "step_key": string(3000, 1, pattern=_NO_CONTROL),
+               "schedule_id": string(1000, 1, pattern=_NO_CONTROL)}
 VALUES = Param("values", {"type": "boolean", "default": False},
                "include the values (base64 pickles)")
 STATUS_FILTER = Param("status", string(1000), "one status or several, comma-separated")
@@ -185,6 +213,8 @@ TASK_FILTER = Param("task", string(1000), "a task id")
 SEARCH = Param("q", string(200), "text in the run id, task or cell name, tags or notebook "
                "(any case)")
 TAGS_FILTER = Param("tags", string(2000), "tags joined by commas: runs that have them all")
+SINCE_FILTER = Param("since", string(50, 1), "runs created within this long before now: "
+                     "a duration such as 1h, 30m, 2d, or seconds")
 
 
 def int_param(name: str, lo: int, hi: int, default: int, description: str) -> Param:

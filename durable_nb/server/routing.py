@@ -14,12 +14,15 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.debounce import debounce_of
+from ..core.durations import parse_duration
+from ..core.tracecontext import checked_traceparent
 from ..engine.engine import Engine
 from . import apischema as S
-from .apischema import Param
+from .apischema import BadRequest, Param
 
-__all__ = ["Request", "Route", "allow_all", "as_float", "as_int", "jsonable", "out", "required_b64", "unb64",
-           "STR", "NUM"]
+__all__ = ["Request", "Route", "allow_all", "as_float", "as_int", "duration_param", "jsonable",
+           "out", "required_b64", "trigger_context", "unb64", "STR", "NUM"]
 
 
 async def allow_all(action: str) -> None:
@@ -76,6 +79,25 @@ def required_b64(body: dict, name: str) -> bytes:
     return base64.b64decode(body[name], validate=True)
 
 
+def trigger_context(body: dict) -> tuple[Any, str | None]:
+    """The checked ``debounce`` and ``traceparent`` of a trigger's body; BadRequest (400)
+    for what the schema cannot say: a blank key, an all-zero id, debounce with
+    idempotency_key or delay."""
+    try:
+        debounce = debounce_of(body.get("debounce"))
+    except ValueError as exc:
+        raise BadRequest(str(exc), field="debounce") from None
+    if debounce is not None and (body.get("idempotency_key") is not None
+                                 or body.get("delay") is not None):
+        raise BadRequest("debounce cannot be combined with idempotency_key or delay: the "
+                         "debounce key already picks the run, and its delay sets the start",
+                         field="debounce")
+    try:
+        return debounce, checked_traceparent(body.get("traceparent"))
+    except ValueError as exc:
+        raise BadRequest(str(exc), field="traceparent") from None
+
+
 def as_int(value: Any) -> int | None:
     """A validated JSON integer (2.0 is one too) as a Python int."""
     return None if value is None else int(value)
@@ -84,6 +106,19 @@ def as_int(value: Any) -> int | None:
 def as_float(value: Any) -> float | None:
     return None if value is None else float(value)
 
+
+
+def duration_param(params: dict, name: str) -> float | None:
+    """Seconds of a duration query parameter ("1h", "90m", "2d" or seconds; None when
+    absent); BadRequest naming it when it does not read as one."""
+    raw = params.get(name)
+    if raw is None:
+        return None
+    try:
+        return parse_duration(raw)
+    except ValueError as exc:
+        raise S.BadRequest(f"query parameter '{name}': {exc}", field=name,
+                           rule="format") from None
 
 
 def jsonable(v: Any) -> Any:

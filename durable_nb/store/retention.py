@@ -56,8 +56,10 @@ class Removed:
 def select_runs(store: Store, before: float, statuses: Iterable[str],
                 keep: Iterable[str]) -> list[tuple[float, str]]:
     """(created_at, id) of the runs in one of ``statuses`` (terminal ones only) that
-    finished before ``before``, oldest first, except ``keep`` (runs the engine holds) and
-    children of unfinished runs (their parents read their results)."""
+    finished before ``before``, oldest first, except ``keep`` (runs the engine holds),
+    children of unfinished runs (their parents read their results) and lifecycle hook runs
+    whose run is still there (a hook run is the record that its run's hook fired: without
+    it the engine's start would fire it again; it goes in a prune after its run's)."""
     wanted = sorted(set(statuses) & TERMINAL)
     if not wanted:
         return []
@@ -67,6 +69,7 @@ def select_runs(store: Store, before: float, statuses: Iterable[str],
         "AND id NOT IN (SELECT unnest(?::VARCHAR[])) "
         "AND (parent_run_id IS NULL OR parent_run_id NOT IN "
         f"(SELECT id FROM runs WHERE status NOT IN ({sql_list(TERMINAL)}))) "
+        "AND (hook_of IS NULL OR hook_of NOT IN (SELECT id FROM runs)) "
         "ORDER BY created_at", [before, sorted(keep)])
     return [(r["created_at"], r["id"]) for r in rows]
 

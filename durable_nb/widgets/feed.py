@@ -76,6 +76,7 @@ class RunFeed:
         self._logs: deque = deque(maxlen=logs or 1)
         self._need_logs = True
         self._need_fetch = False
+        self._reports: dict = {}  # progress and metadata from events since the last fetch
         self._unsubscribe: Callable[[], None] | None = None
         self._pump = Pump(self._refresh)
         self._lock = threading.Lock()
@@ -121,6 +122,13 @@ class RunFeed:
                                        "line": line})
             self._pump.kick()
             return
+        if kind in ("progress", "metadata") and kind in event:
+            # a progress report (up to ten a second) or a metadata change: applied to the
+            # data in place, with no fetch of the whole run
+            with self._lock:
+                self._reports[kind] = event[kind]
+            self._pump.kick()
+            return
         if kind == "disconnected":
             self.on_notice("Lost the connection to the durable_nb engine; reconnecting… "
                            f"({event.get('error', '')})")
@@ -136,11 +144,14 @@ class RunFeed:
             return
         if not self._need_fetch and self.data is not None:
             with self._lock:
-                data = {**self.data, "logs": list(self._logs), "now": time.time()}
+                data = {**self.data, **self._reports, "logs": list(self._logs),
+                        "now": time.time()}
             self._publish(data)
             return
         need_logs = self._need_logs
         self._need_fetch = False
+        with self._lock:
+            self._reports = {}  # the fetch reads them as they are now
         data = fetch_run(self.client, self.handle.id, self.logs_limit if need_logs else 0)
         with self._lock:
             if need_logs:
@@ -149,7 +160,8 @@ class RunFeed:
                 self._need_logs = False
             data["logs"] = list(self._logs)
         self._publish(data)
-        if data["status"] in TERMINAL:
+        hooks_done = all(k["status"] in TERMINAL for k in data.get("hooks") or ())
+        if data["status"] in TERMINAL and hooks_done:  # its hook runs' ends are shown too
             if self._stop_at is None:
                 self._stop_at = time.monotonic() + FOLLOW_AFTER_END
                 HUB.call(self._stop_later)

@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from ..client.show_reports import progress_line
 from ..core.status import TERMINAL
 
 MAX_STEP_LINES = 30  # folded step lines a run snapshot shows (the newest)
@@ -111,6 +112,9 @@ def run_html(run: dict, *, live_hint: bool = True) -> str:
     head = (f'<div><b>{html.escape(str(run.get("task_id") or run.get("kind") or "run"))}</b> '
             f'{_badge(status)} <code style="{_MUTED}">{rid}</code>'
             + (f' <span style="{_MUTED}">{took}</span>' if took else "") + "</div>")
+    line = progress_line(run.get("progress"))  # dn.progress, as `durable-nb show` prints it
+    if line:
+        head += f'<div style="{_MUTED}"><code>{html.escape(line)}</code></div>'
     rows = fold_steps(run.get("steps") or [])
     hidden = len(rows) - MAX_STEP_LINES + int(run.get("steps_omitted") or 0)
     items = [f'<li style="{_MUTED}">… {hidden} earlier</li>'] if hidden > 0 else []

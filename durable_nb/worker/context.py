@@ -31,6 +31,7 @@ from ..core.messages import (
     EngineMessage,
     ErrorInfo,
     Log,
+    Progress,
     Recorded,
     Reply,
     Request,
@@ -47,6 +48,7 @@ from ..core.serial import clean_text
 from ..core.tracebacks import user_traceback
 from . import piecefiles, snapshot
 from . import previews as _previews
+from .run_info import RunReports
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "durable_nb_run", default=None
@@ -144,6 +146,7 @@ class RunContext:
         self.aid: str = msg.get("aid") or f"{self.run_id}/{self.attempt}"
         self.generation: int = msg.get("generation", 0)  # task-level retries so far
         self._req = 0
+        self.reports = RunReports(self)  # dn.metadata and dn.progress (``run_info``)
 
     def next_key(self, name: str) -> str:
         name = clean_text(name)  # keys are stored: the same text in memory and on disk
@@ -155,6 +158,7 @@ class RunContext:
     def request(self, msg: Request) -> Reply:
         """Send ``msg`` and return the engine's reply to it."""
         with self._lock:
+            self.reports.flush()  # a progress value held back goes first
             self._req += 1
             n = self._req
             out = _clean(msg)
@@ -172,7 +176,7 @@ class RunContext:
             if msg.get("aid") == self.aid and wanted(msg):
                 return msg
 
-    def send(self, msg: Log | AttemptEnd) -> None:
+    def send(self, msg: Log | Progress | AttemptEnd) -> None:
         """Send ``msg`` (a message that takes no reply) for this attempt."""
         with self._lock:
             out = _clean(msg)
@@ -366,6 +370,7 @@ class RunContext:
             return done
         blob = None if data is None else _serial.dumps(data, f"data of {kind} '{name}'", self.max_payload)
         with self._lock:
+            self.reports.flush()
             self._req += 1
             n = self._req
             request: WaitFor = {

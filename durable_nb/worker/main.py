@@ -26,6 +26,7 @@ from ..core.messages import AttemptEnd, RunAttempt
 from ..core.protocol import SyncChannel
 from . import context as _context
 from . import display as _display
+from . import tqdm_feed
 
 
 def _die_with_parent() -> None:
@@ -159,6 +160,7 @@ class Worker:
         self._extend_path(msg.get("sys_path") or [])
         ctx = self.ctx = _context.RunContext(self.channel, msg)
         token = _context._current.set(ctx)
+        tqdm_feed.install()  # tqdm bars of the run feed its progress
         reply: AttemptEnd
         try:
             func, args, kwargs = self._load(msg)
@@ -178,6 +180,7 @@ class Worker:
         finally:
             self.stdout.end_attempt()
             self.stderr.end_attempt()
+            ctx.reports.flush()  # the last progress value, before the attempt's end
             _context._current.reset(token)
             self.ctx = None
         reply["aid"] = ctx.aid

@@ -42,6 +42,14 @@ export interface IOrigin {
   execution_count?: number | null;
 }
 
+/** A run's last progress report (`dn.progress` or its outermost tqdm bar). */
+export interface IProgress {
+  done: number;
+  total?: number | null;
+  text?: string | null;
+  at?: number;
+}
+
 /** A run as `GET /runs` lists it. */
 export interface IRun {
   id: string;
@@ -60,7 +68,12 @@ export interface IRun {
   duration_warning?: boolean;
   error?: { type: string; message: string; traceback?: string } | null;
   tags?: string[];
+  /** Orders the queued runs of a queue: higher first (0 unless given at trigger). */
+  priority?: number;
   origin?: IOrigin | null;
+  /** What the run set with `dn.metadata` (a JSON object). */
+  metadata?: Record<string, unknown>;
+  progress?: IProgress | null;
 }
 
 /** A wait of a run (approval, event, sleep, retry delay or child runs). */
@@ -148,19 +161,41 @@ export async function listRuns(status = '', limit = 50): Promise<IRun[]> {
   return (await request<{ runs: IRun[] }>(`runs?${query}`)).runs;
 }
 
-/** A page of runs filtered by status (comma-separated) and search text, with the total
- * number of runs that match. */
+/** What a runs list is filtered by (`GET /runs`); an empty field filters nothing. */
+export interface IRunFilters {
+  /** Statuses, comma-separated. */
+  status?: string;
+  /** Text in the run id, task or cell name, tags or notebook. */
+  q?: string;
+  /** Tags the runs all have. */
+  tags?: ReadonlyArray<string>;
+  /** Created within this long before now ("1h", "7d"). */
+  since?: string;
+}
+
+/** A page of runs matching `filters`, from `offset`, with the total number of runs that
+ * match. */
 export async function searchRuns(
-  status = '',
-  q = '',
-  limit = 50
+  filters: IRunFilters,
+  limit = 50,
+  offset = 0
 ): Promise<{ runs: IRun[]; total: number }> {
   const query = new URLSearchParams({ limit: String(limit) });
+  const { status, q, tags, since } = filters;
   if (status) {
     query.set('status', status);
   }
   if (q) {
     query.set('q', q);
+  }
+  if (tags && tags.length) {
+    query.set('tags', tags.join(','));
+  }
+  if (since) {
+    query.set('since', since);
+  }
+  if (offset) {
+    query.set('offset', String(offset));
   }
   return request<{ runs: IRun[]; total: number }>(`runs?${query}`);
 }

@@ -13,7 +13,14 @@ import {
 import { Widget } from '@lumino/widgets';
 
 import { ACTIVE, IEvent, RESUMABLE } from './api';
-import { concernsRun, GraphRun, loadRun, renderRunGraph, runActions } from './graph';
+import {
+  applyReport,
+  concernsRun,
+  GraphRun,
+  loadRun,
+  renderRunGraph,
+  runActions
+} from './graph';
 import { durableIcon } from './icon';
 import { RunsModel } from './model';
 import { notebookPath, OpenCell, originLink } from './origin';
@@ -63,6 +70,7 @@ export class RunView extends Widget {
   dispose(): void {
     this._stop();
     window.clearTimeout(this._timer);
+    window.clearTimeout(this._redraw);
     super.dispose();
   }
 
@@ -81,15 +89,22 @@ export class RunView extends Widget {
     }
     if (this.run) {
       this._showOrigin(this.run);
-      const reload = () => this.load();
-      renderRunGraph(this._graph, this.run, {
-        ...runActions(this.runId, reload, id => this.openRun(id)),
-        notice
-      });
+      this._render(notice);
     } else if (notice) {
       this._graph.textContent = notice.text;
     }
     this.changed();
+  }
+
+  private _render(notice: { kind: 'error'; text: string } | null = null): void {
+    if (!this.run) {
+      return;
+    }
+    const reload = () => this.load();
+    renderRunGraph(this._graph, this.run, {
+      ...runActions(this.runId, reload, id => this.openRun(id)),
+      notice
+    });
   }
 
   /** "Started by analysis.ipynb [5] (work/analysis.ipynb)": a cell run's origin, whose
@@ -112,6 +127,16 @@ export class RunView extends Widget {
   }
 
   private _onEvent(e: IEvent): void {
+    if (applyReport(e, this.runId, this.run)) {
+      // progress (up to ten a second) or metadata: redrawn from the event, no reload
+      if (!this._redraw) {
+        this._redraw = window.setTimeout(() => {
+          this._redraw = 0;
+          this._render();
+        }, 100);
+      }
+      return;
+    }
     const mine = concernsRun(e, this.runId, this.run);
     if (mine && !this._timer) {
       // at most one reload per 200 ms, however many events arrive
@@ -126,6 +151,7 @@ export class RunView extends Widget {
   private _origin: HTMLElement;
   private _stop: () => void;
   private _timer = 0;
+  private _redraw = 0;
 }
 
 /** The run view in a main-area widget with Refresh, Cancel and Replay buttons. */

@@ -69,6 +69,19 @@ export function concernsRun(e: IEvent, runId: string, run: GraphRun | null): boo
   );
 }
 
+/** A `progress` or `metadata` event of run `runId`, applied to `run` in place: such an
+ * event carries the whole new value, so the view redraws without loading the run again.
+ * Returns whether `e` was one. */
+export function applyReport(e: IEvent, runId: string, run: GraphRun | null): boolean {
+  if ((e.type !== 'progress' && e.type !== 'metadata') || e.run_id !== runId) {
+    return false;
+  }
+  if (run && e[e.type] !== undefined) {
+    (run as unknown as Record<string, unknown>)[e.type] = e[e.type];
+  }
+  return true;
+}
+
 /** The actions of a live run view: approve or reject from the graph's form, then `reload`
  * (a refused decision rejects: the graph shows the server's message next to the form);
  * child runs expand inline or open with `openRun`. */

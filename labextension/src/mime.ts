@@ -13,7 +13,14 @@ import { IRenderMime } from '@jupyterlab/rendermime-interfaces';
 import { Widget } from '@lumino/widgets';
 
 import { ACTIVE, ApiError, IEvent } from './api';
-import { concernsRun, GraphRun, loadRun, renderRunGraph, runActions } from './graph';
+import {
+  applyReport,
+  concernsRun,
+  GraphRun,
+  loadRun,
+  renderRunGraph,
+  runActions
+} from './graph';
 
 export const RUN_MIME = 'application/vnd.durable-nb.run+json';
 
@@ -66,6 +73,7 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
     this._stop();
     window.clearTimeout(this._timer);
     window.clearTimeout(this._poll);
+    window.clearTimeout(this._redraw);
     super.dispose();
   }
 
@@ -130,6 +138,18 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
   }
 
   private _onEvent(e: IEvent): void {
+    if (this.runId && applyReport(e, this.runId, this.run)) {
+      // progress (up to ten a second) or metadata: redrawn from the event, no reload
+      if (this.run && !this._redraw) {
+        this._redraw = window.setTimeout(() => {
+          this._redraw = 0;
+          if (this.run && !this.isDisposed) {
+            this._show(null);
+          }
+        }, 100);
+      }
+      return;
+    }
     const mine = concernsRun(e, this.runId, this.run);
     if (mine && this.runId && !this._timer) {
       // at most one reload per 200 ms, however many events arrive
@@ -149,6 +169,7 @@ export class RunOutput extends Widget implements IRenderMime.IRenderer {
   private _stop: () => void;
   private _timer = 0;
   private _poll = 0;
+  private _redraw = 0;
 }
 
 /**

@@ -10,7 +10,9 @@ import {
   getRun,
   IEvent,
   IExecutor,
+  IProgress,
   IRun,
+  IRunFilters,
   IWait,
   listRuns,
   searchRuns
@@ -36,9 +38,15 @@ export class RunsModel {
   filter = '';
   /** Text the listed runs must hold (id, task or cell name, tag, notebook), or ''. */
   search = '';
-  /** How many runs match the filter and the search (the list shows at most `limit`). */
+  /** Tags the listed runs all have (`GET /runs?tags=`), or none. */
+  tags: string[] = [];
+  /** How recent the listed runs are ("1h": created within the last hour), or '': any. */
+  since = '';
+  /** How many runs match the filter, the search and the tags (the list shows at most
+   * `limit`, from `offset`). */
   total = 0;
   limit = 50;
+  offset = 0;
   /** Where the engine runs attempts (its dashboard when it is a Dask cluster). */
   executor: IExecutor = { kind: 'local' };
 
@@ -66,6 +74,7 @@ export class RunsModel {
   dispose(): void {
     this._stream.close();
     window.clearTimeout(this._timer);
+    window.clearTimeout(this._progressTimer);
     window.clearInterval(this._executorTimer);
   }
 
@@ -83,11 +92,36 @@ export class RunsModel {
 
   setFilter(filter: string): void {
     this.filter = filter;
+    this.offset = 0;
     void this.refresh();
   }
 
   setSearch(search: string): void {
     this.search = search.trim().slice(0, 200); // the API's limit
+    this.offset = 0;
+    void this.refresh();
+  }
+
+  setTags(tags: string[]): void {
+    this.tags = [...tags];
+    this.offset = 0;
+    void this.refresh();
+  }
+
+  setSince(since: string): void {
+    this.since = since;
+    this.offset = 0;
+    void this.refresh();
+  }
+
+  /** The filters of the list, as `GET /runs` takes them. */
+  filters(): IRunFilters {
+    return { status: this.filter, q: this.search, tags: this.tags, since: this.since };
+  }
+
+  /** Show the page of runs that starts at `offset` (a multiple of `limit`). */
+  setOffset(offset: number): void {
+    this.offset = Math.max(0, offset);
     void this.refresh();
   }
 
@@ -120,7 +154,7 @@ export class RunsModel {
     // approvals can be pending on runs that the filter hides, and during the wait grace
     // period a run waiting on one is still EXECUTING
     const [page, candidates] = await Promise.all([
-      searchRuns(this.filter, this.search, this.limit),
+      searchRuns(this.filters(), this.limit, this.offset),
       listRuns('EXECUTING,WAITING', 200),
       this._loadExecutor()
     ]);
@@ -139,6 +173,11 @@ export class RunsModel {
       }
     }
     approvals.sort((a, b) => a.wait.created_at - b.wait.created_at);
+    if (!page.runs.length && this.offset && page.total) {
+      // the page is gone (runs pruned or no longer matching): show the last one instead
+      this.offset = Math.floor((page.total - 1) / this.limit) * this.limit;
+      this._again = true;
+    }
     this.runs = page.runs;
     this.total = page.total;
     this.approvals = approvals;
@@ -190,6 +229,19 @@ export class RunsModel {
     if (event.type === 'wait' && event.run_id) {
       this._approvalCache.delete(event.run_id);
     }
+    if (event.type === 'progress' && event.run_id) {
+      const run = this.runs.find(r => r.id === event.run_id);
+      if (run && event.progress) {
+        run.progress = event.progress as IProgress; // a listed run's bar moves at once
+        if (!this._progressTimer) {
+          this._progressTimer = window.setTimeout(() => {
+            this._progressTimer = 0;
+            this._notify();
+          }, 200);
+        }
+      }
+      return;
+    }
     if (event.type === 'run' && event.run_id) {
       const run = this.runs.find(r => r.id === event.run_id);
       if (run && event.status) {
@@ -220,6 +272,7 @@ export class RunsModel {
   private _loading = false;
   private _again = false;
   private _timer = 0;
+  private _progressTimer = 0;
   private _executorAt = 0;
   private _executorTimer = 0;
 }

@@ -1,7 +1,8 @@
 /**
- * The "Durable runs" sidebar: pending approvals (approve or reject with a comment) above
- * the live list of recent runs (search, open, cancel, resume, replay; a cell run's label
- * opens its notebook at that cell).
+ * The "Durable runs" sidebar: pending approvals (approve or reject with a comment), the
+ * queues and the schedules (folded sections), above the live list of recent runs (filter
+ * by status, search text and tags, page, open, cancel, resume, replay; select runs and act
+ * on them together; a cell run's label opens its notebook at that cell).
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import {
@@ -28,6 +29,13 @@ import {
 } from './api';
 import { IApproval, RunsModel } from './model';
 import { OpenCell, originLabel, originLink } from './origin';
+import { Pager } from './pager';
+import { progressLine } from './progress';
+import { QueuesView } from './queues';
+import { SchedulesView } from './schedules';
+import { BulkBar, Selection } from './selection';
+import { SINCE, sinceSelect } from './since';
+import { tagChips, TagFilter } from './tags';
 import { ago, attempt, button, duration, el, preview, shortId } from './util';
 
 const FILTERS: Array<[string, string]> = [
@@ -71,6 +79,12 @@ export class RunsPanel extends Widget {
     approvals.appendChild(this._approvals);
     node.appendChild(approvals);
 
+    const subscribe = model.onEvent.bind(model);
+    this._queues = new QueuesView(subscribe);
+    node.appendChild(this._queues.node);
+    this._schedules = new SchedulesView(subscribe);
+    node.appendChild(this._schedules.node);
+
     const runs = el('section', 'jp-DurablePanel-runs');
     const runsHeader = el('h3', 'jp-DurablePanel-section', 'Runs');
     const select = el('select', 'jp-DurablePanel-filter');
@@ -81,11 +95,21 @@ export class RunsPanel extends Widget {
       select.appendChild(option);
     }
     select.addEventListener('change', () => model.setFilter(select.value));
-    runsHeader.appendChild(select);
+    const filters = el('span', 'jp-DurablePanel-filters');
+    filters.append(select, sinceSelect(model));
+    runsHeader.appendChild(filters);
     runs.appendChild(runsHeader);
     runs.appendChild(this._searchBox());
-    this._count = el('div', 'jp-DurablePanel-count');
-    runs.appendChild(this._count);
+    this._tags = new TagFilter(tags => model.setTags(tags));
+    runs.appendChild(this._tags.node);
+    this._selection = new Selection(() => this.render());
+    this._bulk = new BulkBar(model, this._selection);
+    this._pager = new Pager(model);
+    this._toolbar = el('div', 'jp-DurablePanel-toolbar');
+    this._count = el('span', 'jp-DurablePanel-count');
+    this._toolbar.append(this._bulk.pageBox, this._count, this._pager.node);
+    runs.appendChild(this._toolbar);
+    runs.appendChild(this._bulk.node);
     this._list = el('ul', 'jp-DurablePanel-list');
     runs.appendChild(this._list);
     this._empty = el('div', 'jp-DurablePanel-empty');
@@ -99,6 +123,8 @@ export class RunsPanel extends Widget {
 
   dispose(): void {
     this._stop();
+    this._queues.dispose();
+    this._schedules.dispose();
     window.clearInterval(this._clock);
     window.clearTimeout(this._typing);
     super.dispose();
@@ -243,40 +269,67 @@ export class RunsPanel extends Widget {
   }
 
   private _renderRuns(runs: IRun[]): void {
+    const m = this.model;
+    this._tags.set(m.tags);
     const rows = new Map<string, HTMLElement>();
+    const active = m.tags.join(',');
     for (const run of runs) {
-      const sig = [run.status, run.attempts, run.updated_at, run.task_id].join('|');
+      const sig = [run.status, run.attempts, run.updated_at, run.task_id, active].join('|') +
+        (ACTIVE.includes(run.status) ? `|${JSON.stringify(run.progress ?? null)}` : '');
       let row = this._rows.get(run.id);
       if (!row || row.dataset.sig !== sig) {
         row = this._runRow(run);
         row.dataset.sig = sig;
       }
+      const box = row.querySelector<HTMLInputElement>('.jp-DurableRun-select');
+      if (box) {
+        box.checked = this._selection.has(run.id);
+      }
+      row.classList.toggle('jp-mod-selected', this._selection.has(run.id));
       rows.set(run.id, row);
     }
     this._rows = rows;
     this._place(this._list, [...rows.values()]);
-    const m = this.model;
     this._count.textContent = this._countText(runs.length);
-    this._empty.textContent = runs.length
-      ? ''
-      : m.search
-        ? `No runs match “${m.search}”${m.filter ? ' with this status' : ''}.`
-        : m.filter
-          ? 'No runs with this status.'
-          : 'No runs yet. Trigger a task or run a %%durable cell.';
+    this._bulk.render();
+    this._pager.render();
+    this._toolbar.hidden = !runs.length;
+    this._empty.textContent = runs.length ? '' : this._emptyText();
   }
 
-  /** "3 runs match", "showing 50 of 212 runs", or nothing when all runs are listed. */
-  private _countText(shown: number): string {
-    const { total, search, filter } = this.model;
-    const runs = (n: number) => `${n} run${n === 1 ? '' : 's'}`;
-    if (shown < total) {
-      return `showing ${shown} of ${runs(total)}${search ? ' that match' : ''}`;
+  /** Why the list is empty: "No runs match “x” tagged “a” with this status.", ... */
+  private _emptyText(): string {
+    const m = this.model;
+    const tags = m.tags.map(t => `“${t}”`).join(', ');
+    const when = SINCE.find(([value]) => value === m.since)?.[1].toLowerCase();
+    const more =
+      (tags ? ` tagged ${tags}` : '') +
+      (m.filter ? ' with this status' : '') +
+      (m.since ? ` in the ${when ?? m.since}` : '');
+    if (m.search) {
+      return `No runs match “${m.search}”${more}.`;
     }
-    if (search) {
+    if (tags || m.since) {
+      return `No runs${more}.`;
+    }
+    return m.filter
+      ? 'No runs with this status.'
+      : 'No runs yet. Trigger a task or run a %%durable cell.';
+  }
+
+  /** "3 runs match", "showing 51–100 of 212 runs", or how many runs there are. */
+  private _countText(shown: number): string {
+    const { total, search, tags, since, offset } = this.model;
+    const runs = (n: number) => `${n} run${n === 1 ? '' : 's'}`;
+    const narrowed = search || tags.length || since;
+    if (shown < total) {
+      const range = offset ? `${offset + 1}–${offset + shown}` : `${shown}`;
+      return `showing ${range} of ${runs(total)}${narrowed ? ' that match' : ''}`;
+    }
+    if (narrowed) {
       return total ? `${runs(total)} match${total === 1 ? 'es' : ''}` : '';
     }
-    return filter && total ? runs(total) : '';
+    return total ? runs(total) : '';
   }
 
   private _runRow(run: IRun): HTMLElement {
@@ -286,6 +339,7 @@ export class RunsPanel extends Widget {
     row.title = `Run ${run.id}: open its graph`;
     row.addEventListener('click', () => this.openRun(run.id));
 
+    row.appendChild(this._selection.checkbox(run.id));
     row.appendChild(el('span', 'jp-DurableStatus-dot'));
     const main = el('div', 'jp-DurableRun-main');
     const top = el('div', 'jp-DurableRun-line');
@@ -298,6 +352,12 @@ export class RunsPanel extends Widget {
     }
     top.appendChild(named && link ? link : el('span', 'jp-DurableRun-task', name));
     top.appendChild(el('span', 'jp-DurableRun-id', shortId(run.id)));
+    if (run.priority) {
+      const p = el('span', 'jp-DurableRun-priority', `P ${run.priority}`);
+      const order = run.priority > 0 ? 'ahead of' : 'after';
+      p.title = `Priority ${run.priority}: ${order} runs of priority 0 in its queue`;
+      top.appendChild(p);
+    }
     main.appendChild(top);
     if (link && !named) {
       const from = el('div', 'jp-DurableRun-line jp-DurableRun-from', 'from ');
@@ -314,6 +374,9 @@ export class RunsPanel extends Widget {
     when.dataset.at = String(run.created_at);
     bottom.appendChild(when);
     main.appendChild(bottom);
+    if (run.progress && ACTIVE.includes(run.status)) {
+      main.appendChild(progressLine(run.progress)); // dn.progress or a tqdm bar
+    }
     if (run.error && !ACTIVE.includes(run.status)) {
       main.appendChild(
         el(
@@ -322,6 +385,10 @@ export class RunsPanel extends Widget {
           `${run.error.type}: ${preview(run.error.message, 120)}`
         )
       );
+    }
+    const chips = tagChips(run.tags, this.model.tags, tag => this._tags.add(tag));
+    if (chips) {
+      main.appendChild(chips);
     }
     row.appendChild(main);
 
@@ -373,6 +440,13 @@ export class RunsPanel extends Widget {
   }
 
   private _live: HTMLElement;
+  private _queues: QueuesView;
+  private _schedules: SchedulesView;
+  private _tags: TagFilter;
+  private _selection: Selection;
+  private _bulk: BulkBar;
+  private _pager: Pager;
+  private _toolbar: HTMLElement;
   private _executor: HTMLElement;
   private _error: HTMLElement;
   private _approvalsTitle: HTMLElement;

@@ -1,1 +1,3 @@
 import './base.css';
+import './operations.css';
+import './reports.css';

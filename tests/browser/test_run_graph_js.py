@@ -465,3 +465,58 @@ def test_a_summarised_big_run_lists_a_names_steps_page_by_page_from_the_api(grap
     assert listed.nth(199).locator(".dng-name").inner_text() == "fetch#200"
     assert graph.evaluate("window.pages")[-1] == "/runs/run_big/steps?name=fetch&offset=100&limit=100"
     assert "show 50 more" in group.locator("button.dng-more-btn").inner_text()
+
+
+def test_hook_runs_show_after_the_end_like_children(graph):
+    failed = {**CELL, "id": "run_failed", "kind": "task", "status": "FAILED",
+              "error": {"type": "ValueError", "message": "bad input", "traceback": None},
+              "hooks": [{"id": "run_hook1", "task_id": "ingest.on_failure", "status": "COMPLETED",
+                         "hook_kind": "on_failure", "created_at": T0 + 2}],
+              "checkpoints": []}
+    hook = {**CELL, "id": "run_hook1", "kind": "task", "task_id": "ingest.on_failure",
+            "hook_of": "run_failed", "hook_kind": "on_failure", "checkpoints": [], "steps": []}
+    graph.evaluate("(c) => { window.children = c; }", {"run_hook1": hook})
+    graph.evaluate("(r) => window.render(r)", failed)
+    node = graph.locator(".dng-node", has_text="hooks")
+    assert "on_failure" in node.inner_text()
+    nodes = graph.locator(".dng-graph > li")
+    assert "hooks" in nodes.last.inner_text().lower(), "drawn after the run's end"
+    child = node.locator(".dng-child")
+    assert "ingest.on_failure" in child.inner_text() and "COMPLETED" in child.inner_text()
+    child.locator("button.dng-toggle").click()
+    nested = child.locator(".dng-run.dng-nested")
+    nested.wait_for()
+    graph.screenshot(path=str(graph.out / "hooks.png"), full_page=True)
+    graph.evaluate("(r) => window.render(r)", hook)
+    assert "on_failure hook of" in graph.locator(".dng-sub").first.inner_text()
+
+
+def test_progress_and_metadata_show_under_the_title(graph):
+    meta = {f"key{i:02}": i for i in range(32)}
+    meta["key00"] = {"long": "x" * 300}
+    running = {**CELL, "id": "run_reports", "kind": "task", "status": "EXECUTING",
+               "finished_at": None, "checkpoints": [], "metadata": meta,
+               "progress": {"done": 120, "total": 100, "text": "rows", "at": T0}}
+    graph.evaluate("(r) => window.render(r)", running)
+    bar = graph.locator(".dng-reports .dng-progress")
+    assert bar.locator(".dng-progress-label").inner_text() == "120 / 100 · 100%"  # clamped
+    assert bar.locator(".dng-progress-fill").get_attribute("style") == "width: 100%"
+    rows = graph.locator(".dng-metadata-row")
+    assert rows.count() == 32 and graph.locator(".dng-metadata-row:visible").count() == 12
+    value = rows.first.locator(".dng-metadata-value")
+    assert value.inner_text().endswith("…") and len(value.get_attribute("title")) > 300
+    graph.locator(".dng-metadata-more > summary", has_text="20 more keys").click()
+    assert graph.locator(".dng-metadata-row:visible").count() == 32
+    graph.evaluate("(r) => window.render(r)", running)  # opened stays open
+    assert graph.locator(".dng-metadata-row:visible").count() == 32
+    graph.screenshot(path=str(graph.out / "reports.png"), full_page=True)
+    # no total: a moving bar while the run runs, a still one once it ended
+    unknown = {**running, "progress": {"done": 7, "total": None, "text": None}, "metadata": {}}
+    graph.evaluate("(r) => window.render(r)", unknown)
+    assert graph.locator(".dng-progress-bar.dng-indeterminate").count() == 1
+    assert graph.locator(".dng-metadata").count() == 0
+    graph.evaluate("(r) => window.render(r)", {**unknown, "status": "COMPLETED"})
+    assert graph.locator(".dng-progress-bar.dng-indeterminate").count() == 0
+    assert graph.locator(".dng-progress-label").inner_text() == "7"
+    graph.evaluate("(r) => window.render(r)", {**unknown, "progress": None})
+    assert graph.locator(".dng-reports").count() == 0

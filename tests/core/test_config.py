@@ -100,7 +100,8 @@ def test_serve_help_and_the_jupyter_help_list_the_same_settings(tmp_path):
     assert set(serve) == {"--help", "--db", "--port", "--workers", "--min-idle-workers",
                           "--wait-grace", "--max-payload-mb", "--max-checkpoint-mb",
                           "--prune-after", "--executor", "--dask-scheduler",
-                          "--executor-bind", "--executor-cert", "--executor-key"}
+                          "--executor-bind", "--executor-cert", "--executor-key",
+                          "--otlp-endpoint"}
     # serve-only: the port (Jupyter has its own); Jupyter-only: idle-culling checks
     assert [s.name for s in SETTINGS if not s.jupyter] == ["port"]
     assert [s.name for s in SETTINGS if not s.flag] == ["activity_interval"]

@@ -18,7 +18,7 @@ from durable_nb.core import messages as m
 from durable_nb.core.protocol import SyncChannel, encode, read_message
 
 PKG = Path(durable_nb.__file__).parent
-REPLY_BODIES = {"ok", "error", "run_ids", "resumed", "missing"}
+REPLY_BODIES = {"ok", "error", "run_ids", "resumed", "missing", "refused"}
 
 
 def _ops(union: object) -> dict[str, type]:
@@ -161,6 +161,10 @@ EXAMPLES: list[m.Message] = [
      "manifest": {"a": {"p": ["h"], "s": 1, "b": [["f"]], "n": [2 << 20], "o": [0]}},
      "counts": {"s": 1}, "blobs": {"h": b"v"}, "files": {"f": 2 << 20}, "size": 1,
      "took": 0.01, "aid": "r/1", "req": 6},
+    {"op": "metadata", "change": "increment", "key": "rows", "value": "2",
+     "call": "fetch#1/metadata:rows#3", "aid": "r/1", "req": 7},
+    {"op": "progress", "done": 63, "total": 100.0, "text": "embedding", "at": 1.0,
+     "aid": "r/1"},
     {"op": "done", "output": b"o", "aid": "r/1"},
     {"op": "failed", "error": ERROR, "aid": "r/1"},
     {"op": "suspended", "aid": "r/1"},
@@ -176,6 +180,8 @@ EXAMPLES: list[m.Message] = [
     {"missing": ["f"], "aid": "r/1", "re": 6},
     {"run_ids": ["c1"], "aid": "r/1", "re": 4},
     {"resumed": 2, "aid": "r/1", "re": 5},
+    {"refused": {"type": "PayloadTooLarge", "message": "over 256 KB"}, "aid": "r/1",
+     "re": 7},
     {"op": "resolved", "aid": "r/1", "key": "approval:ship#1", "resolution": RESOLUTION},
     {"op": "suspend", "aid": "r/1", "key": "approval:ship#1"},
     {"op": "refused", "why": "unknown attempt or wrong token"},

@@ -20,6 +20,9 @@
 //                             median_s, first_at}]            (every step by name, when
 //                                                              rows were left out)
 //            loadRun() builds exactly this from the REST API.
+//            Its `progress` ({done, total, text}) shows as a bar under the title (without a
+//            total, an indeterminate one while the run runs) and its `metadata` as key ->
+//            compact JSON rows; a live caller may replace just those two between loads.
 //       A run of more than 50 steps (or with step_groups) shows one node per step name that
 //       repeats ("fetch × 3,333", counts by outcome, total and median time); a click lists
 //       its steps 100 at a time ("show more"), from the run's rows when it has them all,
@@ -450,8 +453,18 @@ function renderRun(el, state, run, options, depth) {
     sub.push(h("span", {}, " · child of "), runLink(run.parent_run_id, options));
   }
   if (run.replay_of) sub.push(h("span", {}, ` · replay of ${shortId(run.replay_of)}`));
+  if (run.hook_of && depth === 0) {
+    sub.push(h("span", {}, ` · ${run.hook_kind || "hook"} hook of `), runLink(run.hook_of, options));
+  }
+  if (run.schedule_id) {
+    const tick = run.schedule_tick ? formatTime(run.schedule_tick) : "?";
+    sub.push(h("span", { class: "dng-schedule", title: `fired by schedule ${run.schedule_id}` },
+      ` · schedule ${run.schedule_id}, tick ${tick}`));
+  }
   if (run.tags && run.tags.length) sub.push(h("span", {}, ` · tags ${run.tags.join(", ")}`));
   root.append(h("div", { class: "dng-sub" }, sub));
+  const reports = renderReports(state, run);
+  if (reports) root.append(reports);
 
   if (options.notice && depth === 0) {
     root.append(h("div", { class: `dng-notice dng-notice-${options.notice.kind || "info"}` },
@@ -472,10 +485,80 @@ function renderRun(el, state, run, options, depth) {
         ? `starts ${run.delay_until ? formatTime(run.delay_until) : "later"}` : "starting…")));
   }
   list.append(renderEnd(state, run, depth));
+  // lifecycle hooks run after the end, drawn like child runs (expandable)
+  if ((run.hooks || []).length) {
+    list.append(renderChildren(el, state, run, run.hooks.map((k) => k.id), options, depth,
+      run.hooks.map((k) => k.hook_kind).join(", "), null, "hooks"));
+  }
   root.append(list);
 
   if (depth === 0 && run.logs && run.logs.length) root.append(renderLogs(state, run));
   return root;
+}
+
+// ---------------------------------------------------------------- progress and metadata
+
+const META_KEYS = 12; // metadata keys listed; the rest fold under "N more keys"
+const META_CHARS = 120; // a value's compact JSON is cut after this (its title has it whole)
+
+// The run's progress (dn.progress, or its outermost tqdm bar) as a bar: done / total and
+// percent, or an indeterminate bar without a total; and its metadata (dn.metadata), key ->
+// compact JSON. Null when the run reported neither.
+function renderReports(state, run) {
+  const p = run.progress && typeof run.progress === "object" ? run.progress : null;
+  const meta = run.metadata && typeof run.metadata === "object"
+    ? Object.entries(run.metadata) : [];
+  if (!p && !meta.length) return null;
+  const box = h("div", { class: "dng-reports" });
+  if (p) box.append(renderProgress(p, TERMINAL.has(run.status)));
+  if (meta.length) box.append(renderMetadata(state, run, meta));
+  return box;
+}
+
+function renderProgress(p, finished) {
+  const done = Number(p.done) || 0;
+  const total = Number(p.total) > 0 ? Number(p.total) : null;
+  const frac = total ? Math.max(0, Math.min(1, done / total)) : null;
+  const pct = frac == null ? null : Math.floor(frac * 100);
+  const label = total ? `${fmtCount(done)} / ${fmtCount(total)} · ${pct}%` : fmtCount(done);
+  const moving = frac == null && !finished; // no total: an animated bar while it runs
+  return h("div", {
+    class: "dng-progress", title: p.text ? `${p.text}: ${label}` : label,
+    dataset: { done: String(done), total: total == null ? "" : String(total) },
+  },
+  h("div", {
+    class: `dng-progress-bar${moving ? " dng-indeterminate" : ""}`, role: "progressbar",
+    "aria-valuemin": "0", "aria-valuemax": total == null ? null : String(total),
+    "aria-valuenow": String(done), "aria-label": p.text || "progress",
+  }, h("div", { class: "dng-progress-fill", style: frac == null ? null : `width: ${pct}%` })),
+  h("span", { class: "dng-progress-label" }, label),
+  p.text ? h("span", { class: "dng-progress-text" }, p.text) : null);
+}
+
+function compactJson(value) {
+  try {
+    return JSON.stringify(value);
+  } catch (e) {
+    return String(value);
+  }
+}
+
+function metadataRows(entries) {
+  return h("div", { class: "dng-metadata" }, entries.map(([k, v]) => {
+    const text = compactJson(v);
+    const cut = text.length > META_CHARS ? `${text.slice(0, META_CHARS)}…` : text;
+    return h("div", { class: "dng-metadata-row", dataset: { key: k } },
+      h("span", { class: "dng-metadata-key" }, k),
+      h("code", { class: "dng-metadata-value", title: cut !== text ? text : null }, cut));
+  }));
+}
+
+function renderMetadata(state, run, entries) {
+  const rest = entries.slice(META_KEYS);
+  if (!rest.length) return metadataRows(entries);
+  return h("div", {}, metadataRows(entries.slice(0, META_KEYS)),
+    details(state, `${run.id}/metadata`, `${rest.length} more key${rest.length === 1 ? "" : "s"}`,
+      metadataRows(rest), false, "dng-metadata-more"));
 }
 
 function node(kind, ...content) {
@@ -491,7 +574,8 @@ function runLink(id, options, el, state) {
         e.preventDefault();
         // false: nobody could open it elsewhere, so show it here (children only)
         if (options.onOpenChild(id) === false && el && state && state.run
-          && (state.run.children || []).some((c) => c.id === id)) {
+          && [...(state.run.children || []), ...(state.run.hooks || [])]
+            .some((c) => c.id === id)) {
           state.expanded.add(id);
           rerender(el, state);
         }
@@ -1086,7 +1170,8 @@ function rerender(el, state) {
 }
 
 function childStatus(run, id) {
-  const c = (run.children || []).find((x) => x.id === id);
+  const c = (run.children || []).find((x) => x.id === id)
+    || (run.hooks || []).find((x) => x.id === id);
   return c ? c : { id, status: "QUEUED", task_id: "" };
 }
 
@@ -1103,7 +1188,7 @@ async function loadChild(el, state, id, options) {
   rerender(el, state);
 }
 
-function renderChildren(el, state, run, ids, options, depth, label, waitInfo) {
+function renderChildren(el, state, run, ids, options, depth, label, waitInfo, tag = "children") {
   const statuses = ids.map((id) => childStatus(run, id));
   let kind;
   if (waitInfo) {
@@ -1114,7 +1199,7 @@ function renderChildren(el, state, run, ids, options, depth, label, waitInfo) {
       ? (statuses.some((c) => statusKind(c.status) === "bad") ? "bad" : "ok") : "run";
   }
   const body = [waitInfo ? waitInfo.row : h("div", { class: "dng-row" },
-    h("span", { class: "dng-tag" }, "children"), h("span", { class: "dng-name" }, label))];
+    h("span", { class: "dng-tag" }, tag), h("span", { class: "dng-name" }, label))];
   const canExpand = !!(options.loadChild || options.childRuns) && depth < 3;
   const list = h("ul", { class: "dng-children" });
   for (const c of statuses) {
