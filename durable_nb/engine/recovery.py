@@ -133,6 +133,7 @@ def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
         error=row["error"], duration_warning=bool(row["duration_warning"]),
         origin=row.get("origin"), priority=row.get("priority") or 0,
         metadata=json_or(row.get("metadata"), {}),
+        metadata_calls=json_or(row.get("metadata_calls"), {}),
         progress_report=json_or(row.get("progress"), None),
         schedule_id=row.get("schedule_id"), schedule_tick=row.get("schedule_tick"),
         hook_of=row.get("hook_of"), hook_kind=row.get("hook_kind"),

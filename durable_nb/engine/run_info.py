@@ -5,7 +5,9 @@ A metadata change is journaled, and answered once durable, like a step. It is re
 with the old value kept, when it does not apply (increment of a non-number, append to a
 non-list) or would make the run's metadata larger than 256 KB. Each call is named by its
 place in the run (``call``, "<scope>#<n>"): a call the re-executed code makes again after
-a wait, a retry or a crash is answered without being applied a second time.
+a wait, a retry or a crash (of the worker or of the engine: the calls applied are
+journaled with the value, ``runs.metadata_calls``) is answered without being applied a
+second time.
 
 Progress is kept in memory and told to views at once, but journaled at most once a
 ``FLUSH_EVERY`` seconds for all runs together (one write, no fdatasync of its own per
@@ -76,7 +78,9 @@ class RunReports:
         if scope and number:
             run.metadata_calls[scope] = number
         now = self.s.now()
-        self.s.write([Update("runs", {"id": run.id}, {"metadata": text, "updated_at": now})],
+        self.s.write([Update("runs", {"id": run.id}, {
+            "metadata": text, "metadata_calls": json.dumps(run.metadata_calls),
+            "updated_at": now})],
                      lambda: reply(worker, msg, {"ok": True}))
         self.s.emit({"type": "metadata", "run_id": run.id, "metadata": new, "at": now})
 

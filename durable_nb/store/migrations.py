@@ -165,6 +165,7 @@ MIGRATIONS: list[str] = [
     # context it continues; and the schedules themselves
     """
     ALTER TABLE runs ADD COLUMN metadata VARCHAR;
+    ALTER TABLE runs ADD COLUMN metadata_calls VARCHAR;
     ALTER TABLE runs ADD COLUMN progress VARCHAR;
     ALTER TABLE runs ADD COLUMN schedule_id VARCHAR;
     ALTER TABLE runs ADD COLUMN schedule_tick DOUBLE;

@@ -29,7 +29,8 @@ CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, update
 -- one invocation of a task (kind 'task') or of a %%durable cell (kind 'cell');
 -- origin: JSON {notebook, cell_id, execution_count} of the cell that started it, if any;
 -- metadata: JSON object set with dn.metadata (at most 256 KB); progress: JSON {done, total,
--- text, at} from dn.progress or tqdm; schedule_id, schedule_tick: the schedule and the tick
+-- text, at} from dn.progress or tqdm; metadata_calls: JSON {scope: n}, the metadata calls
+-- applied (a call made again after a crash is not applied twice); schedule_id, schedule_tick: the schedule and the tick
 -- (epoch seconds) that fired it; hook_of, hook_kind: the run a lifecycle hook run is for
 -- and which hook (on_success, on_failure, on_cancel); debounce_key, debounce_until: the
 -- key whose triggers collapse into this run until then; traceparent: the W3C trace
@@ -41,7 +42,8 @@ CREATE TABLE runs (
     replay_of VARCHAR, created_at DOUBLE, started_at DOUBLE, finished_at DOUBLE,
     delay_until DOUBLE, ttl DOUBLE, attempts INTEGER, output BLOB, error VARCHAR,
     duration_warning BOOLEAN, generation INTEGER DEFAULT 0, updated_at DOUBLE,
-    origin VARCHAR, priority INTEGER DEFAULT 0, metadata VARCHAR, progress VARCHAR,
+    origin VARCHAR, priority INTEGER DEFAULT 0, metadata VARCHAR, metadata_calls VARCHAR,
+    progress VARCHAR,
     schedule_id VARCHAR, schedule_tick DOUBLE, hook_of VARCHAR, hook_kind VARCHAR,
     debounce_key VARCHAR, debounce_until DOUBLE, traceparent VARCHAR);
 

@@ -1,7 +1,8 @@
 """dn.metadata and dn.progress against a real engine and real worker processes: read live
 with RunHandle.metadata and .progress while the run waits and after it ends, shown by
 `durable-nb show`, fed by tqdm, capped at 256 KB with nothing lost, applied once when the
-code re-executes after a wait or a killed worker, and kept across a killed engine."""
+code re-executes after a wait, a killed worker or a killed engine, and kept across a
+killed engine."""
 
 from __future__ import annotations
 
@@ -123,3 +124,5 @@ def test_a_killed_engine_keeps_what_was_recorded(engine):
     assert run.progress["done"] == 2  # journaled when the attempt ended
     run.approve("go")
     assert run.result(timeout=30) is True
+    # the code ran again from the top under the restarted engine: its calls applied once
+    assert run.metadata == {"stage": "written", "done": 2, "ids": [0, 1]}

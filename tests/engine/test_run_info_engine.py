@@ -162,3 +162,23 @@ async def test_metadata_and_progress_survive_an_engine_restart(tmp_path):
         await h.restart()
         assert h.run(run).metadata == {"stage": "two"}
         assert h.run(run).progress_report["done"] == 3
+
+
+@run_async
+async def test_a_call_made_again_after_an_engine_restart_is_not_applied_twice(tmp_path):
+    """The calls applied are journaled with the value: an engine that restarts while the
+    run executes still knows them, and the resumed code's same calls change nothing."""
+    async with EngineHarness(tmp_path) as h:
+        run = await h.trigger(h.task("t", retry=retry(3, 1)))
+        w = h.worker_of(run)
+        _change(w, "increment", "done", 1, call="metadata:done#1")
+        _change(w, "append", "seen", "a", call="metadata:seen#1")
+        await h.settle()
+        await h.restart()
+        w2 = h.worker_of(run)
+        _change(w2, "increment", "done", 1, call="metadata:done#1")  # the same calls again
+        _change(w2, "append", "seen", "a", call="metadata:seen#1")
+        _change(w2, "increment", "done", 1, call="metadata:done#2")  # and a new one
+        await h.settle()
+        assert [r.get("ok") for r in w2.replies()] == [True, True, True]
+        assert h.run(run).metadata == {"done": 2, "seen": ["a"]}
