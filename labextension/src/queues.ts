@@ -3,8 +3,8 @@
  * ("10 / 1m") and how many of its runs execute and wait (`GET /queues`). It reads the
  * queues again every few seconds while open, and soon after run events.
  */
-import { ApiError, IEvent, request } from './api';
-import { Fold } from './fold';
+import { request } from './api';
+import { LiveFold, Subscribe } from './live_fold';
 import { el } from './util';
 
 /** A queue as `GET /queues` lists it (see `engine/scheduler.py` `queues`). */
@@ -53,89 +53,33 @@ export function rateLabel(queue: IQueue): string {
   return rate ? `${rate.limit} / ${windowLabel(rate.per)}` : '';
 }
 
-export class QueuesView {
-  readonly node: HTMLElement;
-
-  constructor(subscribe: (fn: (e: IEvent) => void) => () => void) {
-    this._fold = new Fold('jp-DurablePanel-queues', 'Queues', 'queues', open => {
-      if (open) {
-        void this.load();
-      }
-      this._schedule();
+export class QueuesView extends LiveFold<IQueue[]> {
+  constructor(subscribe: Subscribe) {
+    super(subscribe, {
+      className: 'jp-DurablePanel-queues',
+      listClass: 'jp-DurableQueues',
+      label: 'Queues',
+      key: 'queues',
+      openPoll: OPEN_POLL,
+      foldedPoll: FOLDED_POLL,
+      eventDelay: 1000,
+      missing: 'Queues are not available on this engine.',
+      failed: 'Could not read the queues'
     });
-    this.node = this._fold.node;
-    this._list = el('ul', 'jp-DurableQueues');
-    this._fold.body.appendChild(this._list);
-    this._note = el('div', 'jp-DurableFold-note');
-    this._fold.body.appendChild(this._note);
-    this._stop = subscribe(e => this._onEvent(e));
-    void this.load();
-    this._schedule();
   }
 
-  dispose(): void {
-    this._stop();
-    window.clearInterval(this._poll);
-    window.clearTimeout(this._soon);
+  protected read(): Promise<IQueue[]> {
+    return listQueues();
   }
 
-  /** Read the queues and draw them (skipped while the sidebar is hidden). */
-  async load(): Promise<void> {
-    if (this._loading || (this._loaded && !this.node.isConnected)) {
-      return;
-    }
-    this._loading = true;
-    try {
-      this._draw(await listQueues());
-    } catch (err) {
-      this._list.replaceChildren();
-      this._note.textContent =
-        err instanceof ApiError && err.status === 404
-          ? 'Queues are not available on this engine.'
-          : `Could not read the queues: ${(err as Error).message || err}`;
-    } finally {
-      this._loading = false;
-      this._loaded = true;
-    }
-  }
-
-  private _draw(queues: IQueue[]): void {
+  protected draw(queues: IQueue[]): void {
     const busy = queues.reduce((n, q) => n + q.queued, 0);
-    this._fold.setCount(queues.length, busy ? `${busy} queued` : '');
-    this._list.replaceChildren(...queues.map(q => queueRow(q)));
-    this._note.textContent = queues.length
+    this.fold.setCount(queues.length, busy ? `${busy} queued` : '');
+    this.list.replaceChildren(...queues.map(q => queueRow(q)));
+    this.note.textContent = queues.length
       ? ''
       : 'No queues yet: a task declares one with dn.Queue(name, concurrency_limit, rate_limit).';
   }
-
-  private _schedule(): void {
-    window.clearInterval(this._poll);
-    const every = this._fold.open ? OPEN_POLL : FOLDED_POLL;
-    this._poll = window.setInterval(() => {
-      if (this.node.offsetParent !== null) {
-        void this.load();
-      }
-    }, every);
-  }
-
-  /** A run changed: the counts did too (one read per second at most, while open). */
-  private _onEvent(e: IEvent): void {
-    if ((e.type === 'run' || e.type === 'hello') && this._fold.open && !this._soon) {
-      this._soon = window.setTimeout(() => {
-        this._soon = 0;
-        void this.load();
-      }, 1000);
-    }
-  }
-
-  private _fold: Fold;
-  private _list: HTMLElement;
-  private _note: HTMLElement;
-  private _stop: () => void;
-  private _poll = 0;
-  private _soon = 0;
-  private _loading = false;
-  private _loaded = false;
 }
 
 /** One queue: its name and load ("2 / 5 executing"), then "3 queued · rate 10 / 1m". */

@@ -7,8 +7,8 @@
  */
 import { pauseIcon, runIcon } from '@jupyterlab/ui-components';
 
-import { ApiError, IEvent, request } from './api';
-import { Fold } from './fold';
+import { request } from './api';
+import { LiveFold, Subscribe } from './live_fold';
 import { windowLabel } from './queues';
 import { ago, attempt, button, el } from './util';
 
@@ -44,7 +44,7 @@ export function setPaused(id: string, pause: boolean): Promise<ISchedule> {
   });
 }
 
-/** Milliseconds between reads while the section is open. */
+/** Milliseconds between reads while the section is open (none while folded). */
 const POLL = 5000;
 
 /** "in 12m", "in 3h", "now" for a time to come (`ago` says the past). */
@@ -83,64 +83,31 @@ function stamp(epochSeconds: number | null | undefined): string {
   return epochSeconds ? new Date(epochSeconds * 1000).toLocaleString() : '';
 }
 
-export class SchedulesView {
-  readonly node: HTMLElement;
-
-  constructor(subscribe: (fn: (e: IEvent) => void) => () => void) {
-    this._fold = new Fold('jp-DurablePanel-schedules', 'Schedules', 'schedules', open => {
-      window.clearInterval(this._poll);
-      if (open) {
-        void this.load();
-        this._poll = window.setInterval(() => {
-          if (this.node.offsetParent !== null) {
-            void this.load();
-          }
-        }, POLL);
-      }
+export class SchedulesView extends LiveFold<ISchedule[]> {
+  constructor(subscribe: Subscribe) {
+    super(subscribe, {
+      className: 'jp-DurablePanel-schedules',
+      listClass: 'jp-DurableSchedules',
+      label: 'Schedules',
+      key: 'schedules',
+      openPoll: POLL,
+      foldedPoll: null,
+      eventDelay: 2000,
+      missing: 'Schedules are not available on this engine.',
+      failed: 'Could not read the schedules',
+      forgetCount: true
     });
-    this.node = this._fold.node;
-    this._list = el('ul', 'jp-DurableSchedules');
-    this._fold.body.appendChild(this._list);
-    this._note = el('div', 'jp-DurableFold-note');
-    this._fold.body.appendChild(this._note);
-    this._stop = subscribe(e => this._onEvent(e));
-    if (this._fold.open) {
-      this._fold.setOpen(true); // read now and poll, as when opened by a click
-    } else {
-      void this.load(); // for the count on the folded title
-    }
   }
 
-  dispose(): void {
-    this._stop();
-    window.clearInterval(this._poll);
-    window.clearTimeout(this._soon);
+  protected read(): Promise<ISchedule[]> {
+    return listSchedules();
   }
 
-  async load(): Promise<void> {
-    if (this._loading) {
-      return;
-    }
-    this._loading = true;
-    try {
-      this._draw(await listSchedules());
-    } catch (err) {
-      this._list.replaceChildren();
-      this._fold.setCount(null);
-      this._note.textContent =
-        err instanceof ApiError && err.status === 404
-          ? 'Schedules are not available on this engine.'
-          : `Could not read the schedules: ${(err as Error).message || err}`;
-    } finally {
-      this._loading = false;
-    }
-  }
-
-  private _draw(schedules: ISchedule[]): void {
+  protected draw(schedules: ISchedule[]): void {
     const paused = schedules.filter(s => s.paused).length;
-    this._fold.setCount(schedules.length, paused ? `${paused} paused` : '');
-    this._list.replaceChildren(...schedules.map(s => this._row(s)));
-    this._note.textContent = schedules.length ? '' : 'No schedules.';
+    this.fold.setCount(schedules.length, paused ? `${paused} paused` : '');
+    this.list.replaceChildren(...schedules.map(s => this._row(s)));
+    this.note.textContent = schedules.length ? '' : 'No schedules.';
   }
 
   /** The task, paused or not, Pause or Resume; then its id (when not the task's),
@@ -199,24 +166,6 @@ export class SchedulesView {
       await this.load();
     }
   }
-
-  /** A run started or ended: perhaps a tick (one read per two seconds at most). */
-  private _onEvent(e: IEvent): void {
-    if ((e.type === 'run' || e.type === 'hello') && this._fold.open && !this._soon) {
-      this._soon = window.setTimeout(() => {
-        this._soon = 0;
-        void this.load();
-      }, 2000);
-    }
-  }
-
-  private _fold: Fold;
-  private _list: HTMLElement;
-  private _note: HTMLElement;
-  private _stop: () => void;
-  private _poll = 0;
-  private _soon = 0;
-  private _loading = false;
 }
 
 /** "next in 12m" (or "next: paused") and "last 48m ago", with their dates as titles. */
