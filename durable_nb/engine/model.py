@@ -99,6 +99,8 @@ class Run:
     debounce_key: str | None = None  # triggers with this key collapse into this run
     debounce_until: float | None = None
     traceparent: str | None = None  # the W3C trace context the run's spans continue
+    fork_of: str | None = None  # the run this one was forked from
+    fork_step: str | None = None  # the step key (a cell: statement) it runs anew from
 
     @property
     def group(self) -> tuple[str, str | None]:
@@ -123,7 +125,8 @@ class Run:
             "schedule_id": self.schedule_id, "schedule_tick": self.schedule_tick,
             "hook_of": self.hook_of, "hook_kind": self.hook_kind,
             "debounce_key": self.debounce_key, "debounce_until": self.debounce_until,
-            "traceparent": self.traceparent,
+            "traceparent": self.traceparent, "fork_of": self.fork_of,
+            "fork_step": self.fork_step,
         }
 
 

@@ -138,7 +138,8 @@ def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
         schedule_id=row.get("schedule_id"), schedule_tick=row.get("schedule_tick"),
         hook_of=row.get("hook_of"), hook_kind=row.get("hook_kind"),
         debounce_key=row.get("debounce_key"), debounce_until=row.get("debounce_until"),
-        traceparent=row.get("traceparent"))
+        traceparent=row.get("traceparent"), fork_of=row.get("fork_of"),
+        fork_step=row.get("fork_step"))
 
 
 def _load_steps(q: Query, runs: dict[str, Run], scope: Scope) -> None:

@@ -48,6 +48,8 @@ class RunOptions:
     hook_of: str | None = None
     hook_kind: str | None = None
     traceparent: str | None = None  # checked by ``checked_traceparent``
+    fork_of: str | None = None  # set by the engine's fork, never by a request
+    fork_step: str | None = None
 
     @classmethod
     def checked(cls, idempotency_key: Any = None, delay: Any = None, tags: Any = (),
@@ -240,7 +242,8 @@ class Scheduler:
                   idempotency_key=ikey, ttl=opts.ttl, origin=opts.origin,
                   priority=opts.priority, schedule_id=opts.schedule_id,
                   schedule_tick=opts.schedule_tick, hook_of=opts.hook_of,
-                  hook_kind=opts.hook_kind, traceparent=opts.traceparent)
+                  hook_kind=opts.hook_kind, traceparent=opts.traceparent,
+                  fork_of=opts.fork_of, fork_step=opts.fork_step)
         if ikey is not None:
             s.idem[(task.task_id, ikey)] = run.id
         s.runs[run.id] = run
@@ -259,7 +262,8 @@ class Scheduler:
                 "duration_warning": False, "updated_at": now, "origin": opts.origin,
                 "priority": opts.priority, "schedule_id": opts.schedule_id,
                 "schedule_tick": opts.schedule_tick, "hook_of": opts.hook_of,
-                "hook_kind": opts.hook_kind, "traceparent": opts.traceparent}),
+                "hook_kind": opts.hook_kind, "traceparent": opts.traceparent,
+                "fork_of": opts.fork_of, "fork_step": opts.fork_step}),
             Insert("transitions", {"run_id": run.id, "created_at": now, "from_status": None,
                                     "to_status": status, "reason": "triggered"}),
         ])

@@ -180,6 +180,16 @@ MIGRATIONS: list[str] = [
         tags VARCHAR[], paused BOOLEAN DEFAULT false, created_at DOUBLE, updated_at DOUBLE,
         last_tick DOUBLE, pending VARCHAR, origin VARCHAR);
     """,
+    # 8: beyond checkpoints: the source of a task's code (diffs between versions), a hash
+    # of each step's arguments (replay divergence), the run a fork comes from and where it
+    # forked (a step key, or a cell's statement), and the form of an approval (JSON schema)
+    """
+    ALTER TABLE tasks ADD COLUMN source VARCHAR;
+    ALTER TABLE steps ADD COLUMN args_hash VARCHAR;
+    ALTER TABLE runs ADD COLUMN fork_of VARCHAR;
+    ALTER TABLE runs ADD COLUMN fork_step VARCHAR;
+    ALTER TABLE waits ADD COLUMN form VARCHAR;
+    """,
 ]
 
 

@@ -11,15 +11,16 @@ from __future__ import annotations
 
 __all__ = ["DDL", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 DDL = """
 CREATE TABLE meta (key VARCHAR PRIMARY KEY, value VARCHAR);
 
--- task code by content hash: cloudpickled function and the options it was declared with
+-- task code by content hash: cloudpickled function and the options it was declared with;
+-- source: the function's (or cell's) source text, for diffs between versions
 CREATE TABLE tasks (
     hash VARCHAR PRIMARY KEY, task_id VARCHAR, code BLOB, sys_path VARCHAR,
-    options VARCHAR, created_at DOUBLE);
+    options VARCHAR, created_at DOUBLE, source VARCHAR);
 
 -- a queue's limits: runs executing at once, and at most rate_limit attempt starts in any
 -- rate_per seconds (both per concurrency key)
@@ -34,7 +35,8 @@ CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, update
 -- (epoch seconds) that fired it; hook_of, hook_kind: the run a lifecycle hook run is for
 -- and which hook (on_success, on_failure, on_cancel); debounce_key, debounce_until: the
 -- key whose triggers collapse into this run until then; traceparent: the W3C trace
--- context it continues
+-- context it continues; fork_of, fork_step: the run this one was forked from and the step
+-- key (a cell: the statement number) from which it runs anew
 CREATE TABLE runs (
     id VARCHAR PRIMARY KEY, kind VARCHAR, task_id VARCHAR, task_hash VARCHAR,
     status VARCHAR, queue VARCHAR, concurrency_key VARCHAR, idempotency_key VARCHAR,
@@ -45,7 +47,8 @@ CREATE TABLE runs (
     origin VARCHAR, priority INTEGER DEFAULT 0, metadata VARCHAR, metadata_calls VARCHAR,
     progress VARCHAR,
     schedule_id VARCHAR, schedule_tick DOUBLE, hook_of VARCHAR, hook_kind VARCHAR,
-    debounce_key VARCHAR, debounce_until DOUBLE, traceparent VARCHAR);
+    debounce_key VARCHAR, debounce_until DOUBLE, traceparent VARCHAR, fork_of VARCHAR,
+    fork_step VARCHAR);
 
 -- recurring runs of a task (or of a %%durable cell's captured source and inputs): by cron
 -- in a timezone, or every N seconds; last_tick is the newest tick fired (each fires once),
@@ -74,19 +77,21 @@ CREATE TABLE attempts (
 -- generation counts task-level retries (failed tries of an older generation are reset);
 -- run_attempt is the run's attempt the try ran in, retry_delay the wait before the next try;
 -- args is the pickled call (args, kwargs); args_preview and output_preview are safe JSON
--- previews made in the worker (truncated repr, DataFrame head, image thumbnail)
+-- previews made in the worker (truncated repr, DataFrame head, image thumbnail); args_hash
+-- a hash of the call, checked when the step is replayed (replay divergence)
 CREATE TABLE steps (
     run_id VARCHAR, step_key VARCHAR, name VARCHAR, attempt INTEGER, generation INTEGER,
     status VARCHAR, started_at DOUBLE, ended_at DOUBLE, output BLOB, error_type VARCHAR,
     error_message VARCHAR, traceback VARCHAR, run_attempt INTEGER, retry_delay DOUBLE,
-    args BLOB, args_preview VARCHAR, output_preview VARCHAR);
+    args BLOB, args_preview VARCHAR, output_preview VARCHAR, args_hash VARCHAR);
 
--- approvals, events, sleeps, retry delays and child runs a run suspends on
+-- approvals, events, sleeps, retry delays and child runs a run suspends on; form: the JSON
+-- schema of an approval's typed form, if it has one
 CREATE TABLE waits (
     run_id VARCHAR, wait_key VARCHAR, kind VARCHAR, name VARCHAR, data BLOB,
     preview VARCHAR, target VARCHAR, created_at DOUBLE, deadline DOUBLE,
     resolved_at DOUBLE, outcome VARCHAR, result BLOB, comment VARCHAR,
-    resolved_by VARCHAR);
+    resolved_by VARCHAR, form VARCHAR);
 
 -- events sent with send_event, each key resolves once
 CREATE TABLE events (key VARCHAR PRIMARY KEY, data BLOB, sent_at DOUBLE);
