@@ -15,12 +15,17 @@ _EXPORTS = {
     "Client": "client.client", "connect": "client.client",
     **dict.fromkeys([
         "AbortRun", "ApiError", "DurableError", "EngineLocked", "EngineUnavailable",
-        "NotPicklable", "PayloadTooLarge", "RunFailed", "RunNotFound", "StepNotRecorded",
+        "FormInvalid", "NotPicklable", "PayloadTooLarge", "RunFailed", "RunNotFound", "StepNotRecorded",
         "WaitConflict", "WaitTimeout"], "core.errors"),
 
     "Retry": "core.retry",
+    "ReplayDivergence": "core.errors", "ReplayDivergenceWarning": "core.errors",
+    "resource": "client.resources",
+    "FormField": "core.forms", "LongText": "core.forms",
     "Queue": "client.queues", "Rate": "client.queues",
     "Debounce": "client.debounce",
+    **dict.fromkeys(["approval_async", "sleep_async", "wait_for_event_async"], "client.waits"),
+    "compare": "client.compare", "diff": "client.versions", "versions": "client.versions",
     **dict.fromkeys(["Schedule", "schedule", "schedules"], "client.schedules"),
     "metadata": "client.run_info", "progress": "client.run_info",
     **dict.fromkeys([
@@ -31,8 +36,10 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from .client.client import Client, connect
+    from .client.compare import compare
     from .client.debounce import Debounce
     from .client.queues import Queue, Rate
+    from .client.resources import resource
     from .client.run_info import metadata, progress
     from .client.schedules import Schedule, schedule, schedules
     from .client.tasks import (
@@ -52,20 +59,26 @@ if TYPE_CHECKING:
         task,
         wait_for_event,
     )
+    from .client.versions import diff, versions
+    from .client.waits import approval_async, sleep_async, wait_for_event_async
     from .core.errors import (
         AbortRun,
         ApiError,
         DurableError,
         EngineLocked,
         EngineUnavailable,
+        FormInvalid,
         NotPicklable,
         PayloadTooLarge,
+        ReplayDivergence,
+        ReplayDivergenceWarning,
         RunFailed,
         RunNotFound,
         StepNotRecorded,
         WaitConflict,
         WaitTimeout,
     )
+    from .core.forms import FormField, LongText
     from .core.retry import Retry
 
 
@@ -107,7 +120,10 @@ __all__ = [
     "WaitConflict", "WaitTimeout", "__version__", "approval", "connect", "get_run", "idempotency_key",
     "runs", "send_event", "sleep", "sql", "step", "task", "wait_for_event",
     "runs_widget", "timeline", "metadata", "progress", "Debounce",
-    "Schedule", "schedule", "schedules",
+    "ReplayDivergence", "ReplayDivergenceWarning", "resource",
+    "Schedule", "schedule", "schedules", "compare", "diff", "versions",
+    "FormField", "FormInvalid", "LongText",
+    "approval_async", "sleep_async", "wait_for_event_async",
 ]
 
 

@@ -1,5 +1,5 @@
 """The `durable-nb` command: serve | runs | show | approve | reject | cancel | resume | replay | sql |
-prune | stop | doctor | demo | schedules."""
+prune | stop | doctor | demo | schedules | diff | versions | compare."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import time
 
 from ..client import show as _show
 from ..core.errors import DurableError
+from ..core.forms import parse_fields, pending_form
 from . import bulk as _bulk
 from .schedules import add_command as add_schedules
+from .versions import add_command as add_versions
 
 
 def _connect(args):
@@ -86,8 +88,14 @@ def cmd_logs(args) -> int:
 
 def _decide(args, verb: str) -> int:
     client = _connect(args)
-    out = client.request("POST", f"/runs/{args.run}/{verb}",
-                         {"wait": args.wait, "comment": args.comment, "by": args.by})
+    body = {"wait": args.wait, "comment": args.comment, "by": args.by}
+    if args.field:  # typed as the approval's form says: "3" for an integer field is 3
+        waits = client.request("GET", f"/runs/{args.run}")["waits"]
+        try:
+            body["values"] = parse_fields(pending_form(waits, args.wait), args.field)
+        except ValueError as exc:
+            raise DurableError(str(exc)) from None
+    out = client.request("POST", f"/runs/{args.run}/{verb}", body)
     print(f"{out['outcome']}: approval '{out['wait']}' of run {out['run_id']}")
     return 0
 
@@ -157,6 +165,27 @@ def cmd_demo(args) -> int:
     return run_demo(args.db)
 
 
+def _decision_arguments(sp: argparse.ArgumentParser) -> None:
+    """The options of ``approve`` and ``reject``."""
+    sp.add_argument("run")
+    sp.add_argument("--wait", help="the approval's name (when the run has several)")
+    sp.add_argument("--comment")
+    sp.add_argument("--by", help="a name kept as a note beside the decision; the engine "
+                    "records who decided from the credentials it authenticated")
+    sp.add_argument("--field", action="append", metavar="KEY=VALUE",
+                    help="a value of the approval's typed form (repeat for each field); "
+                    "read as JSON when it parses, else as text, then as the field's type")
+
+
+def _runs_arguments(sp: argparse.ArgumentParser) -> None:
+    """The filters of ``runs``."""
+    sp.add_argument("--status", help="filter: a status, or several joined by commas")
+    sp.add_argument("--task", help="filter: a task id")
+    sp.add_argument("--tag", action="append", help="filter: runs with this tag (repeat the "
+                    "option for runs with all of them)")
+    sp.add_argument("--limit", type=int, default=50)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..core.config import add_serve_options
 
@@ -173,12 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp = add("serve", cmd_serve, "run the engine for a database (loopback only)")
     add_serve_options(sp)  # one per setting of durable_nb.core.config.SETTINGS
     add("stop", cmd_stop, "stop the engine of a database")
-    sp = add("runs", cmd_runs, "list runs, newest first")
-    sp.add_argument("--status", help="filter: a status, or several joined by commas")
-    sp.add_argument("--task", help="filter: a task id")
-    sp.add_argument("--tag", action="append", help="filter: runs with this tag (repeat the "
-                    "option for runs with all of them)")
-    sp.add_argument("--limit", type=int, default=50)
+    _runs_arguments(add("runs", cmd_runs, "list runs, newest first"))
     sp = add("show", cmd_show, "a run's attempts, steps, waits and errors as a tree")
     sp.add_argument("run")
     sp.add_argument("--io", action="store_true",
@@ -187,12 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("run")
     sp.add_argument("--limit", type=int, default=1000, help="at most this many (the last)")
     for verb in ("approve", "reject"):
-        sp = add(verb, lambda a, v=verb: _decide(a, v), f"{verb} a run's pending approval")
-        sp.add_argument("run")
-        sp.add_argument("--wait", help="the approval's name (when the run has several)")
-        sp.add_argument("--comment")
-        sp.add_argument("--by", help="a name kept as a note beside the decision; the engine "
-                        "records who decided from the credentials it authenticated")
+        _decision_arguments(add(verb, lambda a, v=verb: _decide(a, v),
+                                f"{verb} a run's pending approval"))
     for verb, fn, text in (
             ("cancel", cmd_cancel, "cancel a run, or every run of a selection, with the "
              "unfinished runs below each"),
@@ -214,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         "modes, disk): what is wrong and what to do; exit status 1 on a problem")
     add("demo", cmd_demo, "run an example task: steps, a retry, a killed worker, an approval")
     add_schedules(add)  # durable-nb schedules list | pause ID | resume ID | delete ID
+    add_versions(add)  # durable-nb diff | versions | compare
     return p
 
 

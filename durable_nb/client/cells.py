@@ -8,18 +8,29 @@ import base64
 import builtins
 import os
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 from ..core import serial as _serial
 from ..core.checkpoints import CorruptCheckpoint, Reader, file_reader, load
 from ..core.errors import DurableError, NotPicklable
 from ..core.retry import Retry
 from ..core.source import names_read, split_statements
+from ..core.versions import cell_lineage
 from ..worker.cells import run_cell
 from .tasks import Queue, Task
+from .versions import notice_cell
 
 _NOT_INPUTS = {"In", "Out", "get_ipython", "exit", "quit", "_", "__", "___", "_oh", "_ih",
                "_dh"}
+
+
+def auto_cell_name(origin: dict | None) -> str:
+    """An unnamed cell's run is named after its notebook and cell, as the editor shows them
+    (``analysis.ipynb [5]``); ``cell [5]`` when the kernel has no notebook."""
+    origin = origin or {}
+    notebook = origin.get("notebook")
+    where = os.path.basename(notebook) if notebook else "cell"
+    return f"{where} [{origin.get('execution_count') or '?'}]"
 
 
 def cell_inputs(source: str, namespace: dict) -> dict:
@@ -33,26 +44,38 @@ def trigger_cell(source: str, namespace: dict, *, name: str | None = None, retri
                  queue: str | None = None, concurrency: int | None = None,
                  timeout: float | None = None, idempotency_key: str | None = None,
                  transient: Collection[str] = (), max_duration: float | None = None,
-                 first_line: int = 1, origin: dict | None = None):
+                 first_line: int = 1, origin: dict | None = None,
+                 resources: Mapping[str, str] | None = None):
     """Start a durable run of a cell (plain Python source) and return its RunHandle.
     ``first_line`` is the editor's number of the source's first line (2 under %%durable),
     so that tracebacks point at the lines the user sees; ``origin`` ({notebook, cell_id,
-    execution_count}) is stored with the run, so that the panel can open that cell."""
+    execution_count}) is stored with the run, so that the panel can open that cell.
+    ``resources`` ({variable: expression}, ``--resource``) are made in the worker at the
+    start of every attempt and never checkpointed."""
     task, args = cell_task(source, namespace, name=name, retries=retries, queue=queue,
                            concurrency=concurrency, timeout=timeout, transient=transient,
-                           max_duration=max_duration, first_line=first_line, origin=origin)
-    return task.trigger(*args, idempotency_key=idempotency_key)
+                           max_duration=max_duration, first_line=first_line, origin=origin,
+                           resources=resources)
+    run = task.trigger(*args, idempotency_key=idempotency_key)
+    notice_cell(run, task, task.id)  # in a kernel: runs still on the cell's earlier text
+    return run
 
 
 def cell_task(source: str, namespace: dict, *, name: str | None = None, retries: int = 0,
               queue: str | None = None, concurrency: int | None = None,
               timeout: float | None = None, transient: Collection[str] = (),
               max_duration: float | None = None, first_line: int = 1,
-              origin: dict | None = None) -> tuple[Task, tuple]:
+              origin: dict | None = None,
+              resources: Mapping[str, str] | None = None) -> tuple[Task, tuple]:
     """The task that runs a cell and its arguments: the source and the notebook variables
-    it reads, captured now (``trigger_cell`` starts it once; a ``--schedule`` keeps it)."""
+    it reads (and its resources' expressions read), captured now (``trigger_cell`` starts
+    it once; a ``--schedule`` keeps it)."""
     split_statements(source)  # a syntax error fails here, in the kernel
-    inputs = {k: v for k, v in cell_inputs(source, namespace).items() if k not in transient}
+    made = checked_resources(resources)
+    read = dict(cell_inputs(source, namespace))
+    for expression in made.values():
+        read.update(cell_inputs(expression, namespace))
+    inputs = {k: v for k, v in sorted(read.items()) if k not in transient and k not in made}
     for var, value in inputs.items():
         try:
             _serial.dumps(value, f"variable '{var}'")
@@ -68,7 +91,26 @@ def cell_task(source: str, namespace: dict, *, name: str | None = None, retries:
     task = Task(run_cell, name or "cell", retry, q, max_duration, timeout)
     task.kind = "cell"
     task.origin = origin
+    task.cell_source = source  # each text of the cell is a version of it
+    if name is None or name == auto_cell_name(origin):  # unnamed: its notebook cell's
+        task.lineage = cell_lineage(origin)
+    if made:  # only then: the payload of other cells stays as it was
+        return task, (source, inputs, list(transient), first_line, made)
     return task, (source, inputs, list(transient)) + ((first_line,) if first_line != 1 else ())
+
+
+def checked_resources(resources: Mapping[str, str] | None) -> dict[str, str]:
+    """``--resource`` pairs checked: each a variable name and a Python expression."""
+    out: dict[str, str] = {}
+    for var, expression in (resources or {}).items():
+        if not isinstance(var, str) or not var.isidentifier():
+            raise ValueError(f"a resource's variable must be a Python name, got {var!r}")
+        if not isinstance(expression, str) or not expression.strip():
+            raise ValueError(f"resource {var!r} needs the expression that makes it, e.g. "
+                             "\"sqlite3.connect('x.db')\"")
+        compile(expression, f"<--resource {var}>", "eval")  # a SyntaxError says where
+        out[var] = expression.strip()
+    return out
 
 
 def fetch_variables(run, names: list[str] | None = None) -> dict:

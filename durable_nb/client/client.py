@@ -20,7 +20,14 @@ from types import ModuleType
 from typing import Any
 
 from ..core import runtime as _runtime
-from ..core.errors import ApiError, EngineUnavailable, PayloadTooLarge, RunNotFound, WaitConflict
+from ..core.errors import (
+    ApiError,
+    EngineUnavailable,
+    FormInvalid,
+    PayloadTooLarge,
+    RunNotFound,
+    WaitConflict,
+)
 from ..core.paths import engine_log_file, private_dir, resolve_db
 from ..core.runtime import FRAME, pid_alive
 from ..core.serial import b64
@@ -217,6 +224,8 @@ class Client:
                         "too_large": PayloadTooLarge}.get(code) if isinstance(code, str) else None
             if exc_type is not None:
                 raise exc_type(msg)
+            if code == "invalid_form" and isinstance(payload, dict):
+                raise FormInvalid(msg, payload.get("field"), payload.get("rule"))
             raise ApiError(status, msg)
         return payload
 

@@ -22,13 +22,16 @@ from .steps import StepRecord, step_records
 
 @dataclass(frozen=True)
 class Decision:
-    """How an approval was resolved."""
+    """How an approval was resolved. ``values``: what the approver filled in the typed
+    form (``dn.approval(form=F)``): an instance of F when approved (a dict for a
+    TypedDict or a JSON schema), the values a rejection carried as a dict, else None."""
 
     approved: bool
     comment: str | None = None
     by: str | None = None
     at: float | None = None
     timed_out: bool = False
+    values: Any = None  # last: checkpoints pickled before it keep loading, as None
 
 
 @dataclass(frozen=True)
@@ -221,16 +224,61 @@ class RunHandle:
         out = self.client.request("POST", f"/runs/{self.id}/replay")
         return RunHandle(out["id"], self._client)
 
+    def fork(self, from_step: str | int | None = None, task: Any = None) -> RunHandle:
+        """A new run linked to this finished one (its ``fork_of``) that reuses the steps
+        this run recorded before ``from_step`` (a step key such as ``"summarize#3"``;
+        default: the step that failed) and runs that step and the rest with ``task``'s
+        code (a ``@dn.task``; default: the current version of this task id, the one this
+        process defined last, else the newest the engine knows). The payload, tags,
+        queue, concurrency key and priority are this run's. A cell run is forked from a
+        statement number N: the checkpoint after statement N is restored and its text runs
+        from statement N+1 (``%%durable fork RUN --from N`` runs new text)."""
+        from .forks import fork_run
+
+        return fork_run(self, from_step, task)
+
+    @property
+    def fork_of(self) -> RunHandle | None:
+        """The run this one was forked from (``fork``), or None."""
+        summary = self._summary if self._summary and "fork_of" in self._summary \
+            else self._poll()
+        source = summary.get("fork_of")
+        return RunHandle(source, self._client) if source else None
+
+    @property
+    def forks(self) -> list[RunHandle]:
+        """The runs forked from this one, oldest first (each one's ``fork_of`` is this)."""
+        tree = self.client.request("GET", f"/runs/{self.id}/forks")
+        return [RunHandle(r["id"], self._client, r) for r in tree["runs"]
+                if r["fork_of"] == self.id]
+
     def approve(self, name: str | None = None, comment: str | None = None,
-                by: str | None = None) -> dict:
-        """Approve the pending approval (``name`` picks one); refused if already resolved."""
+                by: str | None = None, values: dict | None = None) -> dict:
+        """Approve the pending approval (``name`` picks one); refused if already resolved.
+        ``values`` fills its typed form (a dict of field -> value); the engine checks them
+        against the form and raises ``FormInvalid`` naming the field at fault."""
         return self.client.request("POST", f"/runs/{self.id}/approve",
-                                   {"wait": name, "comment": comment, "by": by})
+                                   _decision_body(name, comment, by, values))
 
     def reject(self, name: str | None = None, comment: str | None = None,
-               by: str | None = None) -> dict:
+               by: str | None = None, values: dict | None = None) -> dict:
+        """Reject the pending approval; ``values`` (optional) are checked as for approve,
+        except that no field is required."""
         return self.client.request("POST", f"/runs/{self.id}/reject",
-                                   {"wait": name, "comment": comment, "by": by})
+                                   _decision_body(name, comment, by, values))
+
+    @property
+    def version(self) -> dict | None:
+        """The version of its task's code the run ran: ``number`` (``v3`` is the 3rd code
+        hash registered for the task id), ``hash``, ``created_at``, ``latest`` (no newer
+        version registered)."""
+        return self.info().get("version")
+
+    def compare(self, other: RunHandle | str):
+        """This run (A) and ``other`` (B) side by side (``dn.compare``)."""
+        from .compare import compare
+
+        return compare(self, other, self._client)
 
     def timeline(self):
         """A plotly Gantt chart of the run's attempts, steps (with failed tries and retry
@@ -246,6 +294,14 @@ class RunHandle:
                 print(repr(self))
         except DurableError as exc:
             print(f"{self!r} (no live view: {exc})")
+
+
+def _decision_body(name: str | None, comment: str | None, by: str | None,
+                   values: dict | None) -> dict:
+    body: dict[str, Any] = {"wait": name, "comment": comment, "by": by}
+    if values is not None:  # engines of earlier releases refuse a field they do not know
+        body["values"] = values
+    return body
 
 
 # ---------------------------------------------------------------------- queries

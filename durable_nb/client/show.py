@@ -9,6 +9,7 @@ import time
 from ..core.status import RunStatus, ShownState
 from ..core.tracebacks import user_traceback
 from .show_reports import report_lines
+from .versions import version_line
 
 
 def fmt_secs(s: float | None) -> str:
@@ -59,6 +60,10 @@ def _wait_item(w: dict) -> tuple[float, tuple]:
     who = f" by {w['resolved_by']}" if w["resolved_by"] else ""
     note = f' "{w["comment"]}"' if w["comment"] else ""
     extra = [f"data: {w['preview']}"] if w["kind"] == "approval" and w["preview"] else []
+    if w.get("values"):  # what the decision filled in its typed form
+        extra.append("values: " + ", ".join(f"{k}={json.dumps(v)}" for k, v in w["values"].items()))
+    elif w.get("form") and w["outcome"] is None:
+        extra.append("form: " + ", ".join(w["form"].get("properties", {})))
     return w["created_at"], (f"{w['kind']} {w['name']}  {state}{who}{note}", extra, [])
 
 
@@ -94,9 +99,16 @@ def run_tree(d: dict) -> str:
               for c in d.get("children", [])]
     items += [(f"hook {k['hook_kind']} {k['id']}  {k['task_id']}  {k['status']}", [], [])
               for k in d.get("hooks") or []]
+    items += [(f"fork {f['id']}  {_fork_step(f)}  {f['status']}", [], [])
+              for f in (d.get("fork_tree") or {}).get("runs", [])
+              if f.get("fork_of") == d.get("id")]
     lines = [head, *report_lines(d)]  # progress and metadata
+    if (version := version_line(d)) is not None:
+        lines.append(version)
     if d.get("hook_of"):
         lines.append(f"{d.get('hook_kind')} hook of run {d['hook_of']}")
+    if d.get("fork_of"):  # a fork: its source, and the step it ran anew from
+        lines.append(f"fork of run {d['fork_of']} {_fork_step(d)}")
     if d.get("schedule_id"):
         lines.append(f"fired by schedule {d['schedule_id']} for its tick of "
                      f"{fmt_time(d.get('schedule_tick'))}")
@@ -166,3 +178,11 @@ def log_lines(rows: list[dict]) -> list[tuple[str, str]]:
             where[rid] = len(out)
         out.append(["display", text])
     return [(stream, text) for stream, text in out]
+
+
+def _fork_step(run: dict) -> str:
+    """Where a fork ran anew from: "from summarize#3", a cell's "after statement 2"."""
+    step = run.get("fork_step")
+    if step is None:
+        return "after its last step"
+    return f"after statement {step}" if run.get("kind") == "cell" else f"from {step}"

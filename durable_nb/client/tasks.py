@@ -23,6 +23,7 @@ from ..core.placement import check_executor, check_resources
 from ..core.retry import Retry
 from ..core.serial import b64
 from ..core.status import RunStatus
+from ..core.versions import source_digest
 from ..worker import context as _context
 from .client import Client, get_client
 from .debounce import IN_A_RUN, Debounce, debounce_fields
@@ -38,6 +39,7 @@ from .hooks import HookCall, checked_hooks
 from .queues import Queue as Queue  # re-exported: stored tasks name it here
 from .queues import Rate as Rate
 from .tracing import trigger_traceparent
+from .versions import function_source, notice_redefined
 from .waits import approval as approval
 from .waits import send_event as send_event
 from .waits import sleep as sleep
@@ -124,6 +126,9 @@ class Task:
     resources: dict[str, float] | None = None  # tasks pickled by earlier releases lack them
     executor: str | None = None
     hooks: dict[str, Task] | None = None  # lifecycle hooks: kind -> the hook's own task
+    on_divergence: str = "raise"  # a replay divergence raises, or only warns (worker.divergence)
+    cell_source: str | None = None  # a %%durable cell's text: its version (client.cells)
+    lineage: str | None = None  # an unnamed cell's versions: <notebook>#<cell id>
 
     def __init__(self, func: Callable, id: str, retry: Retry | None, queue: Queue | None,
                  max_duration: float | None, kill_after: float | None,
@@ -178,15 +183,25 @@ class Task:
                 opts["resources"] = self.resources
             if self.executor:
                 opts["executor"] = self.executor
+            if self.on_divergence != "raise":  # only when set, as above
+                opts["on_divergence"] = self.on_divergence
             hook_specs = [t.spec() for t in (self.hooks or {}).values()]
             if self.hooks:  # only when set, as above
                 opts["hooks"] = {k: t.spec()["hash"] for k, t in self.hooks.items()}
+            if self.cell_source is not None:  # a cell's code is the same for every text
+                opts["source_hash"] = source_digest(self.cell_source)
+            if self.lineage:
+                opts["lineage"] = self.lineage
             self._spec = {
                 "hash": _serial.task_hash(code, self.id, opts), "task_id": self.id,
                 "code": code, "sys_path": [p for p in sys.path if p], "options": opts,
             }
             if hook_specs:  # registered with it when a run triggers it (engine.scheduler)
                 self._spec["hook_specs"] = hook_specs
+            source = self.cell_source if self.cell_source is not None else \
+                function_source(self.func)
+            if source is not None:  # kept for diffs between versions, not hashed
+                self._spec["source"] = source
         return self._spec
 
     def _register(self, client: Client) -> str:
@@ -197,9 +212,17 @@ class Task:
         if key not in client._registered:
             client.request("PUT", f"/tasks/{spec['hash']}", {
                 "task_id": spec["task_id"], "code_b64": b64(spec["code"]),
-                "sys_path": spec["sys_path"], "options": spec["options"]})
+                "sys_path": spec["sys_path"], "options": spec["options"],
+                **({"source": spec["source"]} if "source" in spec else {})})
             client._registered.add(key)
         return spec["hash"]
+
+    def versions(self) -> list:
+        """This task's versions, oldest first (``dn.versions``): each registered code hash
+        of its id, numbered, with the runs still unfinished on it."""
+        from .versions import versions
+
+        return versions(self)
 
     def _options(self, delay, tags, concurrency_key, ttl, priority=None) -> dict:
         opts = {"delay": parse_duration(delay), "tags": list(tags),
@@ -294,12 +317,22 @@ class Task:
                           error) for cid, status, output, error in res["results"]]
 
 
+_DEFINED: dict[str, Task] = {}  # one per task id: the latest (a redefinition replaces it)
+
+
+def defined_task(task_id: str) -> Task | None:
+    """The task of this id that ``@dn.task`` made last in this process: the current
+    version a fork runs (``client.forks``), registered or not yet."""
+    return _DEFINED.get(task_id)
+
+
 def task(fn: Callable | None = None, *, id: str | None = None, retry: Retry | None = None,
          queue: Queue | None = None, max_duration: Any = None, kill_after: Any = None,
          resources: dict[str, float] | None = None, executor: str | None = None,
          on_success: Callable[[RunHandle], Any] | None = None,
          on_failure: Callable[[RunHandle], Any] | None = None,
-         on_cancel: Callable[[RunHandle], Any] | None = None, schedule: Any = None):
+         on_cancel: Callable[[RunHandle], Any] | None = None, schedule: Any = None,
+         on_divergence: str = "raise"):
     """Declare a durable task (sync or async function).
 
     ``retry`` applies to whole attempts (default ``Retry()``: 3 attempts); ``queue``
@@ -319,12 +352,24 @@ def task(fn: Callable | None = None, *, id: str | None = None, retry: Retry | No
     ``"15m"``, or a dict of ``dn.schedule``'s options) runs the task on that schedule, with
     the task's id as the schedule's id; it is defined when the decorator runs, never in a
     worker (``client.schedules.declared``).
+
+    ``on_divergence``: code that runs again (a resume, a retry) and calls a recorded step
+    with other arguments, or another step where a recorded one stood, fails the run with
+    ``dn.ReplayDivergence`` (``"raise"``, the default) or only warns (``"warn"``: a line in
+    the run's stderr and a ``dn.ReplayDivergenceWarning``; recorded steps return their
+    recorded outputs).
     """
     hooks = checked_hooks(on_success=on_success, on_failure=on_failure, on_cancel=on_cancel)
+    if on_divergence not in ("raise", "warn"):
+        raise ValueError(f"on_divergence must be 'raise' (fail the run at a replay "
+                         f"divergence) or 'warn' (only warn), got {on_divergence!r}")
 
     def deco(f: Callable) -> Task:
         t = Task(f, id or f.__name__, retry, queue, parse_duration(max_duration),
                  parse_duration(kill_after), resources, executor, hooks)
+        t.on_divergence = on_divergence  # before anything computes its spec
+        notice_redefined(t)  # in a kernel: runs still on an earlier version, if any
+        _DEFINED[t.id] = t  # this process's current version of the id (RunHandle.fork)
         if schedule is not None:
             from .schedules import declared
 

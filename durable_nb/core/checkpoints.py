@@ -28,6 +28,9 @@ from typing import Any
 import xxhash
 
 PIECE = 4 << 20  # bytes: one changed column of a DataFrame rewrites about its own size
+# the variable in which a cell's checkpoint keeps which variables held which resources
+# (``worker.resources``): a resume makes them again; never listed nor brought back
+RESOURCE_BINDINGS = "__durable_resources__"
 EXTERNAL_BLOB_BYTES = 1 << 20  # pieces this large are files, not rows of the journal
 # free disk space a checkpoint may not take: the store's reserve and room for its journal
 DISK_MARGIN = 64 * 1024 * 1024

@@ -179,3 +179,60 @@ class ApiError(DurableError):
     def __init__(self, status: int, message: str):
         self.status = status
         super().__init__(message)
+
+
+class FormInvalid(ApiError, ValueError):
+    """Values given for an approval's typed form do not match its schema (HTTP 422,
+    code ``invalid_form``); ``field`` names the field at fault and ``rule`` the rule."""
+
+    def __init__(self, message: str, field: str | None = None, rule: str | None = None):
+        super().__init__(422, message)
+        self.field = field
+        self.rule = rule
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (str(self), self.field, self.rule))
+
+    def answer(self) -> dict:
+        """The API's answer: ``{"error", "code": "invalid_form", "field", "rule"}``."""
+        out: dict[str, Any] = {"error": str(self), "code": "invalid_form"}
+        if self.field is not None:
+            out["field"] = self.field
+        if self.rule is not None:
+            out["rule"] = self.rule
+        return out
+
+
+class ReplayDivergence(DurableError):
+    """Code that runs again (a resume, a retry) called a step differently from the record:
+    a recorded step key with other arguments, or another step where a recorded one stood.
+
+    Returning the recorded output would be wrong data, so the run fails at once, with no
+    retry (a retry would meet the same record). ``step`` is the key called now,
+    ``recorded`` and ``new`` describe the recorded and the new call, ``where`` is the
+    user's line that made it (``File "Cell In[5]", line 7: summarize(doc)``)."""
+
+    def __init__(self, step: str, recorded: str, new: str, where: str = "",
+                 kind: str = "arguments"):
+        self.step, self.recorded, self.new, self.where, self.kind = (
+            step, recorded, new, where, kind)
+        at = f" at {where}" if where else ""
+        if kind == "arguments":
+            what = (f"step '{step}' is called{at} with {new}, but the recorded run called it "
+                    f"with {recorded}")
+        else:
+            what = (f"step '{step}' ({new}) is called{at} where the recorded run called "
+                    f"step '{recorded}'")
+        super().__init__(
+            f"replay divergence: {what}. Code between steps runs again on a resume or retry "
+            "and must make the same step calls with the same arguments: compute values that "
+            "change (time, random numbers, files) inside a step. Start the run anew with "
+            "run.replay(), or declare @dn.task(on_divergence=\"warn\") to only warn.")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.step, self.recorded, self.new, self.where, self.kind))
+
+
+class ReplayDivergenceWarning(UserWarning):
+    """A replay divergence in a task declared with ``on_divergence="warn"``: the run goes
+    on, and a recorded step returns its recorded output."""

@@ -17,12 +17,14 @@ op              class       fields                                              
                             token, worker, host, as JSON)
 ``log``         Log         stream, lines, at (printed lines)                      -
 ``step``        Step        key, name, attempt, start, end, output, args,          ok
-                            args_preview, output_preview
+                            args_preview, output_preview, args_hash
 ``step_failed`` StepFailed  key, name, attempt, start, end, error, final, exc,     ok
-                            delay, args, args_preview
-``wait``        WaitFor     key, kind, name, data, preview, timeout, target        resolved,
-                                                                                   suspend or
-                                                                                   error
+                            delay, args, args_preview, args_hash
+``wait``        WaitFor     key, kind, name, data, preview, timeout, target,       resolved,
+                            form (an approval's typed form), mode ("async": no     suspend or
+                            blocking, the resolution comes when it happens)        error
+``waits_idle``  WaitsIdle   keys: the attempt's loop has nothing to do but these   suspend
+                            async waits (``worker.async_waits``)                   (after grace)
 ``trigger``     Trigger     key, task, payloads, options (child runs)              run_ids or
                                                                                    error
 ``send_event``  SendEvent   key, data                                              resumed or
@@ -43,7 +45,8 @@ op            class        fields
 ============  ===========  ======================================================
 ``run``       RunAttempt   the attempt: task code, payload, what earlier attempts
                            recorded (steps, step failures, resolved waits, the
-                           latest checkpoint), limits
+                           latest checkpoint, step calls to check replays against),
+                           limits
 (none)        ``Reply``    to a request: ``OkReply`` {ok}, ``ErrorReply`` {error},
                            ``RunIdsReply`` {run_ids}, ``ResumedReply`` {resumed},
                            ``RefusedReply`` {refused}
@@ -91,9 +94,11 @@ class Resolution(_ResolutionBase, total=False):
     """How a wait ended; the extra fields depend on its kind."""
 
     comment: str | None  # approvals
+    values: dict[str, Any] | None  # approvals: the typed form's values, checked
     note: str  # approvals: the name a client gave, beside the authenticated ``by``
     data: bytes | None  # events: the event's data
     results: list[ChildResult]  # child waits
+    seq: int  # the order of first delivery to an attempt, among the run's waits
 
 
 class TaskSpec(TypedDict):
@@ -172,6 +177,7 @@ class _StepCall(_Request, total=False):
 
     args: bytes | None  # the pickled (args, kwargs), None when too large or unpicklable
     args_preview: str | None  # JSON (worker.previews): the arguments' previews
+    args_hash: str | None  # canonical hash of the call (worker.arghash), None: unhashable
 
 
 class _StepOutput(_StepCall, total=False):
@@ -203,8 +209,13 @@ class StepFailed(_StepCall):
     delay: float | None  # seconds before the next try, when not final
 
 
+class _WaitExtras(_Request, total=False):
+    form: dict[str, Any]  # an approval's typed form: its JSON schema (``core.forms``)
+    mode: Literal["async"]  # an awaitable wait: no blocking, resolved whenever it happens
+
+
 @final
-class WaitFor(_Request):
+class WaitFor(_WaitExtras):
     op: Literal["wait"]
     key: str  # "<kind>:<name>#<occurrence>"
     kind: str  # approval, event, sleep, retry, child
@@ -283,12 +294,21 @@ class Suspended(_FromAttempt):
     op: Literal["suspended"]
 
 
+@final
+class WaitsIdle(_FromAttempt):
+    """The attempt's event loop has nothing left to do but wait for these async waits:
+    after the grace period the engine suspends the run; any of them resumes it."""
+
+    op: Literal["waits_idle"]
+    keys: list[str]
+
+
 Request = Step | StepFailed | WaitFor | Trigger | SendEvent | Checkpoint | MetadataSet
 """The messages the engine answers (``Reply``, or for ``wait`` also Resolved/Suspend)."""
 
 AttemptEnd = Done | Failed | Suspended
 
-WorkerMessage = Hello | Log | Progress | Request | AttemptEnd
+WorkerMessage = Hello | Log | Progress | WaitsIdle | Request | AttemptEnd
 """Every message a worker sends."""
 
 
@@ -319,6 +339,10 @@ class RunAttempt(_RunBase, total=False):
     """An attempt to execute; ``checkpoint`` when a cell resumes."""
 
     checkpoint: CheckpointState
+    # step key -> (start, end, args hash, args preview): the record replayed calls are
+    # checked against (``engine.step_calls``, ``worker.divergence``)
+    step_calls: dict[str, tuple[float, float, str | None, str | None]]
+    on_divergence: str  # "raise" (default) or "warn": the task's on_divergence
 
 
 class _ReplyBase(TypedDict):

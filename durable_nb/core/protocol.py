@@ -1,9 +1,9 @@
 """Framing of the engine <-> worker channel: length-prefixed pickles of plain dicts.
 
-Worker to engine: ``hello``, ``step``, ``step_failed``, ``wait``, ``trigger``,
-``send_event``, ``log``, ``checkpoint`` and the attempt's end: ``done``, ``failed``,
-``suspended``. Engine to worker: ``run``, replies ``{"ok": ...}``, and during a wait
-``resolved`` or ``suspend``. ``core.messages`` has a TypedDict for each, with its
+Worker to engine: ``hello``, ``step``, ``step_failed``, ``wait``, ``waits_idle``,
+``trigger``, ``send_event``, ``log``, ``checkpoint`` and the attempt's end: ``done``,
+``failed``, ``suspended``. Engine to worker: ``run``, replies ``{"ok": ...}``, and for a
+wait ``resolved`` or ``suspend``. ``core.messages`` has a TypedDict for each, with its
 fields. Values inside are already cloudpickled bytes, so the engine never unpickles
 user objects.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pickle
+import select
 import socket
 import struct
 from collections.abc import Mapping
@@ -54,6 +55,18 @@ class SyncChannel:
     def check(self) -> None:
         """Raise ChannelLost if the engine is known to be gone (called before each step).
         A worker process dies with its engine, so only a remote channel has work here."""
+
+    def ready(self) -> bool:
+        """Whether a message, or its start, can be read now without waiting (bytes kept
+        from an earlier read, decrypted TLS bytes, or the socket readable)."""
+        if self._rest:
+            return True
+        pending = getattr(self.sock, "pending", None)  # an SSL socket's decrypted bytes
+        if pending is not None and pending():
+            return True
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
 
     def _more(self) -> bytes:
         chunk = self.sock.recv(self.CHUNK)

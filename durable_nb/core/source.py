@@ -9,13 +9,21 @@ import symtable
 
 
 def split_statements(source: str) -> list[tuple[int, str]]:
-    """(first line, source) of each top-level statement, decorators included."""
+    """(first line, source) of each top-level statement, decorators included. Statements
+    that share a line (``a = 1; b = 2``) are each their own text, not the line twice."""
     tree = ast.parse(source)
     lines = source.splitlines(keepends=True)
     out = []
-    for node in tree.body:
+    body = tree.body
+    for i, node in enumerate(body):
         first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-        out.append((first, "".join(lines[first - 1:node.end_lineno])))
+        shared = (i > 0 and body[i - 1].end_lineno == node.lineno) or (
+            i + 1 < len(body) and body[i + 1].lineno == node.end_lineno)
+        segment = ast.get_source_segment(source, node) if shared else None
+        if segment is not None:
+            out.append((first, segment + "\n"))
+        else:
+            out.append((first, "".join(lines[first - 1:node.end_lineno])))
     return out
 
 

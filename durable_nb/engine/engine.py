@@ -23,6 +23,7 @@ from typing import Any
 
 from ..core.config import EngineConfig as EngineConfig  # re-exported for hosts and tests
 from ..core.errors import WaitConflict
+from ..core.forms import checked_values
 from ..core.hooks import check_children
 from ..core.status import RESUMABLE, RunStatus, WaitOutcome
 from ..core.status import STATUSES as STATUSES  # re-exported: tests and tools import them here
@@ -34,6 +35,7 @@ from . import recovery
 from .cancellation import TREE_SQL, has_finished_children
 from .clock import Clock, SystemClock
 from .debounce import Debouncer
+from .forks import Forks
 from .hooks import Hooks
 from .hooks import owed as owed_hooks
 from .lifecycle import Lifecycle
@@ -82,6 +84,8 @@ class Engine:
         self.pruner = Pruner(s)
         self.debouncer = Debouncer(s, self.scheduler)
         self.schedules = Schedules(s, self.scheduler)  # cron and interval ticks
+        # runs forked from a finished run's recorded steps (not from one being pruned)
+        self.forks = Forks(s, self.scheduler, lambda run_id: run_id in self.pruner.pruning)
         self.otlp: Any = None  # the OTLP exporter (``otlp``), with otlp_endpoint only
 
     def _process_pool(self, events: PoolEvents) -> WorkerPool:
@@ -238,6 +242,18 @@ class Engine:
         await self.writer.write_durable([])
         return ids[0]
 
+    async def fork(self, run_id: str, from_step: str | None = None,
+                   task_hash: str | None = None, *, payload: bytes | None = None,
+                   fresh: Any = None, origin: Any = None) -> dict:
+        """A new run linked to the finished run ``run_id`` that reuses what it recorded
+        before ``from_step`` (a step key; a cell: the statement whose checkpoint is
+        restored) and runs the rest with the code of ``task_hash`` (default: the newest
+        version of its task id; a cell's own); ``payload`` replaces the source's (a cell's
+        new text), ``fresh`` names checkpoint variables taken from it instead
+        (``forks``). Returns {id, fork_of, fork_step, task_hash}, durable."""
+        return await self.forks.fork(run_id, from_step, task_hash, payload=payload,
+                                     fresh=fresh, origin=origin)
+
     async def resume(self, run_id: str, by: str | None = None) -> dict:
         """Continue a FAILED, CRASHED, CANCELED or TIMED_OUT run in a new attempt, from its
         last recorded step or checkpoint (``Lifecycle.resume``); returns its row."""
@@ -293,19 +309,23 @@ class Engine:
 
     async def resolve_approval(self, run_id: str, approved: bool, name: str | None = None,
                                comment: str | None = None, by: str | None = None,
-                               note: str | None = None) -> dict:
+                               note: str | None = None, values: dict | None = None) -> dict:
         """Approve or reject a pending approval; refused when it is already resolved.
 
         ``by`` is the identity the host authenticated; ``note`` a name the client gave
-        (kept beside it in the resolution, never in its place)."""
+        (kept beside it in the resolution, never in its place). ``values`` fill the
+        approval's typed form: FormInvalid (nothing resolved) when they do not match it."""
         self.writer.check_writable()
         run = self.state.runs.get(run_id)
         if run is None:
             raise await self._not_waiting(run_id, name)
         wait = self.waits.pending_approval(run, name)
+        checked = checked_values(wait.form, values, approved)
         fut = asyncio.get_running_loop().create_future()
         res: dict[str, Any] = {"outcome": WaitOutcome.APPROVED if approved
                                else WaitOutcome.REJECTED, "comment": comment}
+        if checked is not None:
+            res["values"] = checked
         if note and note != by:
             res["note"] = note
         self.waits.resolve(run, wait, res, by=by,

@@ -59,13 +59,13 @@ class Lifecycle:
         """The worker gave the run up at a wait: it waits, or is queued if resolved."""
         s = self.s
         self.end_attempt(run, worker, AttemptOutcome.SUSPENDED)
-        wait = run.waits.get(run.current_wait) if run.current_wait else None
-        if wait is None or wait.resolution is not None:
-            run.current_wait = None
+        waits = self.waits.still_waiting(run)  # one blocking wait, or the loop's idle ones
+        if not waits:
             s.set_status(run, RunStatus.QUEUED, "resuming")
             s.enqueue(run)
         else:
-            s.set_status(run, RunStatus.WAITING, f"{wait.kind} '{wait.name}'")
+            s.set_status(run, RunStatus.WAITING,
+                         ", ".join(f"{w.kind} '{w.name}'" for w in waits))
         self.scheduler.dispatch()
 
     def worker_exited(self, worker: Any) -> None:
@@ -173,6 +173,7 @@ class Lifecycle:
             t.cancel()
         run.timers, run.attempt_timers = [], []
         run.current_wait = None
+        run.idle_waits = set()  # the waits resolved below do not queue it again
         outcome = WaitOutcome.CANCELED if status == RunStatus.CANCELED else WaitOutcome.ABANDONED
         for w in list(run.waits.values()):  # every wait row gets its one resolution
             if w.resolution is None:

@@ -16,6 +16,8 @@ from ..core import serial as _serial
 from ..core.errors import DurableError, WaitConflict
 from ..core.status import StepStatus
 from ..store.records import Insert, InsertIgnore, Record, Update
+from . import step_calls
+from .async_waits import AsyncWaits
 from .lifecycle import Lifecycle
 from .model import Run, aid, reply
 from .run_info import RunReports
@@ -34,11 +36,13 @@ class WorkerMessages:
         self.waits = waits
         self.lifecycle = lifecycle
         self.reports = RunReports(state)  # dn.metadata and dn.progress
+        self.async_waits = AsyncWaits(state, waits)  # awaitable waits, idle attempts
         lifecycle.on_finish.append(lambda run, status: self.reports.flush(run))
         self.handlers: dict[str, Callable[[Run, Any, dict], None]] = {
             "log": self.log, "step": self.step, "step_failed": self.step_failed,
             "checkpoint": self.checkpoint, "trigger": self.trigger,
-            "send_event": self.send_event, "wait": waits.meet,
+            "send_event": self.send_event, "wait": self.async_waits.meet,
+            "waits_idle": self.async_waits.idle,
             "metadata": self.reports.metadata, "progress": self.reports.progress,
             "done": lambda run, w, msg: lifecycle.done(run, w, msg["output"]),
             "failed": lambda run, w, msg: lifecycle.failed(run, w, msg["error"]),
@@ -81,6 +85,8 @@ class WorkerMessages:
     def step(self, run: Run, worker: Any, msg: dict) -> None:
         key = msg["key"]
         run.steps[key] = ("ok", msg["output"])
+        step_calls.note(run, key, msg["start"], msg["end"], msg.get("args_hash"),
+                        msg.get("args_preview"), True)
         run.progress += 1
         self.s.write([
             Insert("steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
@@ -101,6 +107,8 @@ class WorkerMessages:
             run.steps[key] = ("err", msg["exc"])
         else:
             run.step_failures[key] = msg["attempt"]
+        step_calls.note(run, key, msg["start"], msg["end"], msg.get("args_hash"),
+                        msg.get("args_preview"), msg["final"])
         self.s.write([
             Insert("steps", {"run_id": run.id, "step_key": key, "name": msg["name"],
                               "attempt": msg["attempt"], "generation": run.generation,
@@ -195,7 +203,8 @@ class WorkerMessages:
 
 def _call(msg: dict, completed: bool) -> dict:
     """A try's call and previews as the steps row keeps them (None from earlier workers)."""
-    out = {"args": msg.get("args"), "args_preview": msg.get("args_preview")}
+    out = {"args": msg.get("args"), "args_preview": msg.get("args_preview"),
+           "args_hash": msg.get("args_hash")}
     if completed:
         out["output_preview"] = msg.get("output_preview")
     return out

@@ -42,6 +42,7 @@ class Wait:
     target: list | None = None
     resolution: dict | None = None
     timer: Timer | None = None
+    form: dict | None = None  # an approval's typed form (JSON schema): decisions are checked
 
 
 @dataclass
@@ -67,10 +68,19 @@ class Run:
     delay_until: float | None = None
     steps: dict = field(default_factory=dict)
     step_failures: dict = field(default_factory=dict)
+    # step key -> [start, end, args hash, args preview, final] (``step_calls``): what a
+    # worker checks a re-executed call against; kept across generations
+    step_calls: dict = field(default_factory=dict)
     waits: dict[str, Wait] = field(default_factory=dict)
     worker: Any = None  # the pool's worker executing the current attempt
     attempt_started: float = 0.0
     current_wait: str | None = None
+    # awaitable waits (``async_waits``): the keys the current attempt registered without
+    # blocking (their resolutions go to it as they happen), and the keys its loop idles
+    # on (``waits_idle``; once suspended, any of them resolving queues the run again)
+    async_waits: set[str] = field(default_factory=set)
+    idle_waits: set[str] = field(default_factory=set)
+    idle_epoch: int = 0  # each idle report's number: a stale grace timer does nothing
     suspending: bool = False
     stopping: str | None = None  # CANCELED / TIMED_OUT when the engine kills the worker
     timers: list[Timer] = field(default_factory=list)  # delay, ttl and wait deadlines
@@ -100,7 +110,7 @@ class Run:
     debounce_until: float | None = None
     traceparent: str | None = None  # the W3C trace context the run's spans continue
     fork_of: str | None = None  # the run this one was forked from
-    fork_step: str | None = None  # the step key (a cell: statement) it runs anew from
+    fork_step: str | None = None  # the step key it runs anew from (a cell: N, restored)
 
     @property
     def group(self) -> tuple[str, str | None]:

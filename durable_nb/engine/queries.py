@@ -8,12 +8,15 @@ import asyncio
 import json
 from typing import Any
 
-from ..core.checkpoints import entry_blobs, manifest_blobs, normal
+from ..core import serial as _serial
+from ..core.checkpoints import RESOURCE_BINDINGS, entry_blobs, manifest_blobs, normal
 from ..core.errors import RunNotFound
 from ..core.status import STATUSES
+from . import forks
 from .hooks import hook_runs
 from .model import summarize
 from .state import EngineState
+from .versions import run_version
 
 
 class Queries:
@@ -68,8 +71,9 @@ class Queries:
             "WHERE run_id = ? ORDER BY started_at, attempt", [run_id])
         waits = await self.query(
             "SELECT wait_key, kind, name, preview, target, created_at, deadline, resolved_at, "
-            "outcome, comment, resolved_by FROM waits WHERE run_id = ? ORDER BY created_at",
-            [run_id])
+            "outcome, comment, resolved_by, form, CASE WHEN form IS NOT NULL AND resolved_at "
+            "IS NOT NULL THEN result END AS result FROM waits WHERE run_id = ? "
+            "ORDER BY created_at", [run_id])
         children = await self.query(
             "SELECT id, task_id, status FROM runs WHERE parent_run_id = ? ORDER BY created_at",
             [run_id])
@@ -79,8 +83,11 @@ class Queries:
         for w in waits:
             w["preview"] = json.loads(w["preview"]) if w["preview"] else None
             w["target"] = json.loads(w["target"]) if w["target"] else None
+            form_and_values(w)
         return {**summarize(row), "attempt_list": attempts, "steps": steps, "waits": waits,
-                "children": children, "hooks": hook_runs(hooks)}
+                "children": children, "hooks": hook_runs(hooks),
+                "version": await run_version(self, row),
+                "fork_tree": await forks.tree(self.query, row)}
 
     async def list_runs(self, status: str | None = None, task: str | None = None,
                         limit: int = 100, offset: int = 0, q: str | None = None,
@@ -129,7 +136,8 @@ class Queries:
                     "pieces": {}, "blob_dir": None}
         row = rows[0]
         manifest = json.loads(row["manifest"])
-        wanted = {n: h for n, h in manifest["vars"].items() if names is None or n in names}
+        wanted = {n: h for n, h in manifest["vars"].items()
+                  if (n in names if names is not None else n != RESOURCE_BINDINGS)}
         missing = sorted(set(names or ()) - set(wanted))
         if missing:
             raise ValueError(f"no variable {', '.join(map(repr, missing))} in the checkpoint "
@@ -247,3 +255,17 @@ def _json_or_none(text: str | None) -> Any:
         return json.loads(text)
     except ValueError:
         return None
+
+
+def form_and_values(wait: dict) -> None:
+    """A wait row's typed form (its JSON schema, or None) and, once decided, the values the
+    decision filled in (from the resolution the engine stored; None without a form)."""
+    wait["form"] = _json_or_none(wait.get("form"))
+    result = wait.pop("result", None)
+    values = None
+    if result is not None:
+        try:
+            values = _serial.loads(result).get("values")
+        except Exception:  # a resolution this release cannot read shows no values
+            values = None
+    wait["values"] = values

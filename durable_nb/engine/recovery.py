@@ -19,6 +19,7 @@ from functools import partial
 from ..core import serial as _serial
 from ..core.status import TERMINAL, AttemptOutcome, RunStatus, StepStatus, sql_list
 from ..store.records import Update
+from . import step_calls
 from .model import Run, TaskInfo, Wait, json_or
 from .scheduler import Scheduler
 from .state import EngineState
@@ -145,11 +146,13 @@ def _run_of(s: EngineState, row: dict, task: TaskInfo) -> Run:
 def _load_steps(q: Query, runs: dict[str, Run], scope: Scope) -> None:
     """Completed steps of any generation; failed tries and errors of the current one; and
     how many attempts raised (the retry policy counts them) and crashed in a row."""
-    for row in q(f"SELECT run_id, step_key, status, output, attempt, generation FROM steps "
+    for row in q(f"SELECT run_id, step_key, status, output, attempt, generation, "
+                 f"{step_calls.COLUMNS} FROM steps "
                  f"WHERE run_id IN ({scope[0]}) ORDER BY started_at", scope[1]):
         run = runs.get(row["run_id"])
         if run is None:  # a run whose task's code is not in the store
             continue
+        step_calls.note_row(run, row, row["status"] != StepStatus.FAILED)
         if row["status"] == StepStatus.COMPLETED:
             run.steps[row["step_key"]] = ("ok", row["output"])
         elif row["generation"] == run.generation:
@@ -179,7 +182,8 @@ def _load_waits(q: Query, runs: dict[str, Run], scope: Scope) -> None:
         if row["wait_key"] in run.waits:
             continue  # an earlier release could leave a second row of the same key
         w = Wait(row["wait_key"], row["kind"], row["name"], row["created_at"],
-                 row["deadline"], json.loads(row["target"]) if row["target"] else None)
+                 row["deadline"], json.loads(row["target"]) if row["target"] else None,
+                 form=json.loads(row["form"]) if row.get("form") else None)
         if row["resolved_at"] is not None:
             w.resolution = _serial.loads(row["result"])
         run.waits[w.key] = w
@@ -235,6 +239,9 @@ def resume(s: EngineState, scheduler: Scheduler, waits: Waits) -> None:
             if not pending:
                 s.set_status(run, RunStatus.QUEUED, "wait resolved")
                 s.enqueue(run)
+            # which of them its attempt needed is not kept: any of them resolving resumes
+            # it (an awaitable wait no longer needed costs a replay that suspends again)
+            run.idle_waits = {w.key for w in pending}
             for w in pending:
                 run.current_wait = w.key
                 waits.try_resolve_now(run, w)

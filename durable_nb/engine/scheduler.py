@@ -26,7 +26,9 @@ from ..core.messages import Resolution, RunAttempt
 from ..core.placement import check_executor, check_resources
 from ..core.serial import clean_text
 from ..core.status import RunStatus
+from ..core.versions import checked_source
 from ..store.records import Insert, InsertIgnore, Update, Upsert
+from . import step_calls, wait_order
 from .model import MAX_INT32, MAX_PRIORITY, ORIGIN_FIELDS, Run, TaskInfo, aid
 from .state import EngineState
 
@@ -50,6 +52,9 @@ class RunOptions:
     traceparent: str | None = None  # checked by ``checked_traceparent``
     fork_of: str | None = None  # set by the engine's fork, never by a request
     fork_step: str | None = None
+    # set by the engine's fork: fills the new run's recorded steps, waits and checkpoint
+    # (and journals their rows) before anything can start it
+    prepare: Callable[[Run], None] | None = None
 
     @classmethod
     def checked(cls, idempotency_key: Any = None, delay: Any = None, tags: Any = (),
@@ -152,7 +157,7 @@ class Scheduler:
             s.write([InsertIgnore("tasks", {
                 "hash": h, "task_id": info.task_id, "code": code,
                 "sys_path": json.dumps(info.sys_path), "options": json.dumps(info.options),
-                "created_at": s.now()})])
+                "created_at": s.now(), "source": checked_source(spec.get("source"))})])
         return info
 
     def set_queue(self, name: str, limit: int | None, rate: Any = KEEP) -> dict:
@@ -269,6 +274,8 @@ class Scheduler:
         ])
         s.emit({"type": "run", "run_id": run.id, "task_id": task.task_id, "status": status,
                 "from": None, "reason": "triggered", "at": now})
+        if opts.prepare is not None:
+            opts.prepare(run)
         if opts.ttl:
             s.arm(run, now + opts.ttl, lambda: self.expire(run))
         if delay_until:
@@ -370,6 +377,7 @@ class Scheduler:
         run.attempt_started = now
         run.suspending = False
         run.current_wait = None
+        run.async_waits, run.idle_waits = set(), set()
         worker.run = run
         s.executing[run.group] += 1
         if run.queue in s.rates:
@@ -379,6 +387,7 @@ class Scheduler:
             run.started_at = now
         s.set_status(run, RunStatus.EXECUTING, f"attempt {run.attempts}",
                      attempts=run.attempts, **({"started_at": now} if first else {}))
+        numbered = wait_order.stamp_all(run)  # before the attempt hears of them
         msg = self._run_message(run)
 
         def send() -> None:
@@ -390,7 +399,8 @@ class Scheduler:
                 asyncio.ensure_future(self._send_with_checkpoint(run, worker, msg))
 
         s.write([Insert("attempts", {"run_id": run.id, "number": run.attempts,
-                                      "worker_pid": worker.pid, "started_at": now})], send)
+                                      "worker_pid": worker.pid, "started_at": now}),
+                 *numbered], send)
         opts = run.task.options
         if opts.get("max_duration"):
             s.arm(run, now + opts["max_duration"], lambda: self.warn_duration(run, worker),
@@ -412,6 +422,9 @@ class Scheduler:
             "max_payload": self.s.config.max_payload,
             "max_checkpoint": self.s.config.max_checkpoint,
             "blob_dir": str(self.s.store.blob_dir),
+            # replay checks (``worker.divergence``)
+            "step_calls": step_calls.for_worker(run),
+            "on_divergence": run.task.options.get("on_divergence") or "raise",
         }
 
     async def _send_with_checkpoint(self, run: Run, worker: Any, msg: RunAttempt) -> None:

@@ -17,6 +17,7 @@ from ..core.errors import WaitConflict
 from ..core.messages import Resolution, Resolved, SuspendRun
 from ..core.status import RunStatus, WaitOutcome
 from ..store.records import Insert, Update
+from . import wait_order
 from .model import Run, Wait, aid
 from .scheduler import Scheduler
 from .state import EngineState
@@ -37,11 +38,7 @@ class Waits:
         s = self.s
         key = msg["key"]
         now = s.now()
-        wait = run.waits.get(key)
-        if wait is not None:
-            self.arm(run, wait)  # the same wait met again by a later attempt
-        else:
-            wait = self._create(run, msg, now)
+        wait = self.record(run, msg)
         if wait.resolution is not None:  # resolved since this attempt started: go on
             self.send_resolution(run, worker, wait)
             return
@@ -51,17 +48,28 @@ class Waits:
             s.arm(run, now + s.config.wait_grace, lambda: self.suspend(run, worker, key),
                   attempt=True)
 
+    def record(self, run: Run, msg: dict) -> Wait:
+        """The wait a ``wait`` message names, recorded once (a later attempt meeting it
+        again arms its deadline again, after a restart)."""
+        wait = run.waits.get(msg["key"])
+        if wait is not None:
+            self.arm(run, wait)
+            return wait
+        return self._create(run, msg, self.s.now())
+
     def _create(self, run: Run, msg: dict, now: float) -> Wait:
         run.progress += 1
         timeout = msg.get("timeout")
         wait = Wait(msg["key"], msg["kind"], msg["name"], now,
-                    now + timeout if timeout is not None else None, msg.get("target"))
+                    now + timeout if timeout is not None else None, msg.get("target"),
+                    form=msg.get("form"))
         run.waits[wait.key] = wait
         self.s.write([Insert("waits", {
             "run_id": run.id, "wait_key": wait.key, "kind": wait.kind, "name": wait.name,
             "data": msg.get("data"), "preview": json.dumps(msg.get("preview")),
             "target": json.dumps(wait.target) if wait.target else None,
-            "created_at": now, "deadline": wait.deadline})])
+            "created_at": now, "deadline": wait.deadline,
+            "form": json.dumps(wait.form) if wait.form else None})])
         self.s.emit({"type": "wait", "run_id": run.id, "key": wait.key, "kind": wait.kind,
                      "name": wait.name, "state": "pending", "at": now})
         self.arm(run, wait)
@@ -91,6 +99,7 @@ class Waits:
         """Let the worker go on past ``wait`` once its resolution is durable (a worker
         acting on a decision a crash could still undo might take the other branch)."""
         attempt = aid(run)
+        numbered = wait_order.stamp(run, wait)  # the order the attempts hear of them
         msg: Resolved = {"op": "resolved", "aid": attempt, "key": wait.key,
                          "resolution": cast(Resolution, wait.resolution)}
 
@@ -98,7 +107,7 @@ class Waits:
             if run.worker is worker and aid(run) == attempt:
                 worker.send(msg)
 
-        self.s.write([], send)
+        self.s.write(numbered, send)
 
     def suspend(self, run: Run, worker: Any, key: str) -> None:
         """The grace period is over: ask the worker to give the run up."""
@@ -118,6 +127,10 @@ class Waits:
         now = s.now()
         resolution = {**resolution, "at": now, "by": by}
         wait.resolution = resolution
+        needed = run.current_wait == wait.key or wait.key in run.idle_waits
+        live = run.worker is not None and not run.suspending
+        if not live or needed or wait.key in run.async_waits:
+            wait_order.number(run, wait)  # an attempt hears of it now, or the next one first
         if wait.timer is not None:
             wait.timer.cancel()
         s.write([
@@ -133,16 +146,30 @@ class Waits:
         ], then)
         s.emit({"type": "wait", "run_id": run.id, "key": wait.key, "kind": wait.kind,
                 "name": wait.name, "state": resolution["outcome"], "by": by, "at": now})
-        if run.current_wait != wait.key:
-            return
-        if run.worker is not None and not run.suspending:
+        if live:
+            if needed:  # the worker goes on: a grace timer of its idle report is void
+                run.current_wait = None
+                run.idle_waits = set()
+                run.idle_epoch += 1
+            if needed or wait.key in run.async_waits:
+                self.send_resolution(run, run.worker, wait)
+        elif needed and run.status == RunStatus.WAITING:
             run.current_wait = None
-            self.send_resolution(run, run.worker, wait)
-        elif run.status == RunStatus.WAITING:
-            run.current_wait = None
+            run.idle_waits = set()
             s.set_status(run, RunStatus.QUEUED, f"{wait.kind} '{wait.name}' resolved")
             s.enqueue(run)
             self.scheduler.dispatch()
+
+    def still_waiting(self, run: Run) -> list[Wait]:
+        """The waits a run whose attempt gave it up waits for: none when one of them has
+        resolved meanwhile (then it is queued again), or when it waited for nothing."""
+        keys = set(run.idle_waits) | ({run.current_wait} if run.current_wait else set())
+        waits = [run.waits[k] for k in sorted(keys) if k in run.waits]
+        if not waits or any(w.resolution is not None for w in waits):
+            run.current_wait = None
+            run.idle_waits = set()
+            return []
+        return waits
 
     def send_event(self, key: str, data: bytes | None) -> int:
         """Record event ``key`` (once) and resolve the waits on it; returns how many."""

@@ -38,6 +38,25 @@ class _ExtendNames(argparse.Action):
         setattr(namespace, self.dest, have)
 
 
+def _resource(text: str) -> tuple[str, str]:
+    """``NAME=EXPR`` of ``--resource``: a variable name and a Python expression."""
+    import keyword
+
+    name, eq, expr = text.partition("=")
+    name, expr = name.strip(), expr.strip()
+    if not eq or not name.isidentifier() or keyword.iskeyword(name) or not expr:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not NAME=EXPR: give a variable name and the expression that makes "
+            "it, e.g. --resource db=\"sqlite3.connect('x.db')\"")
+    try:
+        compile(expr, f"<--resource {name}>", "eval")
+    except SyntaxError as exc:
+        raise argparse.ArgumentTypeError(
+            f"the expression of resource {name!r} is not valid Python: {exc.msg}: "
+            f"{expr!r}") from None
+    return name, expr
+
+
 def cell_parser() -> _Parser:
     p = _Parser(prog="%%durable", description="Run this cell in a worker, durably: each "
                 "top-level statement is a checkpoint, and the run survives the kernel.")
@@ -56,6 +75,11 @@ def cell_parser() -> _Parser:
     p.add_argument("--out", type=_names, help="with --wait: only these variables (a,b)")
     p.add_argument("--transient", nargs="+", action=_ExtendNames, default=[], metavar="NAME",
                    help="variables not to checkpoint (sockets, clients); lost on a resume")
+    p.add_argument("--resource", action="append", type=_resource, default=[],
+                   metavar="NAME=EXPR",
+                   help="a variable made by EXPR in the worker at the start of every attempt "
+                   "(a retry, a resume) and never checkpointed, e.g. "
+                   "db=\"sqlite3.connect('x.db')\" (repeatable)")
     p.add_argument("--schedule", metavar="WHEN",
                    help="do not run now: run this cell on a schedule, a cron expression "
                    "(\"0 * * * *\") or an interval (\"15m\"); its source and the variables it "
@@ -74,7 +98,8 @@ def line_parser() -> _Parser:
     p = _Parser(prog="%durable", description="Inspect and act on durable runs. RUN is a run "
                 "id, a variable holding a run, or 'last'.")
     sub = p.add_subparsers(dest="cmd",
-                           metavar="{list,status,attach,approve,reject,cancel,resume}")
+                           metavar="{list,status,attach,approve,reject,cancel,resume,"
+                           "debug,fork}")
     sp = sub.add_parser("list", help="recent runs, newest first")
     sp.add_argument("--status", help="a status, or several joined by commas")
     sp.add_argument("--task", help="a task id or cell name")
@@ -93,6 +118,8 @@ def line_parser() -> _Parser:
         sp.add_argument("--name", help="the approval's name (when the run has several)")
         sp.add_argument("--comment")
         sp.add_argument("--by", help="who decides (default: the server's user)")
+        sp.add_argument("--field", action="append", metavar="KEY=VALUE",
+                        help="a value of the approval's typed form (repeatable)")
     sp = sub.add_parser("cancel", help="cancel a run that has not finished")
     sp.add_argument("run")
     sp = sub.add_parser("resume", help="continue a failed, crashed, canceled or timed-out run "
@@ -101,4 +128,35 @@ def line_parser() -> _Parser:
     sp.add_argument("--wait", action="store_true",
                     help="block until it ends, then bring its variables or result back")
     sp.add_argument("--out", type=_names, help="only these variables of a cell run (a,b)")
+    sp = sub.add_parser("fork", help="a new run of a finished run that reuses what it "
+                        "recorded before a step (a cell: the checkpoint after statement N) "
+                        "and runs the rest with the task's current code, shown here")
+    sp.add_argument("run")
+    sp.add_argument("--from", dest="from_step", metavar="STEP",
+                    help="a task run: the step key to run anew from, e.g. summarize#3 "
+                    "(default: the failed step); a cell run: N, the statement whose "
+                    "checkpoint is restored (default: its last checkpoint)")
+    sp.add_argument("--wait", action="store_true",
+                    help="block until it ends, then bring its variables or result back")
+    sp.add_argument("--out", type=_names, help="only these variables of a cell run (a,b)")
+    sp = sub.add_parser("debug", help="raise a run's failure again in this kernel, with the "
+                        "values the run recorded (a step's arguments, a cell's checkpoint), "
+                        "so that %%debug opens at the failing line")
+    sp.add_argument("run")
+    sp.add_argument("--step", metavar="KEY", help="the step to call again, e.g. summarize#3 "
+                    "(default: the step that failed)")
+    return p
+
+
+def fork_cell_parser() -> _Parser:
+    """``%%durable fork RUN [--from N] [options]``: the statement to restore; the other
+    options are those of ``%%durable`` (the fork runs the cell as it would), read by
+    ``parse_known_args`` and then as a ``%%durable`` line."""
+    p = _Parser(prog="%%durable fork RUN", description="Fork a finished %%durable cell run "
+                "with this cell's text: the checkpoint after statement N is restored and "
+                "the cell runs from statement N+1.", epilog="Other options: those of "
+                "%%durable (--name, --retries, --wait, ...).")
+    p.add_argument("--from", dest="from_step", type=int, metavar="N",
+                   help="the statement whose checkpoint is restored (default: the last "
+                   "checkpoint; 0: run the whole cell)")
     return p

@@ -6,7 +6,6 @@ through this module; a failed run shows the user's frames only."""
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
@@ -15,11 +14,13 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 
 from ..client import show as _show
+from ..client.cells import auto_cell_name as _cell_name
 from ..client.cells import fetch_variables, trigger_cell
 from ..client.schedules import schedule_cell
 from ..client.tasks import RunHandle, get_run, runs
 from ..core.durations import parse_duration
 from ..core.errors import DurableError, RunFailed
+from ..core.forms import parse_fields, pending_form
 from ..core.source import names_assigned, names_needed, names_read
 from ..core.status import TERMINAL, RunStatus
 from ..core.tracebacks import clean_traceback
@@ -49,15 +50,6 @@ def _syntax_error(exc: SyntaxError) -> CellSyntaxError:
     return shown(CellSyntaxError(lines[0]), lines)
 
 
-def _cell_name(origin: dict | None) -> str:
-    """An unnamed cell's run is named after its notebook and cell, as the editor shows them
-    (``analysis.ipynb [5]``); ``cell [5]`` when the kernel has no notebook."""
-    origin = origin or {}
-    notebook = origin.get("notebook")
-    where = os.path.basename(notebook) if notebook else "cell"
-    return f"{where} [{origin.get('execution_count') or '?'}]"
-
-
 def _split(line: str) -> list[str]:
     try:
         return shlex.split(line)
@@ -83,6 +75,9 @@ def _cell_options(line: str) -> tuple[Any, float | None, float | None]:
                          "neither --wait nor --idempotency-key")
     if not opts.schedule and (opts.timezone or opts.overlap or opts.catch_up):
         raise UsageError("--timezone, --overlap and --catch-up go with --schedule WHEN")
+    names = [name for name, _ in opts.resource]
+    if len(set(names)) < len(names):
+        raise UsageError(f"--resource names a variable twice: {', '.join(names)}")
     return opts, timeout, max_duration
 
 
@@ -96,7 +91,7 @@ class DurableMagics(Magics):
 
         %%durable [--name NAME] [--retries N] [--queue NAME [--concurrency N]]
                   [--timeout DUR] [--max-duration DUR] [--idempotency-key KEY]
-                  [--wait [--out a,b]] [--transient NAME ...]
+                  [--wait [--out a,b]] [--transient NAME ...] [--resource NAME=EXPR ...]
             The cell runs in a worker process, statement by statement, and its variables
             are checkpointed after each one, so a resume continues after the last
             completed statement. The notebook variables it reads travel with it. Without
@@ -107,7 +102,10 @@ class DurableMagics(Magics):
             of them run at once. A failed run stops such a cell with an error. With --wait
             the cell blocks until the run ends, then puts its variables (or those in --out)
             into the namespace. An interrupt stops either waiting, not the run. --transient
-            names variables that are not checkpointed (sockets, clients).
+            names variables that are not checkpointed (sockets, clients). --resource
+            db="sqlite3.connect('x.db')" binds db to the expression's value, made in the
+            worker at the start of every attempt (a retry, a resume after a crash) and
+            never checkpointed; inside the cell, dn.resource(name, factory) does the same.
 
         %%durable --schedule WHEN [--timezone TZ] [--overlap skip|queue|allow]
                   [--catch-up skip|once|all] [--name ID] [options]
@@ -121,8 +119,21 @@ class DurableMagics(Magics):
         %durable attach RUN [--wait] [--out a,b]
             shows the run here; once it has finished, brings back its variables (a cell)
             or returns its result (a task, also in `_`)
-        %durable approve RUN [--name APPROVAL] [--comment TEXT] [--by WHO]
+        %durable approve RUN [--name APPROVAL] [--comment TEXT] [--by WHO] [--field K=V ...]
         %durable reject RUN [...]      %durable cancel RUN
+        %durable resume RUN [--wait]   continue a failed run after its last step or checkpoint
+        %durable fork RUN [--from STEP] [--wait]
+            a new run of a finished run that reuses what it recorded before STEP (a step
+            key; default: the failed step) and runs the rest with the task's current
+            code; a cell run: STEP is N, its checkpoint after statement N is restored
+        %%durable fork RUN [--from N] [options]
+            forks a cell run with the text below: the checkpoint after statement N is
+            restored and this text runs from statement N+1
+        %durable debug RUN [--step KEY]
+            raises the run's failure again in this kernel: the failed step called with
+            its recorded arguments (also in `_durable_args`, `_durable_kwargs`), or a
+            cell's failing statement run on its last checkpoint's variables; `%debug`
+            then opens at the failing line, and `%durable resume RUN` continues the run
             RUN is a run id, a variable holding a run, or `last`.
         """
         try:
@@ -147,6 +158,10 @@ class DurableMagics(Magics):
     def _cell(self, line: str, cell: str) -> RunHandle | None:
         from IPython.core.inputtransformer2 import TransformerManager
 
+        if line.split()[:1] == ["fork"]:  # %%durable fork RUN: a fork with this text
+            from .fork import fork_cell
+
+            return fork_cell(self, line, cell)
         opts, timeout, max_duration = _cell_options(line)
         source = rename_get_ipython(TransformerManager().transform_cell(cell))
         try:
@@ -178,7 +193,7 @@ class DurableMagics(Magics):
                 queue=opts.queue,
                 concurrency=opts.concurrency, timeout=timeout, max_duration=max_duration,
                 idempotency_key=opts.idempotency_key, transient=opts.transient, first_line=2,
-                origin=origin)
+                origin=origin, resources=dict(opts.resource))
         except SyntaxError as exc:
             raise _syntax_error(exc) from None
         if not opts.wait:  # later cells that read what it assigns wait for it
@@ -195,7 +210,8 @@ class DurableMagics(Magics):
             return run
         if summary["status"] != RunStatus.COMPLETED:
             raise _failure(summary, source)
-        self._bring_back(run, summary, opts.out, opts.transient)
+        self._bring_back(run, summary, opts.out, opts.transient,
+                         [name for name, _ in opts.resource])
         return None
 
     def _schedule(self, opts: Any, source: str, ns: dict, origin: dict | None,
@@ -207,7 +223,7 @@ class DurableMagics(Magics):
                 overlap=opts.overlap or "skip", catch_up=opts.catch_up or "once", origin=origin,
                 retries=opts.retries, queue=opts.queue, concurrency=opts.concurrency,
                 timeout=timeout, max_duration=max_duration, transient=opts.transient,
-                first_line=2)
+                first_line=2, resources=dict(opts.resource))
         except SyntaxError as exc:
             raise _syntax_error(exc) from None
         except ValueError as exc:
@@ -233,14 +249,17 @@ class DurableMagics(Magics):
         return run._summary
 
     def _bring_back(self, run: RunHandle, summary: dict, names: list[str] | None,
-                    transient: Collection[str] = ()) -> None:
-        """Put a completed cell run's variables into the notebook's namespace."""
+                    transient: Collection[str] = (), resources: Collection[str] = ()) -> None:
+        """Put a completed cell run's variables into the notebook's namespace (not its
+        transient variables nor its resources, which were never checkpointed)."""
         values = fetch_variables(run, names)
         values.pop(SHELL_NAME, None)
         self._kernel().push(values)
         depends.registry(self._kernel()).discard(run.id)  # later cells need not wait for it
         listing = ", ".join(sorted(values)) or "none"
         skipped = f"; not brought back (transient): {', '.join(transient)}" if transient else ""
+        if resources:
+            skipped += f"; not brought back (resources): {', '.join(resources)}"
         say(f"{end_line(summary)}; variables in the namespace: {listing}{skipped}")
 
     # ------------------------------------------------------------------ %durable
@@ -321,23 +340,50 @@ class DurableMagics(Magics):
         return result
 
     def _cmd_approve(self, run: RunHandle, args) -> None:
-        out = run.approve(args.name, args.comment, args.by)
+        out = run.approve(args.name, args.comment, args.by, _field_values(run, args))
         print(f"approved: approval '{out['wait']}' of run {out['run_id']}")
 
     def _cmd_reject(self, run: RunHandle, args) -> None:
-        out = run.reject(args.name, args.comment, args.by)
+        out = run.reject(args.name, args.comment, args.by, _field_values(run, args))
         print(f"rejected: approval '{out['wait']}' of run {out['run_id']}")
 
     def _cmd_cancel(self, run: RunHandle, args) -> None:
         run.cancel()
         print(f"canceled run {run.id}")
 
+    def _cmd_fork(self, run: RunHandle, args) -> Any:
+        """A new run that reuses what ``run`` recorded before a step (``fork``)."""
+        from .fork import fork_line
+
+        return fork_line(self, run, args)
+
+    def _cmd_debug(self, run: RunHandle, args) -> Any:
+        """Raise the run's failure again here, with its recorded values (``debug``)."""
+        from .debug import debug
+
+        return debug(self._kernel(), run, args.step)
+
     def _cmd_resume(self, run: RunHandle, args) -> Any:
         """Continue the run in a new attempt, then follow it as ``attach`` does."""
         run.resume()
         print(f"resumed run {run.id}: it continues after its last recorded "
               f"{'checkpoint' if (run._summary or run._poll()).get('kind') == 'cell' else 'step'}")
+        from .debug import changed_code_note
+
+        note = changed_code_note(self._kernel(), run)
+        if note:
+            say(note)
         return self._cmd_attach(run, args)
+
+
+def _field_values(run: RunHandle, args) -> dict | None:
+    """``--field KEY=VALUE`` options as the values of the approval's typed form."""
+    if not args.field:
+        return None
+    try:
+        return parse_fields(pending_form(run.waits, args.name), args.field)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _show_size(n: int) -> str:

@@ -13,14 +13,21 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from ..core.errors import Forbidden, PayloadTooLarge, RunNotFound, StoreUnavailable, WaitConflict
+from ..core.errors import (
+    Forbidden,
+    FormInvalid,
+    PayloadTooLarge,
+    RunNotFound,
+    StoreUnavailable,
+    WaitConflict,
+)
 from ..core.runtime import API_PREFIX, EVENTS_PATH
 from ..core.serial import b64
 from ..core.version import __version__
 from ..engine import step_groups
 from ..engine.engine import KEEP, Engine, summarize
 from . import apischema as S
-from . import routes_bulk, routes_schedules
+from . import routes_bulk, routes_debug, routes_forks, routes_schedules, routes_versions
 from .apischema import BadRequest, Param
 from .routing import (
     STR,
@@ -61,6 +68,7 @@ async def put_task(r: Request):
         "code": unb64(r.body, "code_b64"),
         "sys_path": list(r.body.get("sys_path") or []),
         "options": r.body.get("options") or {},
+        "source": r.body.get("source"),  # kept for diffs between versions; not hashed
     }
     info = r.engine.register_task(spec)
     return 200, {"hash": info.hash, "task_id": info.task_id}
@@ -123,7 +131,7 @@ async def _decide(r: Request, approved: bool):
     # who decided is the identity the host authenticated; a name in the body is only a note
     out = await r.engine.resolve_approval(
         r.args[0], approved, name=r.body.get("wait"), comment=r.body.get("comment"),
-        by=r.user, note=r.body.get("by"))
+        by=r.user, note=r.body.get("by"), values=r.body.get("values"))
     return 200, out
 
 
@@ -314,7 +322,9 @@ ROUTES: list[Route] = [
           replay_run, action="execute", body=S.EMPTY, status=201,
           response=out({"id": STR, "replay_of": STR}, ("id",))),
     Route("POST", "/runs/{run_id}/approve", "Approve the run's pending approval (`wait` picks "
-          "one by name); the decider is the authenticated user, `by` only a note", approve,
+          "one by name); the decider is the authenticated user, `by` only a note; `values` "
+          "fill its typed form (422 invalid_form naming the field when they do not match)",
+          approve,
           action="write", body=S.DECIDE,
           response=out({"run_id": STR, "wait": STR, "outcome": STR}, ("outcome",))),
     Route("POST", "/runs/{run_id}/reject", "Reject the run's pending approval", reject,
@@ -387,6 +397,9 @@ ROUTES: list[Route] = [
 ]
 ROUTES += routes_bulk.ROUTES  # POST /runs/bulk
 ROUTES += routes_schedules.ROUTES  # /schedules
+ROUTES += routes_versions.ROUTES  # /versions, /runs/{id}/source, /runs/{id}/compare/{other}
+ROUTES += routes_debug.ROUTES  # GET /runs/{run_id}/code (%durable debug)
+ROUTES += routes_forks.ROUTES  # POST /runs/{id}/fork, GET /runs/{id}/forks
 WS_PATH = EVENTS_PATH
 COMPILED = [(rt, re.compile(rt.regex + "$")) for rt in ROUTES]
 
@@ -450,6 +463,8 @@ async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str]
         return 409, {"error": str(exc), "code": "conflict"}
     except PayloadTooLarge as exc:
         return 413, {"error": str(exc), "code": "too_large"}
+    except FormInvalid as exc:
+        return 422, exc.answer()
     except BadRequest as exc:
         return 400, exc.answer()
     except ValueError as exc:
@@ -459,8 +474,10 @@ async def dispatch(engine: Engine, method: str, path: str, query: dict[str, str]
 # ---------------------------------------------------------------------- OpenAPI
 
 _ERROR = S.obj({"error": {"type": "string"}, "code": {"type": "string"},
-                "field": {"type": "string", "description": "the field at fault (400)"},
-                "rule": {"type": "string", "description": "the schema rule it broke (400)"}},
+                "field": {"type": "string", "description": "the field at fault (400; 422 "
+                          "invalid_form: the approval form's field)"},
+                "rule": {"type": "string", "description": "the schema rule it broke (400, "
+                         "422 invalid_form)"}},
                required=("error",), closed=False)
 _ERRORS = {
     "400": "The body or a parameter does not match its schema: `field` and `rule` say where",
@@ -470,7 +487,8 @@ _ERRORS = {
            "an unknown task hash (code unknown_task)",
     "413": "A payload over the engine's max_payload",
     "422": "Valid in form but refused by the engine (an unknown status, a hash that does not "
-           "match the code, SQL that is not one read-only query)",
+           "match the code, SQL that is not one read-only query; code invalid_form: values "
+           "that do not match an approval's typed form, `field` names the field)",
     "507": "The store cannot write now (a full disk); reads still work",
 }
 

@@ -22,6 +22,7 @@ from typing import Any
 from ..core.debounce import MAX_DELAY as MAX_DEBOUNCE
 from ..core.debounce import MODES as DEBOUNCE_MODES
 from ..core.tracecontext import TRACEPARENT_PATTERN
+from ..core.versions import MAX_SOURCE
 from ..store.readonly_sql import MAX_ROWS
 
 INT32_MAX = 2**31 - 1  # a DuckDB INTEGER column
@@ -125,10 +126,18 @@ TASK_OPTIONS = obj({
                   "description": "Dask worker resources each attempt needs, e.g. {\"GPU\": 1}"},
     "executor": {"type": "string", "enum": ["local", "dask"],
                  "description": "local: always on the engine's own worker processes"},
+    "on_divergence": {"type": "string", "enum": ["raise", "warn"],
+                      "description": "a replay divergence (a re-executed step call that "
+                      "differs from the record) fails the run (raise) or only warns"},
     "hooks": {**obj({k: TASK_HASH for k in ("on_success", "on_failure", "on_cancel")}),
               "description": "lifecycle hooks: the registered task whose run starts when a "
               "run of this task ends (on_success: COMPLETED; on_failure: FAILED, CRASHED, "
               "TIMED_OUT, EXPIRED; on_cancel: CANCELED)"},
+    "source_hash": {**string(64, 64, pattern=_HEX64),
+                    "description": "a %%durable cell's version: the sha256 of its text"},
+    "lineage": {**string(2100, 1),
+                "description": "whose versions an unnamed %%durable cell is: "
+                "<notebook>#<cell id>"},
 })
 
 UPLOAD_MODULE = obj({
@@ -140,6 +149,9 @@ PUT_TASK = obj({
     "code_b64": B64,
     "sys_path": {"type": "array", "maxItems": 1000, "items": string(4096)},
     "options": TASK_OPTIONS,
+    "source": {**nullable(string(MAX_SOURCE)),
+               "description": "the function's (or cell's) source text, kept for diffs "
+               "between versions; not part of the hash"},
 }, required=("task_id", "code_b64"))
 DEBOUNCE = obj({
     "key": NAME,
@@ -174,6 +186,9 @@ DECIDE = obj({
     "wait": nullable(string(1000)),
     "comment": nullable(string(10_000)),
     "by": nullable(string(200)),
+    "values": {"type": ["object", "null"], "maxProperties": 1000,
+               "description": "field -> value of the approval's typed form; checked against "
+               "its JSON schema (the wait's `form`), 422 invalid_form names the field"},
 })
 EVENT = obj({
     "data_b64": nullable(B64),

@@ -36,7 +36,7 @@ CREATE TABLE queues (name VARCHAR PRIMARY KEY, concurrency_limit INTEGER, update
 -- and which hook (on_success, on_failure, on_cancel); debounce_key, debounce_until: the
 -- key whose triggers collapse into this run until then; traceparent: the W3C trace
 -- context it continues; fork_of, fork_step: the run this one was forked from and the step
--- key (a cell: the statement number) from which it runs anew
+-- key from which it runs anew (a cell: N, the statement whose checkpoint it restores)
 CREATE TABLE runs (
     id VARCHAR PRIMARY KEY, kind VARCHAR, task_id VARCHAR, task_hash VARCHAR,
     status VARCHAR, queue VARCHAR, concurrency_key VARCHAR, idempotency_key VARCHAR,

@@ -93,6 +93,16 @@ class FakeWorker:
         return self.tell("wait", True, key=key or f"{kind}:{name}", kind=kind, name=name,
                          timeout=timeout, target=target, data=None, preview=None)
 
+    def wait_async(self, kind: str, name: str, *, key: str | None = None,
+                   timeout: float | None = None) -> dict:
+        """Register an awaitable wait (``dn.approval_async`` and co): nothing blocks."""
+        return self.tell("wait", key=key or f"{kind}:{name}", kind=kind, name=name,
+                         timeout=timeout, target=None, data=None, preview=None, mode="async")
+
+    def idle(self, *keys: str) -> dict:
+        """Report that the attempt's loop has nothing to do but these awaitable waits."""
+        return self.tell("waits_idle", keys=list(keys))
+
     def done(self, value: Any = None) -> dict:
         return self.tell("done", output=_serial.dumps(value, "return value"))
 

@@ -63,7 +63,7 @@ class ApiMixin:
             elif method == "POST" and (posted := _POST_PATH.match(path)):
                 run_id, verb = posted.groups()
                 out = self._decide(run_id, verb == "approve", body.get("wait"),
-                                   body.get("comment"))
+                                   body.get("comment"), values=body.get("values"))
                 status = 200
             else:
                 status, out = 403, {"error": f"{method} {path} is not available to widgets"}
@@ -72,10 +72,10 @@ class ApiMixin:
         self.send({"type": "api_reply", "id": content.get("id"), "status": status, "body": out})
 
     def _decide(self, run_id: str, approved: bool, wait: str | None, comment: str | None,
-                by: str | None = None) -> dict:
+                by: str | None = None, values: dict | None = None) -> dict:
         handle = RunHandle(run_id, self.client)
         fn = handle.approve if approved else handle.reject
-        out = fn(wait, comment or None, by)
+        out = fn(wait, comment or None, by, values if isinstance(values, dict) else None)
         self._after_decision(run_id)
         return out
 

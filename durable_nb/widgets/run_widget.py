@@ -108,14 +108,15 @@ class RunWidget(ApiMixin, anywidget.AnyWidget):
         return self.feed.load()
 
     def decide(self, approved: bool, wait: str | None = None, comment: str | None = None,
-               by: str | None = None) -> dict:
-        """Approve or reject the run's pending approval, as the view's buttons do.
+               by: str | None = None, values: dict | None = None) -> dict:
+        """Approve or reject the run's pending approval, as the view's buttons do
+        (``values`` fill its typed form).
 
         Returns ``{"ok": True, ...}`` or ``{"ok": False, "error": ...}`` when the engine
-        refuses (for example: already resolved by someone else).
+        refuses (for example: already resolved by someone else, or a form field at fault).
         """
         try:
-            out = self._decide(self.run_id, approved, wait, comment, by)
+            out = self._decide(self.run_id, approved, wait, comment, by, values)
         except DurableError as exc:
             return {"ok": False, "error": str(exc)}
         return {"ok": True, **out}

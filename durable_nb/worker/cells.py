@@ -8,14 +8,16 @@ import asyncio
 import builtins
 import inspect
 import linecache
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import CodeType
 from typing import Any
 
 from ..core.source import split_statements
 from ..core.tracebacks import CELL_FILE
+from . import async_waits
 from . import context as _context
 from . import display as _display
+from .resources import cell_variables
 
 _SKIP = {"__builtins__", "__name__", "__doc__", "__loader__", "__spec__", "__package__"}
 
@@ -25,9 +27,11 @@ def checkpointable(ns: dict, transient: set[str]) -> dict:
 
 
 def run_cell(source: str, inputs: dict, transient: Sequence[str] = (),
-             first_line: int = 1) -> dict:
+             first_line: int = 1, resources: Mapping[str, str] | None = None) -> dict:
     """Execute ``source`` (plain Python, IPython syntax already transformed) durably, under
-    IPython's display machinery (``notebook``): the value of a last expression is shown."""
+    IPython's display machinery (``notebook``): the value of a last expression is shown.
+    ``resources`` ({variable: expression}, ``--resource``) are made at the start of every
+    attempt and never checkpointed (``worker.resources``)."""
     ctx = _context.current()
     if ctx is None:
         raise RuntimeError("run_cell runs inside a worker")
@@ -47,6 +51,7 @@ def run_cell(source: str, inputs: dict, transient: Sequence[str] = (),
         if restored is not None:
             start, values = restored
             ns.update(values)
+        ctx.resources.bind_cell(ns, resources or {})  # made anew in every attempt
         try:
             for i in range(start, len(statements)):
                 line, text = statements[i]
@@ -63,12 +68,13 @@ def run_cell(source: str, inputs: dict, transient: Sequence[str] = (),
                     cell.show(value)
                 if last:
                     cell.end()  # before the last checkpoint: its figures are closed
-                ctx.checkpoint(i + 1, checkpointable(ns, skip), len(statements))
+                ctx.checkpoint(i + 1, ctx.resources.checkpointed(checkpointable(ns, skip), i + 1),
+                               len(statements))
         finally:
-            if loop is not None:
-                loop.close()
+            if loop is not None:  # tasks a suspended statement left are canceled first
+                async_waits.close_loop(loop)
     return {"statements": len(statements),
-            "variables": sorted(checkpointable(ns, skip))}
+            "variables": cell_variables(checkpointable(ns, skip), ctx.resources)}
 
 
 def _run(code: CodeType, ns: dict, loop: asyncio.AbstractEventLoop | None, cell) -> Any:

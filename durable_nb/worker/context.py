@@ -7,6 +7,7 @@ and steps are plain calls.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import threading
 import time
@@ -23,7 +24,13 @@ from ..core.checkpoints import (
     load,
     manifest_blobs,
 )
-from ..core.errors import AbortRun, DurableError, NotPicklable, PayloadTooLarge
+from ..core.errors import (
+    AbortRun,
+    DurableError,
+    NotPicklable,
+    PayloadTooLarge,
+    ReplayDivergence,
+)
 from ..core.messages import (
     AttemptEnd,
     Checkpoint,
@@ -40,6 +47,7 @@ from ..core.messages import (
     TaskSpec,
     TriggerOptions,
     WaitFor,
+    WaitsIdle,
     WorkerMessage,
 )
 from ..core.protocol import SyncChannel
@@ -48,12 +56,14 @@ from ..core.serial import clean_text
 from ..core.tracebacks import user_traceback
 from . import piecefiles, snapshot
 from . import previews as _previews
+from .divergence import ReplayCheck
+from .resources import Resources
 from .run_info import RunReports
 
 _current: contextvars.ContextVar[RunContext | None] = contextvars.ContextVar(
     "durable_nb_run", default=None
 )
-_ABORT_TYPES = (AbortRun, NotPicklable, PayloadTooLarge)
+_ABORT_TYPES = (AbortRun, NotPicklable, PayloadTooLarge, ReplayDivergence)
 _Msg = TypeVar("_Msg", bound=WorkerMessage)
 _MAX_EXC_BYTES = 64 * 1024  # a larger pickled exception is left out of a run's error
 Call = tuple[bytes | None, str | None]  # a try's pickled call and the JSON of its preview
@@ -147,6 +157,11 @@ class RunContext:
         self.generation: int = msg.get("generation", 0)  # task-level retries so far
         self._req = 0
         self.reports = RunReports(self)  # dn.metadata and dn.progress (``run_info``)
+        self.replay = ReplayCheck(msg)  # step calls checked against the record
+        self.resources = Resources()  # dn.resource: made once per attempt
+        # messages of this attempt no request waits for: async waits' resolutions and a
+        # ``suspend`` (set by ``async_waits`` while the attempt has awaitable waits)
+        self.on_message: Callable[[EngineMessage], None] | None = None
 
     def next_key(self, name: str) -> str:
         name = clean_text(name)  # keys are stored: the same text in memory and on disk
@@ -154,6 +169,11 @@ class RunContext:
             n = self._counts.get(name, 0) + 1
             self._counts[name] = n
             return f"{name}#{n}"
+
+    def reached(self, key: str) -> bool:
+        """Whether this attempt has made the call that gets ``key`` ("<name>#<n>")."""
+        name, _, n = key.rpartition("#")
+        return n.isdigit() and self._counts.get(name, 0) >= int(n)
 
     def request(self, msg: Request) -> Reply:
         """Send ``msg`` and return the engine's reply to it."""
@@ -168,6 +188,7 @@ class RunContext:
                 got = self.channel.recv()
                 if got.get("aid") == self.aid and "re" in got and got["re"] == n:
                     return got
+                self._other(got)
 
     def _recv(self, wanted: Callable[[EngineMessage], bool]) -> EngineMessage:
         """The next message of this attempt that ``wanted`` accepts (caller holds the lock)."""
@@ -175,8 +196,25 @@ class RunContext:
             msg = self.channel.recv()
             if msg.get("aid") == self.aid and wanted(msg):
                 return msg
+            self._other(msg)
 
-    def send(self, msg: Log | Progress | AttemptEnd) -> None:
+    def _other(self, msg: EngineMessage) -> None:
+        """A message of this attempt that the current read did not ask for."""
+        if msg.get("aid") == self.aid and self.on_message is not None:
+            self.on_message(msg)
+
+    def poll(self) -> None:
+        """Hand the messages readable now to ``on_message``; never waits for one. A thread
+        inside a request reads the channel itself (and hands them over): then nothing."""
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            while self.channel.ready():
+                self._other(self.channel.recv())
+        finally:
+            self._lock.release()
+
+    def send(self, msg: Log | Progress | AttemptEnd | WaitFor | WaitsIdle) -> None:
         """Send ``msg`` (a message that takes no reply) for this attempt."""
         with self._lock:
             out = _clean(msg)
@@ -203,7 +241,8 @@ class RunContext:
         end = time.time()
         self.request({"op": "step", "key": key, "name": name, "attempt": attempt,
                       "start": start, "end": end, "output": data, "args": call[0],
-                      "args_preview": call[1], "output_preview": _previews.output_preview(result)})
+                      "args_preview": call[1], "output_preview": _previews.output_preview(result),
+                      "args_hash": self.replay.hashes.get(key)})
         self.steps[key] = ("ok", data)
 
     def step_failed(self, key: str, name: str, attempt: int, start: float,
@@ -218,7 +257,7 @@ class RunContext:
             "op": "step_failed", "key": key, "name": name, "attempt": attempt,
             "start": start, "end": time.time(), "error": info, "final": final,
             "exc": pickled_exception(exc) if final else None, "delay": delay,
-            "args": call[0], "args_preview": call[1],
+            "args": call[0], "args_preview": call[1], "args_hash": self.replay.hashes.get(key),
         })
         if final:
             self.steps[key] = ("err", None)
@@ -239,6 +278,7 @@ class RunContext:
     def call_step(self, name: str, fn: Callable[..., Any], args: tuple, kwargs: dict,
                   retry: Retry | None) -> Any:
         key, attempt, recorded = self.step_begin(name)
+        self.replay.call(key, name, args, kwargs, recorded is not None, self.step_key is not None)
         if recorded is not None:
             return self.step_replay(key, recorded)
         self._resume_retry(key, attempt, retry)
@@ -263,6 +303,7 @@ class RunContext:
     async def call_step_async(self, name: str, fn: Callable[..., Any], args: tuple,
                               kwargs: dict, retry: Retry | None) -> Any:
         key, attempt, recorded = self.step_begin(name)
+        self.replay.call(key, name, args, kwargs, recorded is not None, self.step_key is not None)
         if recorded is not None:
             return self.step_replay(key, recorded)
         self._resume_retry(key, attempt, retry)
@@ -362,8 +403,10 @@ class RunContext:
     # -- waits ----------------------------------------------------------------------
 
     def wait(self, kind: str, name: str, data: Any = None, timeout: float | None = None,
-             target: list[str] | None = None, preview: Any = None) -> Resolution:
-        """Suspend on a wait until the engine resolves it; returns the resolution."""
+             target: list[str] | None = None, preview: Any = None,
+             form: dict | None = None) -> Resolution:
+        """Suspend on a wait until the engine resolves it; returns the resolution.
+        ``form``: an approval's typed form, as its JSON schema (``core.forms``)."""
         key = self.next_key(f"{kind}:{name}")
         done = self.waits.get(key)
         if done is not None:
@@ -378,9 +421,12 @@ class RunContext:
                 "preview": preview, "timeout": timeout, "target": target,
                 "aid": self.aid, "req": n,
             }
+            if form is not None:
+                request["form"] = form
             self.channel.send(request)
-            msg = self._recv(lambda m: m.get("re") == n or (
-                m.get("op") in ("resolved", "suspend") and m.get("key") == key))
+            # a suspend, whatever wait it names, ends the attempt (the engine sends one)
+            msg = self._recv(lambda m: m.get("re") == n or m.get("op") == "suspend" or (
+                m.get("op") == "resolved" and m.get("key") == key))
         if "error" in msg:
             raise DurableError(msg["error"])
         if msg.get("op") == "suspend":
@@ -389,6 +435,15 @@ class RunContext:
             raise DurableError(f"the engine answered wait '{key}' with {msg!r:.200}")
         self.waits[key] = msg["resolution"]
         return msg["resolution"]
+
+    def wait_async(self, kind: str, name: str, convert: Callable[[Resolution], Any],
+                   data: Any = None, timeout: float | None = None, preview: Any = None,
+                   form: dict | None = None) -> asyncio.Future:
+        """An awaitable wait (``async_waits``): registered now; its future gets
+        ``convert(resolution)`` once resolved. Called from code on a running loop."""
+        from . import async_waits
+
+        return async_waits.wait(self, kind, name, convert, data, timeout, preview, form)
 
     # -- child runs -----------------------------------------------------------------
 

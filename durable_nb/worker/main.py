@@ -169,6 +169,7 @@ class Worker:
                 result = asyncio.run(fn(*args, **kwargs))
             else:
                 result = fn(*args, **kwargs)
+            ctx.replay.finish()  # a step that stood where a recorded one was expected
             out = _serial.dumps(
                 result, f"return value of task '{msg['task_id']}'", ctx.max_payload
             )
@@ -176,8 +177,10 @@ class Worker:
         except _context.Suspend:
             reply = {"op": "suspended"}
         except BaseException as exc:  # the user's error, reported with its traceback
-            reply = {"op": "failed", "error": _context.error_info(exc, with_exception=True)}
+            failure = ctx.replay.error or exc  # a divergence the code caught comes first
+            reply = {"op": "failed", "error": _context.error_info(failure, with_exception=True)}
         finally:
+            ctx.resources.close()  # dn.resource: made again by the next attempt
             self.stdout.end_attempt()
             self.stderr.end_attempt()
             ctx.reports.flush()  # the last progress value, before the attempt's end

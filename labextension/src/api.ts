@@ -74,6 +74,9 @@ export interface IRun {
   /** What the run set with `dn.metadata` (a JSON object). */
   metadata?: Record<string, unknown>;
   progress?: IProgress | null;
+  /** The run this one was forked from, and the step (a cell: statement) it ran anew from. */
+  fork_of?: string | null;
+  fork_step?: string | null;
 }
 
 /** A wait of a run (approval, event, sleep, retry delay or child runs). */
@@ -88,6 +91,18 @@ export interface IWait {
   outcome?: string | null;
   comment?: string | null;
   resolved_by?: string | null;
+  /** An approval's typed form: a flat JSON schema of its fields (see run_graph.js). */
+  form?: IFormSchema | null;
+  /** The values its decision filled in (an approval with a form, once decided). */
+  values?: Record<string, unknown> | null;
+}
+
+/** An approval's typed form, as `dn.approval(..., form=F)` sends it. */
+export interface IFormSchema {
+  type: 'object';
+  title?: string;
+  properties: Record<string, Record<string, unknown>>;
+  required?: string[];
 }
 
 /** A run as `GET /runs/{id}` returns it. */
@@ -234,12 +249,14 @@ export function decide(
   id: string,
   approved: boolean,
   wait?: string,
-  comment?: string
+  comment?: string,
+  values?: Record<string, unknown>
 ): Promise<{ run_id: string; wait: string; outcome: string }> {
   const action = approved ? 'approve' : 'reject';
   return post(`runs/${encodeURIComponent(id)}/${action}`, {
     wait,
-    comment: comment || undefined
+    comment: comment || undefined,
+    values
   });
 }
 

@@ -21,6 +21,7 @@ import {
   renderRunGraph,
   runActions
 } from './graph';
+import { addCompareActions } from './compare';
 import { durableIcon } from './icon';
 import { RunsModel } from './model';
 import { notebookPath, OpenCell, originLink } from './origin';
@@ -203,6 +204,13 @@ export function createRunWidget(
       replayButton.enabled = !active;
       resumeButton.enabled = RESUMABLE.includes(run.status);
     }
+  };
+  // "Compare…" and, for a fork, "Compare with source" (compare.ts)
+  const showCompare = addCompareActions(widget.toolbar, () => content.run);
+  const changed = content.changed;
+  content.changed = () => {
+    changed();
+    showCompare(content.run);
   };
   return widget;
 }

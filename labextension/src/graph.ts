@@ -6,7 +6,7 @@
 import * as graph from '../../durable_nb/widgets/static/run_graph.js';
 import '../../durable_nb/widgets/static/run_graph.css';
 
-import { decide, IEvent, IRunDetail, IWait, request } from './api';
+import { decide, IEvent, IFormSchema, IRunDetail, IWait, request } from './api';
 
 /** The steps of one name in a big run (GET /runs/{id}/step_groups). */
 export interface IStepGroup {
@@ -31,7 +31,11 @@ export type GraphRun = IRunDetail & {
 };
 
 export interface IGraphOptions {
-  onApprove?: (wait: IWait, comment: string) => Promise<unknown>;
+  onApprove?: (
+    wait: IWait,
+    comment: string,
+    values?: Record<string, unknown>
+  ) => Promise<unknown>;
   onReject?: (wait: IWait, comment: string) => Promise<unknown>;
   loadChild?: (runId: string) => Promise<GraphRun>;
   onOpenChild?: (runId: string) => void;
@@ -45,6 +49,27 @@ export interface IGraphOptions {
 /** Render or re-render `run` into `node` (what the user opened or typed survives). */
 export function renderRunGraph(node: HTMLElement, run: GraphRun, options: IGraphOptions): void {
   graph.renderRunGraph(node, run, options);
+}
+
+/** What an approval's typed form holds: its values (typed) and, per field, what is wrong. */
+export interface IFormCheck {
+  values: Record<string, unknown>;
+  errors: Record<string, string>;
+}
+
+/** The inputs of a typed form, drawn by run_graph.js (the same as in the run graph):
+ * `store` keeps what was typed; `onChange` runs after each edit. */
+export function renderForm(
+  schema: IFormSchema,
+  store: Record<string, unknown>,
+  opts: { disabled?: boolean; focusPrefix?: string; onChange?: () => void }
+): { node: HTMLElement; check: () => IFormCheck; update: () => void } {
+  return graph.renderForm(schema, store, opts);
+}
+
+/** Whether a wait's `form` is a typed form the views can draw. */
+export function isForm(schema: unknown): schema is IFormSchema {
+  return graph.isForm(schema);
 }
 
 /** GET `path` (like "/runs/run_1/steps?name=fetch") of the REST API, parsed. */
@@ -90,12 +115,17 @@ export function runActions(
   reload: () => Promise<void>,
   openRun: (id: string) => void
 ): IGraphOptions {
-  const decideThenReload = async (approved: boolean, wait: IWait, comment: string) => {
-    await decide(runId, approved, wait.name, comment);
+  const decideThenReload = async (
+    approved: boolean,
+    wait: IWait,
+    comment: string,
+    values?: Record<string, unknown>
+  ) => {
+    await decide(runId, approved, wait.name, comment, values);
     await reload();
   };
   return {
-    onApprove: (wait, comment) => decideThenReload(true, wait, comment),
+    onApprove: (wait, comment, values) => decideThenReload(true, wait, comment, values),
     onReject: (wait, comment) => decideThenReload(false, wait, comment),
     loadChild: id => loadRun(id),
     onOpenChild: id => openRun(id),

@@ -12,6 +12,7 @@ import {
 import { MainAreaWidget, WidgetTracker } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 
+import { registerCompare } from './compare';
 import { createRunWidget, RunView } from './detail';
 import { durableIcon } from './icon';
 import { runOutputFactory } from './mime';
@@ -55,6 +56,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return widget;
       }
     });
+    registerCompare(app, openRun); // two runs side by side (compare.ts)
     app.commands.addCommand(REFRESH, {
       label: 'Refresh Durable Runs',
       execute: () => model.refresh()

@@ -27,6 +27,9 @@ import {
   RESUMABLE,
   resumeRun
 } from './api';
+import { CardForm } from './card_form';
+import { isForm } from './graph';
+import { forkLine } from './forks';
 import { IApproval, RunsModel } from './model';
 import { OpenCell, originLabel, originLink } from './origin';
 import { Pager } from './pager';
@@ -237,6 +240,12 @@ export class RunsPanel extends Widget {
     if (data) {
       card.appendChild(el('code', 'jp-DurableApproval-data', data));
     }
+    const form = isForm(a.wait.form)
+      ? new CardForm(a.wait.form, `${a.run.id}/${a.wait.wait_key}`)
+      : null;
+    if (form) {
+      card.appendChild(form.node);
+    }
     const comment = el('input', 'jp-DurableApproval-comment');
     comment.placeholder = 'Comment (optional)';
     comment.setAttribute('aria-label', `Comment on ${a.wait.name}`);
@@ -244,20 +253,24 @@ export class RunsPanel extends Widget {
     const row = el('div', 'jp-DurableApproval-actions');
     const decideWith = (approved: boolean) => async () => {
       const verb = approved ? 'Approve' : 'Reject';
+      const values = approved && form ? form.values() : undefined;
       const done = await attempt(`${verb} '${a.wait.name}'`, () =>
-        decide(a.run.id, approved, a.wait.name, comment.value)
+        decide(a.run.id, approved, a.wait.name, comment.value, values)
       );
       if (done) {
         card.classList.add('jp-mod-resolved');
         await this.model.refresh();
       }
     };
-    row.appendChild(
-      button('Approve', 'Approve and resume the run', decideWith(true), {
-        icon: checkIcon,
-        className: 'jp-mod-approve'
-      })
-    );
+    const approve = button('Approve', 'Approve and resume the run', async () => {
+      await decideWith(true)();
+      form?.sync(true); // the button helper enables it again: the form decides
+    }, {
+      icon: checkIcon,
+      className: 'jp-mod-approve'
+    });
+    row.appendChild(approve);
+    form?.gate(approve);
     row.appendChild(
       button('Reject', 'Reject (the run sees approved = False)', decideWith(false), {
         icon: closeIcon,
@@ -363,6 +376,10 @@ export class RunsPanel extends Widget {
       const from = el('div', 'jp-DurableRun-line jp-DurableRun-from', 'from ');
       from.appendChild(link);
       main.appendChild(from);
+    }
+    const fork = forkLine(run, this.openRun);
+    if (fork) {
+      main.appendChild(fork);
     }
     const bottom = el('div', 'jp-DurableRun-line jp-DurableRun-meta');
     const status = el('span', 'jp-DurableRun-status', run.status.toLowerCase());

@@ -130,11 +130,40 @@ def graph(browser, request):
 
 def test_api_exports(graph):
     names = graph.evaluate("Object.keys(window.graph).sort()")
-    assert names == ["STATUS_COLORS", "TERMINAL", "formatDuration", "loadRun", "renderRunGraph",
-                     "statusKind"]
+    assert names == ["STATUS_COLORS", "TERMINAL", "checkForm", "formatDuration", "isForm",
+                     "loadRun", "renderForm", "renderRunGraph", "statusKind"]
     assert graph.evaluate("window.graph.formatDuration(0.25)") == "250 ms"
     assert graph.evaluate("window.graph.formatDuration(125)") == "2 min 05 s"
     assert graph.evaluate("window.graph.statusKind('CRASHED')") == "bad"
+
+
+FORM = {"type": "object", "title": "Payout", "required": ["amount", "reason"],
+        "properties": {"amount": {"type": "integer", "minimum": 1, "maximum": 500},
+                       "rate": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                       "reason": {"type": "string", "format": "textarea", "minLength": 3},
+                       "tier": {"enum": ["std", "gold"], "type": "string", "default": "std"},
+                       "code": {"type": "string", "pattern": "^[A-Z]{2}$"},
+                       "express": {"type": "boolean", "default": False}}}
+
+
+def test_a_typed_form_is_checked_as_the_engine_checks_it(graph):
+    """checkForm: the values typed as the schema says, and per field what is wrong."""
+    def check(raw):
+        return graph.evaluate("([s, r]) => window.graph.checkForm(s, r)", [FORM, raw])
+
+    assert check(None)["errors"] == {"amount": "required", "reason": "required"}
+    assert check(None)["values"] == {"tier": "std", "express": False}  # the defaults
+    out = check({"amount": "900", "rate": "0", "reason": "ab", "tier": "1", "code": "abc",
+                 "express": True})
+    assert out["errors"] == {"amount": "must be at most 500", "rate": "must be more than 0",
+                             "reason": "needs at least 3 characters",
+                             "code": "must match ^[A-Z]{2}$"}
+    assert check({"amount": "1.5", "reason": "abc"})["errors"] == {
+        "amount": "must be a whole number"}
+    ok = check({"amount": "12", "rate": "0.5", "reason": "abc", "tier": "1", "code": "DE",
+                "express": True})
+    assert ok == {"errors": {}, "values": {"amount": 12, "rate": 0.5, "reason": "abc",
+                                           "tier": "gold", "code": "DE", "express": True}}
 
 
 def test_graph_of_a_waiting_run(graph):

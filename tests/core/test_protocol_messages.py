@@ -137,7 +137,8 @@ def test_replies_name_their_attempt_and_request():
 
 ERROR: m.ErrorInfo = {"type": "ValueError", "message": "bad", "traceback": "Traceback ...",
                       "abort": False}
-RESOLUTION: m.Resolution = {"outcome": "approved", "at": 2.0, "by": "ann", "comment": "ok"}
+RESOLUTION: m.Resolution = {"outcome": "approved", "at": 2.0, "by": "ann", "comment": "ok",
+                            "values": {"n": 3}, "seq": 1}
 EXAMPLES: list[m.Message] = [
     {"op": "hello", "pid": 42, "slot": "s1", "token": "t", "worker": "tcp://10.0.0.3:4001",
      "host": "node-3"},
@@ -145,13 +146,15 @@ EXAMPLES: list[m.Message] = [
     {"op": "step", "key": "s#1", "name": "s", "attempt": 1, "start": 1.0, "end": 2.0,
      "output": b"\x80\x05N.", "aid": "r/1", "req": 1, "args": b"\x80\x05)}\x86.",
      "args_preview": '{"args": [], "kwargs": {}, "recorded": true}',
-     "output_preview": '{"type": "NoneType", "repr": "None"}'},
+     "output_preview": '{"type": "NoneType", "repr": "None"}', "args_hash": "0f" * 16},
     {"op": "step_failed", "key": "s#1", "name": "s", "attempt": 2, "start": 1.0, "end": 2.0,
      "error": ERROR, "final": True, "exc": b"\x80", "delay": None, "aid": "r/1", "req": 2,
-     "args": None, "args_preview": None},
+     "args": None, "args_preview": None, "args_hash": None},
     {"op": "wait", "key": "approval:ship#1", "kind": "approval", "name": "ship",
      "data": None, "preview": {"n": 1}, "timeout": 60.0, "target": None, "aid": "r/1",
-     "req": 3},
+     "req": 3, "form": {"type": "object", "properties": {"n": {"type": "integer"}},
+                        "required": ["n"], "additionalProperties": False}, "mode": "async"},
+    {"op": "waits_idle", "keys": ["approval:ship#1", "event:go#1"], "aid": "r/1"},
     {"op": "trigger", "key": "trigger:t#1",
      "task": {"hash": "h", "task_id": "t", "code": b"c", "sys_path": ["/x"], "options": {}},
      "payloads": [b"p"], "options": {"delay": None, "tags": [], "concurrency_key": None,
@@ -174,7 +177,8 @@ EXAMPLES: list[m.Message] = [
      "waits": {"approval:ship#1": RESOLUTION}, "max_payload": 1 << 20,
      "max_checkpoint": 1 << 20, "blob_dir": "/db.duckdb.blobs",
      "checkpoint": {"statement": 1, "manifest": {"a": "h"}, "counts": {}, "seq": 1,
-                    "blobs": {"h": b"v"}, "sizes": {"h": 1}}},
+                    "blobs": {"h": b"v"}, "sizes": {"h": 1}},
+     "step_calls": {"s#1": (1.0, 2.0, "0f" * 16, '{"args": []}')}, "on_divergence": "raise"},
     {"ok": True, "aid": "r/1", "re": 1},
     {"error": "no", "aid": "r/1", "re": 4},
     {"missing": ["f"], "aid": "r/1", "re": 6},

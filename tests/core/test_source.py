@@ -29,6 +29,12 @@ def test_a_statement_over_several_lines_stays_whole():
     assert parts == [(1, "x = [\n    1,\n    2,\n]\n"), (5, "y = x\n")]
 
 
+def test_statements_that_share_a_line_are_each_run_once():
+    parts = split_statements('a = 1; b = "é"\nc = 3\nd = f(); e = (\n  2)\n')
+    assert parts == [(1, "a = 1\n"), (1, 'b = "é"\n'), (2, "c = 3\n"), (3, "d = f()\n"),
+                     (3, "e = (\n  2)\n")]
+
+
 def test_names_read_are_the_loaded_names_only():
     names = names_read(CELL)
     assert {"decorate", "other", "arg", "total", "helper", "range", "print", "x"} <= names

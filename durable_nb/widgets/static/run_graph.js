@@ -28,10 +28,13 @@
 //       its steps 100 at a time ("show more"), from the run's rows when it has them all,
 //       else from GET /runs/<id>/steps?name=... (through getJson).
 //       options (all optional):
-//         onApprove(wait, comment) -> Promise   resolve an approval; reject the promise with
-//         onReject(wait, comment)  -> Promise   an Error whose message is shown in the graph
-//                                               (e.g. "already approved by alice").
-//                                               `wait` is the wait row ({wait_key, name, ...}).
+//         onApprove(wait, comment, values) -> Promise   resolve an approval; reject the
+//         onReject(wait, comment)  -> Promise   promise with an Error whose message is shown
+//                                               in the graph (e.g. "already approved by alice").
+//                                               `wait` is the wait row ({wait_key, name, form,
+//                                               ...}); `values`: what its typed form holds
+//                                               (only when it has one, checked: Approve stays
+//                                               disabled while a field is missing or wrong).
 //                                               Without these, pending approvals show no buttons.
 //         loadChild(runId) -> Promise<run>      lets child runs expand inline (nested graph).
 //         onOpenChild(runId) -> false | any     makes child (and parent) run ids links, e.g. to
@@ -67,6 +70,11 @@
 //       Fetch everything renderRunGraph shows. getJson(path) must return the parsed JSON of
 //       GET <base>/durable/api<path> (path like "/runs/run_1/logs?limit=200"), so the caller
 //       decides how to authenticate (ServerConnection, fetch with XSRF, a kernel ...).
+//
+//   renderForm(schema, store, {disabled, focusPrefix, onChange}) -> {node, check, update}
+//   checkForm(schema, raw) -> {values, errors}        isForm(schema) -> boolean
+//       An approval's typed form (a wait's `form`): its fields as inputs, checked in the
+//       browser (required, type, bounds, length, pattern); see "typed forms" below.
 //
 //   STATUS_COLORS: {status: css color}, TERMINAL: Set of final statuses,
 //   statusKind(status) -> "ok" | "bad" | "run" | "wait" | "idle" | "off"  (css suffix)
@@ -193,6 +201,7 @@ function stateOf(el) {
     s = {
       open: new Map(),       // details key -> open?
       comments: new Map(),   // wait key -> typed comment
+      forms: new Map(),      // wait key -> {raw, touched} of its typed form (renderForm)
       busy: new Set(),       // wait keys being resolved
       messages: new Map(),   // wait key -> {kind, text}
       expanded: new Set(),   // child run ids shown inline
@@ -440,6 +449,7 @@ function renderRun(el, state, run, options, depth) {
   root.append(h("div", { class: "dng-head" },
     h("span", { class: `dng-dot dng-k-${statusKind(status)}` }),
     h("span", { class: "dng-title" }, run.task_id || "run"),
+    versionBadge(run.version),
     badge(status),
     start ? liveDuration(start, finished ? run.finished_at || start : null) : null,
     run.duration_warning
@@ -453,6 +463,10 @@ function renderRun(el, state, run, options, depth) {
     sub.push(h("span", {}, " · child of "), runLink(run.parent_run_id, options));
   }
   if (run.replay_of) sub.push(h("span", {}, ` · replay of ${shortId(run.replay_of)}`));
+  if (run.fork_of && depth === 0) {
+    sub.push(h("span", { class: "dng-fork-of" }, " · fork of "), runLink(run.fork_of, options),
+      h("span", {}, forkStepText(run)));
+  }
   if (run.hook_of && depth === 0) {
     sub.push(h("span", {}, ` · ${run.hook_kind || "hook"} hook of `), runLink(run.hook_of, options));
   }
@@ -463,6 +477,8 @@ function renderRun(el, state, run, options, depth) {
   }
   if (run.tags && run.tags.length) sub.push(h("span", {}, ` · tags ${run.tags.join(", ")}`));
   root.append(h("div", { class: "dng-sub" }, sub));
+  const forkTree = depth === 0 ? renderForkTree(el, state, run, options) : null;
+  if (forkTree) root.append(forkTree);
   const reports = renderReports(state, run);
   if (reports) root.append(reports);
 
@@ -494,6 +510,18 @@ function renderRun(el, state, run, options, depth) {
 
   if (depth === 0 && run.logs && run.logs.length) root.append(renderLogs(state, run));
   return root;
+}
+
+// The code version the run ran: "v2" (its number among its task's code hashes), amber when
+// a newer version was registered since; the title has the hash and the latest number.
+function versionBadge(v) {
+  if (!v || !v.number) return null;
+  const hash = String(v.hash || "").slice(0, 7);
+  const title = v.latest
+    ? `code version v${v.number} (${hash}), the latest`
+    : `code version v${v.number} (${hash}); v${v.latest_number || "?"} is the latest`;
+  return h("span", { class: `dng-version${v.latest ? "" : " dng-version-old"}`, title },
+    `v${v.number}`);
 }
 
 // ---------------------------------------------------------------- progress and metadata
@@ -679,6 +707,7 @@ function renderStep(el, state, run, item, options) {
   h("span", { class: "dng-name" }, item.inGroup ? key : last.name || key),
   key !== `${last.name}#1` && !item.inGroup ? h("span", { class: "dng-key" }, key) : null,
   h("span", { class: `dng-badge dng-k-${kind}` }, label),
+  reusedBadge(run, tries[0]),
   tries.length > 1 ? h("span", { class: "dng-meta" }, `${tries.length} tries`)
     : (last.attempt > 1 ? h("span", { class: "dng-meta" }, `try ${last.attempt}`) : null),
   dur ? h("span", { class: "dng-meta" }, dur) : null);
@@ -1111,6 +1140,10 @@ function renderWait(el, state, run, w, options, depth) {
       body.push(h("div", { class: "dng-resolution" },
         `${String(w.outcome).replace("_", " ")}${who ? ` ${who}` : ""}`,
         w.comment ? h("q", {}, w.comment) : null));
+      if (w.values && typeof w.values === "object") {
+        body.push(h("pre", { class: "dng-data dng-values" }, Object.entries(w.values)
+          .map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n")));
+      }
     } else if (!runDone) {
       if (w.deadline) body.push(h("div", { class: "dng-muted" }, `times out ${formatTime(w.deadline)}`));
       body.push(renderApprovalForm(el, state, run, w, options));
@@ -1129,9 +1162,11 @@ function renderWait(el, state, run, w, options, depth) {
 
 function renderApprovalForm(el, state, run, w, options) {
   const key = w.wait_key;
+  const form = isForm(w.form) ? w.form : null;
   if (!options.onApprove && !options.onReject) {
+    const first = form ? Object.keys(form.properties)[0] : null;
     return h("div", { class: "dng-muted" }, "approve with ",
-      h("code", {}, `%durable approve ${run.id}`));
+      h("code", {}, `%durable approve ${run.id}${first ? ` --field ${first}=…` : ""}`));
   }
   const busy = state.busy.has(key);
   const input = h("input", {
@@ -1140,15 +1175,28 @@ function renderApprovalForm(el, state, run, w, options) {
     dataset: { focusKey: `comment:${key}` },
   });
   input.addEventListener("input", () => state.comments.set(key, input.value));
+  if (form && !state.forms.has(key)) state.forms.set(key, {});
+  const store = form ? state.forms.get(key) : null;
   const act = (approved) => async () => {
     if (state.busy.has(key)) return;
+    let values;
+    if (form) {
+      const checked = checkForm(form, store.raw);
+      if (approved && Object.keys(checked.errors).length) {
+        store.showAll = true;  // say what is missing rather than sending it
+        rerender(el, state);
+        return;
+      }
+      values = approved ? checked.values : undefined;
+    }
     const fn = approved ? options.onApprove : options.onReject;
     state.busy.add(key);
     state.messages.delete(key);
     rerender(el, state);
     try {
-      await fn(w, state.comments.get(key) || "");
+      await fn(w, state.comments.get(key) || "", values);
       state.comments.delete(key);
+      state.forms.delete(key);
     } catch (err) {
       state.messages.set(key, { kind: "error", text: (err && err.message) || String(err) });
     } finally {
@@ -1159,10 +1207,213 @@ function renderApprovalForm(el, state, run, w, options) {
   input.addEventListener("keydown", (e) => {
     if (e.key === "Enter") act(true)();
   });
-  return h("div", { class: "dng-approve" }, input,
-    h("button", { class: "dng-btn dng-btn-ok", disabled: busy, onclick: act(true) },
-      busy ? "…" : "Approve"),
-    h("button", { class: "dng-btn dng-btn-no", disabled: busy, onclick: act(false) }, "Reject"));
+  const approve = h("button", { class: "dng-btn dng-btn-ok", disabled: busy, onclick: act(true) },
+    busy ? "…" : "Approve");
+  const hint = h("span", { class: "dng-form-hint", role: "status" });
+  const row = h("div", { class: "dng-approve" }, input, approve,
+    h("button", { class: "dng-btn dng-btn-no", disabled: busy, onclick: act(false) }, "Reject"),
+    hint);
+  if (!form) return row;
+  const sync = () => {
+    const { errors } = checkForm(form, store.raw);
+    const bad = Object.keys(errors).map((n) => form.properties[n].title || n);
+    approve.disabled = busy || bad.length > 0;
+    approve.title = bad.length ? `To approve, fill in or fix: ${bad.join(", ")}` : "";
+    hint.textContent = bad.length ? `to approve: ${bad.join(", ")}` : "";
+  };
+  const fields = renderForm(form, store, {
+    disabled: busy, focusPrefix: `form:${key}`, onChange: sync,
+  });
+  sync();
+  return h("div", { class: "dng-approval-form" }, fields.node, row);
+}
+
+// ---------------------------------------------------------------------------- typed forms
+//
+// An approval's typed form (dn.approval(..., form=F)) comes as the wait's `form`: a flat
+// JSON schema {type: "object", title, properties: {name: field}, required: [...]} whose
+// fields are text ({type: "string"}), long text (format "textarea"), whole numbers
+// ("integer"), numbers ("number"), yes/no ("boolean") or choices ({enum: [...]}); a type
+// [T, "null"] is optional. Bounds: minimum, maximum, exclusiveMinimum/Maximum, multipleOf,
+// minLength, maxLength, pattern. The panel's approval cards draw the same form.
+
+export function isForm(schema) {
+  return !!schema && typeof schema === "object" && !!schema.properties
+    && typeof schema.properties === "object";
+}
+
+function fieldKind(prop) {
+  if (Array.isArray(prop.enum)) return "choice";
+  const types = Array.isArray(prop.type) ? prop.type : [prop.type];
+  const t = types.find((x) => x && x !== "null");
+  if (t === "string" || !t) return prop.format === "textarea" ? "longtext" : "text";
+  return t;  // integer, number, boolean
+}
+
+function initialRaw(schema) {
+  const raw = {};
+  for (const [name, prop] of Object.entries(schema.properties)) {
+    const kind = fieldKind(prop);
+    const d = prop.default;
+    if (kind === "boolean") raw[name] = d === true;
+    else if (kind === "choice") raw[name] = d === undefined ? "" : String(prop.enum.indexOf(d));
+    else raw[name] = d === undefined || d === null ? "" : String(d);
+  }
+  return raw;
+}
+
+const NUMBER_RE = { integer: /^[+-]?\d+$/, number: /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/ };
+
+function numberError(prop, v) {
+  if (prop.minimum != null && v < prop.minimum) return `must be at least ${prop.minimum}`;
+  if (prop.maximum != null && v > prop.maximum) return `must be at most ${prop.maximum}`;
+  if (prop.exclusiveMinimum != null && v <= prop.exclusiveMinimum) {
+    return `must be more than ${prop.exclusiveMinimum}`;
+  }
+  if (prop.exclusiveMaximum != null && v >= prop.exclusiveMaximum) {
+    return `must be less than ${prop.exclusiveMaximum}`;
+  }
+  if (prop.multipleOf && Math.abs(v / prop.multipleOf - Math.round(v / prop.multipleOf)) > 1e-9) {
+    return `must be a multiple of ${prop.multipleOf}`;
+  }
+  return null;
+}
+
+function textError(prop, v) {
+  if (prop.minLength != null && v.length < prop.minLength) {
+    return `needs at least ${prop.minLength} characters`;
+  }
+  if (prop.maxLength != null && v.length > prop.maxLength) {
+    return `takes at most ${prop.maxLength} characters`;
+  }
+  if (prop.pattern) {
+    try {
+      if (!new RegExp(prop.pattern, "u").test(v)) return `must match ${prop.pattern}`;
+    } catch (e) { /* a pattern this browser cannot read: the engine checks it */ }
+  }
+  return null;
+}
+
+// checkForm(schema, raw) -> {values, errors}: the values to send (JSON, typed) and, per
+// field, what is wrong in words ("required", "must be at most 500"). `raw` holds what the
+// inputs hold (text, a checkbox's boolean, a choice's index as text).
+export function checkForm(schema, raw) {
+  const values = {};
+  const errors = {};
+  const required = new Set(schema.required || []);
+  const given = raw || initialRaw(schema);
+  for (const [name, prop] of Object.entries(schema.properties)) {
+    const kind = fieldKind(prop);
+    const r = given[name];
+    if (kind === "boolean") {
+      values[name] = r === true;
+      continue;
+    }
+    const text = r == null ? "" : String(r);
+    if (text === "" || (kind !== "text" && kind !== "longtext" && !text.trim())) {
+      if (required.has(name)) errors[name] = "required";
+      continue;
+    }
+    let v = text;
+    let error = null;
+    if (kind === "choice") {
+      v = prop.enum[Number(text)];
+      if (v === undefined) error = "pick one of the choices";
+    } else if (kind === "integer" || kind === "number") {
+      if (!NUMBER_RE[kind].test(text.trim())) {
+        error = kind === "integer" ? "must be a whole number" : "must be a number";
+      } else {
+        v = Number(text.trim());
+        error = numberError(prop, v);
+      }
+    } else {
+      error = textError(prop, v);
+    }
+    if (error) errors[name] = error;
+    else values[name] = v;
+  }
+  return { values, errors };
+}
+
+function fieldInput(name, prop, kind, store, opts, changed) {
+  const attrs = {
+    disabled: !!opts.disabled, "aria-label": prop.title || name,
+    dataset: { focusKey: `${opts.focusPrefix || "form"}:${name}`, field: name },
+  };
+  let input;
+  if (kind === "boolean") {
+    input = h("input", { ...attrs, type: "checkbox", class: "dng-field-check" });
+    input.checked = store.raw[name] === true;
+    input.addEventListener("change", () => changed(input.checked));
+    return input;
+  }
+  if (kind === "choice") {
+    const optional = !(store.required || new Set()).has(name) || prop.default === undefined;
+    input = h("select", { ...attrs, class: "dng-field-input" },
+      optional ? h("option", { value: "" }, "—") : null,
+      prop.enum.map((v, i) => h("option", { value: String(i) }, v === null ? "(none)" : String(v))));
+    input.value = store.raw[name] ?? "";
+    input.addEventListener("change", () => changed(input.value));
+    return input;
+  }
+  if (kind === "longtext") {
+    input = h("textarea", { ...attrs, class: "dng-field-input dng-field-long", rows: 3,
+      maxlength: prop.maxLength });
+  } else {
+    const numeric = kind === "integer" || kind === "number";
+    input = h("input", { ...attrs, class: "dng-field-input", type: numeric ? "number" : "text",
+      step: numeric ? (kind === "integer" ? "1" : "any") : null,
+      min: numeric ? prop.minimum : null, max: numeric ? prop.maximum : null,
+      maxlength: numeric ? null : prop.maxLength });
+  }
+  input.value = store.raw[name] ?? "";
+  input.addEventListener("input", () => changed(input.value));
+  return input;
+}
+
+// renderForm(schema, store, {disabled, focusPrefix, onChange}) -> {node, check, update}
+// Draws one labelled input per field (text, number, select, checkbox, textarea). `store`
+// ({} at first) keeps what was typed across re-renders: store.raw, store.touched; a field
+// shows its error once touched (or every field, after store.showAll = true).
+export function renderForm(schema, store, opts = {}) {
+  if (!store.raw) store.raw = initialRaw(schema);
+  if (!store.touched) store.touched = new Set();
+  store.required = new Set(schema.required || []);
+  const errorOf = {};
+  const inputOf = {};
+  const update = () => {
+    const { errors } = checkForm(schema, store.raw);
+    for (const name of Object.keys(errorOf)) {
+      const text = (store.touched.has(name) || store.showAll) && errors[name] ? errors[name] : "";
+      errorOf[name].textContent = text;
+      if (text) inputOf[name].setAttribute("aria-invalid", "true");
+      else inputOf[name].removeAttribute("aria-invalid");
+    }
+    return errors;
+  };
+  const fields = Object.entries(schema.properties).map(([name, prop]) => {
+    const kind = fieldKind(prop);
+    const changed = (value) => {
+      store.raw[name] = value;
+      store.touched.add(name);
+      update();
+      if (opts.onChange) opts.onChange(name, value);
+    };
+    const input = fieldInput(name, prop, kind, store, opts, changed);
+    inputOf[name] = input;
+    errorOf[name] = h("span", { class: "dng-field-error", role: "alert" });
+    const label = h("span", { class: "dng-field-label" }, prop.title || name,
+      store.required.has(name) ? h("span", { class: "dng-field-req", title: "required" }, " *")
+        : null);
+    return h("label", { class: `dng-field dng-field-${kind}`, dataset: { field: name } },
+      label, input,
+      prop.description ? h("span", { class: "dng-field-help" }, prop.description) : null,
+      errorOf[name]);
+  });
+  const node = h("div", { class: "dng-form" },
+    schema.title ? h("div", { class: "dng-form-title" }, schema.title) : null, fields);
+  update();
+  return { node, update, check: () => checkForm(schema, store.raw) };
 }
 
 function rerender(el, state) {
@@ -1298,4 +1549,91 @@ function renderLogs(state, run) {
   const summary = `Output · last ${lines.length} line${lines.length === 1 ? "" : "s"}` +
     (inCell ? " · also in the cell below" : "");
   return details(state, `${run.id}/logs`, summary, pre, !inCell, "dng-logs");
+}
+
+// ---------------------------------------------------------------------------- forks
+
+// Where a fork (run.fork_of) runs anew from: "from summarize#3"; a cell "after statement 2".
+function forkStepText(r) {
+  if (r.fork_step == null) return " after its last step";
+  return r.kind === "cell" ? ` after statement ${r.fork_step}` : ` from ${r.fork_step}`;
+}
+
+// A step a fork reused: recorded by its source before the fork was made, not run again.
+function reusedBadge(run, first) {
+  if (!run.fork_of || !first || first.started_at == null || first.started_at >= run.created_at) {
+    return null;
+  }
+  return h("span", { class: "dng-badge dng-reused",
+    title: `recorded by ${run.fork_of}, which this run was forked from: not run again` },
+  "reused");
+}
+
+// The fork tree the run belongs to (run.fork_tree: {root, runs: [{id, fork_of, fork_step,
+// status, task_id, kind, created_at, depth}], truncated}): the source at the top, each
+// fork under the run it was forked from with the step it ran anew from, this run marked.
+// A click on another run opens it (onOpenChild); where nobody can, it shows here.
+function renderForkTree(el, state, run, options) {
+  const tree = run.fork_tree;
+  if (!tree || !tree.runs || tree.runs.length < 2) return null;
+  const below = new Map();
+  for (const r of tree.runs) {
+    const up = r.id === tree.root ? null : r.fork_of;
+    if (!below.has(up)) below.set(up, []);
+    below.get(up).push(r);
+  }
+  const top = tree.runs.find((r) => r.id === tree.root) || tree.runs[0];
+  const more = tree.truncated ? "+" : "";
+  return details(state, `${run.id}/forks`, `Fork tree · ${tree.runs.length}${more} runs`,
+    h("ul", { class: "dng-fork-tree" }, forkItem(el, state, run, top, below, options)),
+    true, "dng-forks");
+}
+
+function forkItem(el, state, run, r, below, options) {
+  const self = r.id === run.id;
+  const kids = below.get(r.id) || [];
+  const li = h("li", { class: `dng-fork${self ? " dng-fork-self" : ""}`,
+    dataset: { runId: r.id, status: r.status } },
+  h("div", { class: "dng-row" },
+    h("span", { class: `dng-dot dng-small dng-k-${statusKind(r.status)}` }),
+    self ? h("code", { class: "dng-id dng-fork-this", title: r.id }, shortId(r.id))
+      : forkLink(el, state, r.id, options),
+    badge(r.status),
+    h("span", { class: "dng-meta" }, r.depth ? forkStepText(r).trim() : "source"),
+    r.task_hash && run.task_hash && r.task_hash !== run.task_hash
+      ? h("span", { class: "dng-meta", title: `task code ${r.task_hash}` }, "other code") : null,
+    self ? h("span", { class: "dng-meta dng-fork-here" }, "← this run") : null,
+    h("span", { class: "dng-meta" }, formatTime(r.created_at))));
+  if (!self && state.expanded.has(`fork:${r.id}`)) li.append(forkInline(el, state, r, options));
+  if (kids.length) {
+    li.append(h("ul", { class: "dng-fork-list" },
+      kids.map((k) => forkItem(el, state, run, k, below, options))));
+  }
+  return li;
+}
+
+// A link that opens the run elsewhere (the JupyterLab panel), else shows it in the tree.
+function forkLink(el, state, id, options) {
+  return h("a", {
+    class: "dng-link", href: "#", title: `open ${id}`,
+    onclick: (e) => {
+      e.preventDefault();
+      const opened = options.onOpenChild ? options.onOpenChild(id) : false;
+      if (opened === false && (options.loadChild || options.childRuns)) {
+        const key = `fork:${id}`;
+        if (state.expanded.has(key)) state.expanded.delete(key);
+        else state.expanded.add(key);
+        rerender(el, state);
+      }
+    },
+  }, shortId(id));
+}
+
+function forkInline(el, state, r, options) {
+  const given = options.childRuns && options.childRuns[r.id];
+  const entry = state.children.get(r.id) || {};
+  const shown = given || entry.run;
+  if (!shown && !entry.loading && !entry.error) loadChild(el, state, r.id, options);
+  if (entry.error && !shown) return h("div", { class: "dng-notice dng-notice-error" }, entry.error);
+  return shown ? renderRun(el, state, shown, options, 1) : h("div", { class: "dng-muted" }, "loading…");
 }

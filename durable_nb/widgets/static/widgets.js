@@ -100,9 +100,10 @@ function apiFor(model, key, pending) {
   return {
     call,
     getJson: (path) => call("GET", path),
-    decide: (runId, approved, wait, comment) => call(
+    decide: (runId, approved, wait, comment, values) => call(
       "POST", `/runs/${encodeURIComponent(runId)}/${approved ? "approve" : "reject"}`,
-      { wait: wait.name, comment: comment || null }),
+      values ? { wait: wait.name, comment: comment || null, values }
+        : { wait: wait.name, comment: comment || null }),
   };
 }
 
@@ -177,10 +178,10 @@ function mountGraph(model, box, { key, trait, pending, runIdOf }) {
   };
   let fresh = null; // newer data a dead (kernel-less) view fetched itself
   // A refused decision: say who decided instead (and show it, when the view is stale).
-  const decide = async (approved, w, comment) => {
+  const decide = async (approved, w, comment, values) => {
     const run = model.get(trait) || {};
     try {
-      return await api.decide(run.id, approved, w, comment);
+      return await api.decide(run.id, approved, w, comment, values);
     } catch (err) {
       let now = null;
       try {
@@ -201,8 +202,8 @@ function mountGraph(model, box, { key, trait, pending, runIdOf }) {
     }
   };
   const options = {
-    onApprove: (w, comment) => decide(true, w, comment),
-    onReject: (w, comment) => decide(false, w, comment),
+    onApprove: (w, comment, values) => decide(true, w, comment, values),
+    onReject: (w, comment, values) => decide(false, w, comment, values),
     loadChild: (id) => loadRun(api.getJson, id, { logs: 0 }),
     onOpenChild: (id) => openRun(box, id),
     getJson: api.getJson, // a clicked step's arguments and output
