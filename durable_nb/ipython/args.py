@@ -24,6 +24,13 @@ class _Parser(argparse.ArgumentParser):
         raise HelpShown()
 
 
+def _wait_options(sp: argparse.ArgumentParser) -> None:
+    """``--wait`` and ``--out`` of the subcommands that start a run and show it here."""
+    sp.add_argument("--wait", action="store_true",
+                    help="block until it ends, then bring its variables or result back")
+    sp.add_argument("--out", type=_names, help="only these variables of a cell run (a,b)")
+
+
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -125,9 +132,7 @@ def line_parser() -> _Parser:
     sp = sub.add_parser("resume", help="continue a failed, crashed, canceled or timed-out run "
                         "after its last step or checkpoint, and show it here")
     sp.add_argument("run")
-    sp.add_argument("--wait", action="store_true",
-                    help="block until it ends, then bring its variables or result back")
-    sp.add_argument("--out", type=_names, help="only these variables of a cell run (a,b)")
+    _wait_options(sp)
     sp = sub.add_parser("fork", help="a new run of a finished run that reuses what it "
                         "recorded before a step (a cell: the checkpoint after statement N) "
                         "and runs the rest with the task's current code, shown here")
@@ -136,9 +141,7 @@ def line_parser() -> _Parser:
                     help="a task run: the step key to run anew from, e.g. summarize#3 "
                     "(default: the failed step); a cell run: N, the statement whose "
                     "checkpoint is restored (default: its last checkpoint)")
-    sp.add_argument("--wait", action="store_true",
-                    help="block until it ends, then bring its variables or result back")
-    sp.add_argument("--out", type=_names, help="only these variables of a cell run (a,b)")
+    _wait_options(sp)
     sp = sub.add_parser("debug", help="raise a run's failure again in this kernel, with the "
                         "values the run recorded (a step's arguments, a cell's checkpoint), "
                         "so that %%debug opens at the failing line")

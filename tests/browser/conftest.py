@@ -16,7 +16,7 @@ import pytest
 # the tests import their helpers as `from _lab import ...`
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _lab import CHROMIUM, CHROMIUM_ARGS, OUT, Lab  # noqa: E402
+from _lab import CHROMIUM, CHROMIUM_ARGS, LABEXTENSION, OUT, Lab  # noqa: E402
 
 # Chromium reports every HTTP error answer as a console error; these are expected where a
 # test makes the server refuse something on purpose. Nothing else is tolerated.
@@ -33,6 +33,17 @@ def lab(tmp_path_factory):
     server = Lab(tmp_path_factory.mktemp("lab")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def lab_client(lab):
+    """This process's durable client, pointed at the lab's engine (the panel built)."""
+    if not (LABEXTENSION / "package.json").exists():
+        pytest.fail(f"the lab extension is not built ({LABEXTENSION} is missing): run "
+                    "`pip install -e .`, or `npm install && npm run build` in labextension/")
+    import durable_nb as dn
+
+    return dn.connect(url=lab.url, token=lab.token)
 
 
 @pytest.fixture(scope="module")

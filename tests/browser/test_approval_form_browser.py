@@ -13,7 +13,7 @@ import uuid
 from typing import Annotated, Literal
 
 import pytest
-from _lab import LABEXTENSION, cell, open_notebook, run_all, wait_until
+from _lab import cell, open_notebook, run_all, wait_until
 
 import durable_nb as dn
 
@@ -40,10 +40,8 @@ def payout(account: str) -> dict:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def client(lab):
-    if not (LABEXTENSION / "package.json").exists():
-        pytest.fail(f"the lab extension is not built ({LABEXTENSION} is missing)")
-    return dn.connect(url=lab.url, token=lab.token)
+def client(lab_client):
+    return lab_client
 
 
 def shot(page, name: str, locator=None) -> None:

@@ -16,7 +16,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from _lab import LABEXTENSION, open_notebook, wait_until
+from _lab import open_notebook, wait_until
 
 import durable_nb as dn
 
@@ -52,10 +52,8 @@ def report(marker: str, doc: str) -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def client(lab):
-    if not (LABEXTENSION / "package.json").exists():
-        pytest.fail(f"the lab extension is not built ({LABEXTENSION} is missing)")
-    return dn.connect(url=lab.url, token=lab.token)
+def client(lab_client):
+    return lab_client
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import re
 import uuid
 
 import pytest
-from _lab import LABEXTENSION, add_cell, cell, open_notebook, restart_kernel, wait_until
+from _lab import add_cell, cell, open_notebook, restart_kernel, wait_until
 
 import durable_nb as dn
 
@@ -72,12 +72,8 @@ print("RUN", run.id)
 # ---------------------------------------------------------------------- helpers
 
 @pytest.fixture(scope="module", autouse=True)
-def client(lab):
-    """This process's durable client, pointed at the server-hosted engine."""
-    if not (LABEXTENSION / "package.json").exists():
-        pytest.fail(f"the lab extension is not built ({LABEXTENSION} is missing): run "
-                    "`pip install -e .`, or `npm install && npm run build` in labextension/")
-    return dn.connect(url=lab.url, token=lab.token)
+def client(lab_client):
+    return lab_client
 
 
 def open_panel(page, lab) -> None:

@@ -11,7 +11,7 @@ import re
 import uuid
 
 import pytest
-from _lab import LABEXTENSION, wait_until
+from _lab import wait_until
 
 import durable_nb as dn
 
@@ -50,10 +50,8 @@ def flaky(marker: str, i: int) -> int:
 # ---------------------------------------------------------------------- helpers
 
 @pytest.fixture(scope="module", autouse=True)
-def client(lab):
-    if not (LABEXTENSION / "package.json").exists():
-        pytest.fail(f"the lab extension is not built ({LABEXTENSION} is missing)")
-    return dn.connect(url=lab.url, token=lab.token)
+def client(lab_client):
+    return lab_client
 
 
 @pytest.fixture(scope="module")

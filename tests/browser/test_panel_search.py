@@ -8,7 +8,7 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from _lab import LABEXTENSION, open_notebook, run_all, wait_until
+from _lab import open_notebook, run_all, wait_until
 
 import durable_nb as dn
 
@@ -24,10 +24,8 @@ def nightly(x: int) -> int:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def client(lab):
-    if not (LABEXTENSION / "package.json").exists():
-        pytest.fail(f"the lab extension is not built ({LABEXTENSION} is missing)")
-    return dn.connect(url=lab.url, token=lab.token)
+def client(lab_client):
+    return lab_client
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from _lab import LABEXTENSION, open_notebook, wait_until
+from _lab import open_notebook, wait_until
 
 import durable_nb as dn
 
@@ -44,11 +44,8 @@ def stages(key: str) -> str:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def client(lab):
-    """This process's durable client, pointed at the server-hosted engine."""
-    if not (LABEXTENSION / "package.json").exists():
-        pytest.fail(f"the lab extension is not built ({LABEXTENSION} is missing)")
-    return dn.connect(url=lab.url, token=lab.token)
+def client(lab_client):
+    return lab_client
 
 
 def wait_status(handle: dn.RunHandle, status: str) -> None:
