@@ -3,6 +3,7 @@ for its notebooks (see conftest.py for the fixtures)."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import subprocess
@@ -20,6 +21,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
                  "--disable-component-update", "--disable-sync", "--no-first-run",
                  "--disable-quic"]
 LABEXTENSION = REPO / "durable_nb" / "labextension"
+STATIC = REPO / "durable_nb" / "widgets" / "static"
+TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'  # the Durable runs sidebar's tab
 
 
 class Lab:
@@ -152,6 +155,36 @@ def run_view(page, run_id: str | None = None, scope=None):
     where = scope if scope is not None else page
     sel = ".dng-widget > .dng-run" + (f'[data-run-id="{run_id}"]' if run_id else "")
     return where.locator(sel)
+
+
+def open_panel(page, lab: Lab) -> None:
+    """A clean workspace with the Durable runs sidebar open and following the engine."""
+    page.goto(f"{lab.url}lab/workspaces/{uuid.uuid4().hex[:8]}?reset&token={lab.token}")
+    page.locator(TAB).click()
+    page.locator(".jp-DurablePanel-live.jp-mod-connected").wait_for()
+
+
+def panel_row(page, run_id: str, status: str | None = None):
+    """The sidebar's row of ``run_id`` (showing ``status``, when given)."""
+    sel = f'.jp-DurableRun[data-run-id="{run_id}"]'
+    return page.locator(sel + (f'[data-status="{status}"]' if status else ""))
+
+
+def graph_page(browser, harness: str) -> tuple:
+    """A page with run_graph.js alone, as the anywidget draws it outside JupyterLab:
+    ``harness`` is a module script with ``%s`` where the code goes (base64), and sets
+    ``window.ready``. Returns the page and the list its console and page errors go to."""
+    page = browser.new_page(viewport={"width": 900, "height": 900})
+    errors: list[str] = []
+    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    js = base64.b64encode((STATIC / "run_graph.js").read_bytes()).decode()
+    css = (STATIC / "run_graph.css").read_text()
+    page.set_content(f"<html><head><style>{css}</style></head><body style='margin:12px'>"
+                     f"<div id=root></div><script type=module>{harness % js}</script>"
+                     "</body></html>")
+    page.wait_for_function("window.ready")
+    return page, errors
 
 
 def wait_until(pred, timeout: float = 30.0, what: str = "condition"):

@@ -13,13 +13,12 @@ import uuid
 from typing import Annotated, Literal
 
 import pytest
-from _lab import cell, open_notebook, run_all, wait_until
+from _lab import TAB, cell, open_notebook, run_all, wait_until
 
 import durable_nb as dn
 
 pytestmark = pytest.mark.browser
 
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 
 
 @dataclasses.dataclass

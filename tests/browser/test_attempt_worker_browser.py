@@ -13,15 +13,13 @@ with local workers shows no executor in the header.
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
 from _dask_attempts import WORKERS, dask_runs
-from _lab import LABEXTENSION, Lab, cell, open_notebook, run_all, wait_until
+from _lab import LABEXTENSION, Lab, cell, open_notebook, open_panel, run_all, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 OUTPUT = ".jp-DurableRunOutput-graph > .dng-run"  # a run output drawn by the Lab extension
 WIDGET = ".dng-widget > .dng-run"  # the anywidget view
 
@@ -56,11 +54,6 @@ def dask_executor(lab) -> dict:
         return ex if ex.get("workers") and ex.get("dashboard") else None
     return wait_until(ready, 60, "the Dask cluster's workers and dashboard")
 
-
-def open_panel(page, lab) -> None:
-    page.goto(f"{lab.url}lab/workspaces/{uuid.uuid4().hex[:8]}?reset&token={lab.token}")
-    page.locator(TAB).click()
-    page.locator(".jp-DurablePanel-live.jp-mod-connected").wait_for()
 
 
 def shot(page, name: str, locator=None) -> None:

@@ -7,13 +7,12 @@ view in the main area."""
 from __future__ import annotations
 
 import pytest
-from _lab import cell, open_notebook, run_all
+from _lab import TAB, cell, open_notebook, run_all
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 WIDGET = ".dng-widget > .dng-run"  # the anywidget view
 OUTPUT = ".jp-DurableRunOutput-graph > .dng-run"  # the Lab extension's view of a run output
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 
 BIG = """\
 import durable_nb as dn

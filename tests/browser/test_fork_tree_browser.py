@@ -10,23 +10,20 @@ by DURABLE_NB_SHOTS, when it is set)."""
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 from pathlib import Path
 
 import pytest
-from _lab import open_notebook, wait_until
+from _lab import TAB, graph_page, open_notebook, wait_until
 
 import durable_nb as dn
 
 pytestmark = pytest.mark.browser
 
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 PANEL = "#durable-nb-runs"
 OUTPUT = ".jp-DurableRunOutput-graph > .dng-run"
 WIDGET = ".dng-widget > .dng-run"
-STATIC = Path(__file__).resolve().parents[2] / "durable_nb" / "widgets" / "static"
 
 
 @dn.step
@@ -171,15 +168,7 @@ window.ready = true;
 def test_where_nobody_opens_a_run_the_tree_shows_it_in_place(browser, tree, request):
     """run_graph.js alone (as the anywidget draws it outside JupyterLab), on the API's data."""
     runs = {h.id: {**h.info(), "logs": [], "checkpoints": []} for h in tree.values()}
-    page = browser.new_page(viewport={"width": 900, "height": 900})
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    js = base64.b64encode((STATIC / "run_graph.js").read_bytes()).decode()
-    css = (STATIC / "run_graph.css").read_text()
-    page.set_content(f"<html><head><style>{css}</style></head><body style='margin:12px'>"
-                     f"<div id=root></div><script type=module>{HARNESS % js}</script>"
-                     "</body></html>")
-    page.wait_for_function("window.ready")
+    page, errors = graph_page(browser, HARNESS)
     page.evaluate("([r, all]) => window.render(r, all, false)",
                   [runs[tree["second"].id], runs])
     link = page.locator(f'.dng-fork[data-run-id="{tree["source"].id}"] a.dng-link').first

@@ -10,16 +10,23 @@ The server loads the extension as built in this checkout (`durable_nb/labextensi
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
-from _lab import add_cell, cell, open_notebook, restart_kernel, wait_until
+from _lab import (
+    TAB,
+    add_cell,
+    cell,
+    open_notebook,
+    open_panel,
+    panel_row,
+    restart_kernel,
+    wait_until,
+)
 
 import durable_nb as dn
 
 pytestmark = pytest.mark.browser
 
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 
 
 # ---------------------------------------------------------------------- tasks (run in workers)
@@ -76,16 +83,6 @@ def client(lab_client):
     return lab_client
 
 
-def open_panel(page, lab) -> None:
-    """A clean workspace with the Durable runs sidebar open."""
-    page.goto(f"{lab.url}lab/workspaces/{uuid.uuid4().hex[:8]}?reset&token={lab.token}")
-    page.locator(TAB).click()
-    page.locator(".jp-DurablePanel-live.jp-mod-connected").wait_for()
-
-
-def row(page, run_id: str, status: str | None = None):
-    sel = f'.jp-DurableRun[data-run-id="{run_id}"]'
-    return page.locator(sel + (f'[data-status="{status}"]' if status else ""))
 
 
 def badge(page) -> str | None:
@@ -112,8 +109,8 @@ def test_panel_lists_runs_and_approves_from_the_sidebar(page, lab):
 
     open_panel(page, lab)
     for run in (first, second):
-        row(page, run.id, "WAITING").wait_for()
-    row(page, done.id, "COMPLETED").wait_for()
+        panel_row(page, run.id, "WAITING").wait_for()
+    panel_row(page, done.id, "COMPLETED").wait_for()
     assert page.locator(".jp-DurableApproval").count() == 2
     assert badge(page) == "2"
     card = page.locator(f'.jp-DurableApproval[data-run-id="{first.id}"]')
@@ -125,7 +122,7 @@ def test_panel_lists_runs_and_approves_from_the_sidebar(page, lab):
     out = first.result(timeout=30)
     assert out["approved"] is True and out["comment"] == "looks good" and out["by"]
     # the sidebar follows by itself: the run completed, one approval left, badge 1
-    row(page, first.id, "COMPLETED").wait_for()
+    panel_row(page, first.id, "COMPLETED").wait_for()
     wait_until(lambda: badge(page) == "1", what="the badge to show 1")
     assert page.locator(".jp-DurableApproval").count() == 1
     shot(page, "approved")
@@ -144,7 +141,7 @@ def test_run_view_shows_the_graph_and_replays(page, lab):
     run = publish.trigger("graph")
     wait_status(run, "WAITING")
     open_panel(page, lab)
-    row(page, run.id).click()
+    panel_row(page, run.id).click()
     view = page.locator(f"#durable-run-{run.id}")
     view.locator(".dng-root").wait_for()
     assert "draft" in view.inner_text() and "publish" in view.inner_text()
@@ -171,11 +168,11 @@ def test_a_failed_run_resumes_from_the_sidebar(page, lab, tmp_path):
     run = flaky_once.trigger(str(tmp_path / "tried"))
     wait_status(run, "FAILED")
     open_panel(page, lab)
-    failed = row(page, run.id, "FAILED")
+    failed = panel_row(page, run.id, "FAILED")
     failed.wait_for()
     shot(page, "failed-before-resume")
     failed.locator("button.jp-mod-resume").click()  # shown without a hover
-    done = row(page, run.id, "COMPLETED")
+    done = panel_row(page, run.id, "COMPLETED")
     done.wait_for()
     assert run.result(timeout=30) == "done on resume"
     assert done.locator("button.jp-mod-resume").count() == 0, "nothing left to resume"
@@ -192,14 +189,14 @@ def test_panel_follows_a_run_across_a_kernel_restart(page, lab):
     index = add_cell(page, LONG_CELL)
     text = cell(page, index).locator(".jp-OutputArea-output", has_text="RUN ").inner_text()
     run = dn.get_run(re.search(r"RUN (\S+)", text).group(1))
-    row(page, run.id).wait_for()
+    panel_row(page, run.id).wait_for()
     wait_status(run, "EXECUTING")
 
     restart_kernel(page)
     assert run.status == "EXECUTING", "the run outlives the kernel"
-    row(page, run.id, "EXECUTING").wait_for()
+    panel_row(page, run.id, "EXECUTING").wait_for()
     # its graph in the main area is live: steps recorded after the restart show up
-    row(page, run.id).click()
+    panel_row(page, run.id).click()
     graph = page.locator(f"#durable-run-{run.id} .dng-root > .dng-run")
     graph.wait_for()
 
@@ -211,7 +208,7 @@ def test_panel_follows_a_run_across_a_kernel_restart(page, lab):
     shot(page, "after-restart")
 
     assert run.result(timeout=60) == sum(range(14))
-    row(page, run.id, "COMPLETED").wait_for()
+    panel_row(page, run.id, "COMPLETED").wait_for()
     page.locator(f'#durable-run-{run.id} .dng-root > .dng-run[data-status="COMPLETED"]').wait_for()
     assert last_step() == 14
     assert page.locator(".jp-DurablePanel-live.jp-mod-connected").count() == 1

@@ -8,16 +8,14 @@ Pause / Resume. An engine without the bulk or schedules routes says so instead o
 from __future__ import annotations
 
 import re
-import uuid
 
 import pytest
-from _lab import wait_until
+from _lab import TAB, open_panel, panel_row, wait_until
 
 import durable_nb as dn
 
 pytestmark = pytest.mark.browser
 
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 PANEL = "#durable-nb-runs"
 MAIL = dn.Queue("ops-mail", concurrency_limit=2, rate_limit=dn.Rate(10, per="1m"))
 THROTTLED = dn.Queue("ops-throttled", concurrency_limit=1, rate_limit=dn.Rate(1, per="1h"))
@@ -74,15 +72,6 @@ def queued(client):
     return runs
 
 
-def open_panel(page, lab) -> None:
-    page.goto(f"{lab.url}lab/workspaces/{uuid.uuid4().hex[:8]}?reset&token={lab.token}")
-    page.locator(TAB).click()
-    page.locator(".jp-DurablePanel-live.jp-mod-connected").wait_for()
-
-
-def row(page, run_id: str, status: str | None = None):
-    sel = f'.jp-DurableRun[data-run-id="{run_id}"]'
-    return page.locator(sel + (f'[data-status="{status}"]' if status else ""))
 
 
 def listed(page) -> set[str]:
@@ -123,17 +112,17 @@ def test_rows_show_tags_and_priority_and_the_tag_filter_lists_runs(page, lab, ta
     eu, us, adhoc = (tagged[k].id for k in ("eu", "us", "adhoc"))
     open_panel(page, lab)
     wait_until(lambda: {eu, us, adhoc} <= listed(page), what="the tagged runs")
-    chips = row(page, eu).locator(".jp-DurableTag")
+    chips = panel_row(page, eu).locator(".jp-DurableTag")
     assert chips.evaluate_all("cs => cs.map(c => c.dataset.tag)") == ["nightly", "eu"]
-    assert row(page, eu).locator(".jp-DurableRun-priority").inner_text() == "P 5"
-    assert row(page, adhoc).locator(".jp-DurableRun-priority").inner_text() == "P -2"
-    assert row(page, us).locator(".jp-DurableRun-priority").count() == 0  # 0: no badge
+    assert panel_row(page, eu).locator(".jp-DurableRun-priority").inner_text() == "P 5"
+    assert panel_row(page, adhoc).locator(".jp-DurableRun-priority").inner_text() == "P -2"
+    assert panel_row(page, us).locator(".jp-DurableRun-priority").count() == 0  # 0: no badge
 
     filter_by_tag(page, "nightly")
     wait_until(lambda: listed(page) == {eu, us}, what="the two nightly runs")
     assert count_text(page) == "2 runs match"
     # a click on a row's chip adds its tag (and does not open the run): runs with both
-    row(page, eu).locator('.jp-DurableTag[data-tag="eu"]').click()
+    panel_row(page, eu).locator('.jp-DurableTag[data-tag="eu"]').click()
     wait_until(lambda: listed(page) == {eu}, what="the run tagged nightly and eu")
     assert page.locator(".jp-DurableTagFilter .jp-DurableTag").evaluate_all(
         "cs => cs.map(c => c.dataset.tag)") == ["nightly", "eu"]
@@ -163,7 +152,7 @@ def test_rows_show_tags_and_priority_and_the_tag_filter_lists_runs(page, lab, ta
     assert page.locator(".jp-DurableTagFilter .jp-DurableTag").count() == 0
 
     # the run view says the priority too
-    row(page, eu).click()
+    panel_row(page, eu).click()
     view = page.locator(f"#durable-run-{eu} .dng-root")
     view.wait_for()
     wait_until(lambda: "priority 5" in view.inner_text(), what="the priority in the run view")
@@ -213,7 +202,7 @@ def test_resume_three_failed_runs_selected_in_the_panel(page, lab, tmp_path):
     filter_by_tag(page, "flaky-batch")
     wait_until(lambda: listed(page) == {r.id for r in runs}, what="the three failed runs")
     assert page.locator(".jp-DurableBulk").is_hidden()  # nothing selected yet
-    row(page, runs[0].id).locator(".jp-DurableRun-select").check()
+    panel_row(page, runs[0].id).locator(".jp-DurableRun-select").check()
     bar = page.locator(".jp-DurableBulk")
     assert bar.locator(".jp-DurableBulk-count").inner_text() == "1 selected"
     assert page.locator(".jp-DurableBulk-page").evaluate("b => b.indeterminate")
@@ -231,7 +220,7 @@ def test_resume_three_failed_runs_selected_in_the_panel(page, lab, tmp_path):
     wait_until(lambda: {status_of(lab, r.id) for r in runs} == {"COMPLETED"},
                what="the REST API to say COMPLETED")
     for run in runs:
-        row(page, run.id, "COMPLETED").wait_for()
+        panel_row(page, run.id, "COMPLETED").wait_for()
     assert bar.locator(".jp-DurableBulk-count").is_hidden()  # done: nothing selected
     shot(page, "bulk-resumed")
     assert page.console_errors() == []
@@ -258,10 +247,10 @@ def test_cancel_a_selection_says_what_was_canceled_and_what_was_refused(page, la
     done = next(r for r in queued if status_of(lab, r.id) == "COMPLETED")
     assert done.id in (result.get_attribute("title") or "")  # the reason, per run
     assert bar.locator(".jp-DurableBulk-count").inner_text() == "1 selected"  # the refused
-    assert row(page, done.id).locator(".jp-DurableRun-select").is_checked()
+    assert panel_row(page, done.id).locator(".jp-DurableRun-select").is_checked()
     for run in queued:
         if run.id != done.id:
-            row(page, run.id, "CANCELED").wait_for()
+            panel_row(page, run.id, "CANCELED").wait_for()
             assert status_of(lab, run.id) == "CANCELED"
     shot(page, "bulk-cancel-result")
     assert page.console_errors() == []
@@ -354,7 +343,7 @@ def test_an_engine_without_bulk_or_schedules_says_so(page, lab, tagged):
     note = page.locator(".jp-DurablePanel-schedules .jp-DurableFold-note")
     wait_until(lambda: note.inner_text() == "Schedules are not available on this engine.",
                what="the schedules note")
-    row(page, tagged["us"].id).locator(".jp-DurableRun-select").check()
+    panel_row(page, tagged["us"].id).locator(".jp-DurableRun-select").check()
     bar = page.locator(".jp-DurableBulk")
     bar.locator(".jp-DurableBulk-action.jp-mod-replay").click()
     confirm(page, "Replay 1 run")
@@ -372,7 +361,7 @@ def test_a_refused_bulk_request_shows_the_engines_message(page, lab, tagged):
         body='{"error": "ids: at most 1000 runs at a time, got 1001"}'))
     open_panel(page, lab)
     filter_by_tag(page, "nightly")
-    row(page, tagged["eu"].id).locator(".jp-DurableRun-select").check()
+    panel_row(page, tagged["eu"].id).locator(".jp-DurableRun-select").check()
     bar = page.locator(".jp-DurableBulk")
     bar.locator(".jp-DurableBulk-action.jp-mod-resume").click()
     confirm(page, "Resume 1 run")

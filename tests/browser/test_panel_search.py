@@ -5,16 +5,13 @@ view) opens its notebook with that cell active; a notebook that is gone says so.
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
-from _lab import open_notebook, run_all, wait_until
+from _lab import open_notebook, open_panel, run_all, wait_until
 
 import durable_nb as dn
 
 pytestmark = pytest.mark.browser
 
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 FILLER = "\n".join(f"line_{i} = {i}" for i in range(60))  # pushes the last cell off screen
 
 
@@ -60,11 +57,6 @@ def cell_runs(lab, browser):
     unnamed = next(r for name, r in found.items() if name != "ingest-orders")
     return {"ingest": found["ingest-orders"], "unnamed": unnamed, "task": {"id": task.id}}
 
-
-def open_panel(page, lab) -> None:
-    page.goto(f"{lab.url}lab/workspaces/{uuid.uuid4().hex[:8]}?reset&token={lab.token}")
-    page.locator(TAB).click()
-    page.locator(".jp-DurablePanel-live.jp-mod-connected").wait_for()
 
 
 def listed(page) -> set[str]:

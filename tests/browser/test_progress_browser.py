@@ -10,13 +10,12 @@ from __future__ import annotations
 import os
 
 import pytest
-from _lab import open_notebook, wait_until
+from _lab import TAB, open_notebook, wait_until
 
 import durable_nb as dn
 
 pytestmark = pytest.mark.browser
 
-TAB = '.jp-SideBar li[data-id="durable-nb-runs"]'
 OUTPUT = ".jp-DurableRunOutput-graph > .dng-run"  # a run output drawn by the Lab extension
 WIDGET = ".dng-widget > .dng-run"  # the anywidget view
 

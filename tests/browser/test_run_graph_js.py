@@ -3,16 +3,15 @@ rendered in Chromium from fixed run data. Fast: one page per test, no server."""
 
 from __future__ import annotations
 
-import base64
 import json
 import time
 from pathlib import Path
 
 import pytest
+from _lab import graph_page
 
 pytestmark = pytest.mark.browser
 
-STATIC = Path(__file__).resolve().parents[2] / "durable_nb" / "widgets" / "static"
 T0 = time.time() - 30
 
 
@@ -110,16 +109,7 @@ window.ready = true;
 def graph(browser, request):
     out = Path(__file__).resolve().parents[2] / "test-output" / request.node.name
     out.mkdir(parents=True, exist_ok=True)
-    page = browser.new_page(viewport={"width": 900, "height": 900})
-    errors: list[str] = []
-    page.on("console", lambda m: m.type == "error" and errors.append(m.text))
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    js = base64.b64encode((STATIC / "run_graph.js").read_bytes()).decode()
-    css = (STATIC / "run_graph.css").read_text()
-    page.set_content(f"<html><head><style>{css}</style></head><body style='margin:12px'>"
-                     f"<div id=root></div><script type=module>{HARNESS % js}</script>"
-                     "</body></html>")
-    page.wait_for_function("window.ready")
+    page, errors = graph_page(browser, HARNESS)
     page.evaluate("(c) => { window.children = c; }", {"run_child1": CHILD})
     page.out = out
     yield page
