@@ -4,10 +4,12 @@ from a shell (through the API, as every command but `serve` and `doctor`)."""
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
+
+from ..client.schedules import every_text
+from ..client.show import fmt_time, table
 
 
 def _connect(args: argparse.Namespace) -> Any:
@@ -16,32 +18,18 @@ def _connect(args: argparse.Namespace) -> Any:
     return connect(db=args.db) if args.db else connect()
 
 
-def _when(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
-
-
 def _cadence(s: dict) -> str:
-    if s.get("cron"):
-        return f"cron {s['cron']}"
-    every = float(s.get("every") or 0)
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if every >= n and every % n == 0:
-            return f"every {int(every // n)}{unit}"
-    return f"every {every:g}s"
+    return f"cron {s['cron']}" if s.get("cron") else f"every {every_text(s.get('every'))}"
 
 
 def schedules_table(schedules: list[dict]) -> str:
     """One line per schedule: id, task, cadence and zone, next and last tick, state."""
     head = ("SCHEDULE", "TASK", "WHEN", "TIMEZONE", "NEXT", "LAST", "STATE", "ACTIVE")
     rows = [(s["id"], s["task_id"] or "", _cadence(s), s.get("timezone") or "UTC",
-             "-" if s["paused"] else _when(s.get("next_tick")), _when(s.get("last_tick")),
+             "-" if s["paused"] else fmt_time(s.get("next_tick")), fmt_time(s.get("last_tick")),
              "paused" if s["paused"] else "active", str(s.get("active_runs") or 0))
             for s in schedules]
-    if not rows:
-        return "no schedules"
-    widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=False)]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-                     for row in (head, *rows))
+    return table(head, rows, "no schedules")
 
 
 def cmd_schedules(args: argparse.Namespace) -> int:
@@ -58,7 +46,7 @@ def cmd_schedules(args: argparse.Namespace) -> int:
     if s["paused"]:
         print(f"paused schedule {s['id']}: no runs until `durable-nb schedules resume {s['id']}`")
     else:
-        print(f"resumed schedule {s['id']}: next tick {_when(s.get('next_tick'))}")
+        print(f"resumed schedule {s['id']}: next tick {fmt_time(s.get('next_tick'))}")
     return 0
 
 

@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -26,6 +25,7 @@ from ..core.serial import b64
 from ..worker import context as _context
 from .client import Client, get_client
 from .handles import RunHandle
+from .show import fmt_time
 from .tasks import Task, _payload
 
 _ID = re.compile(r"[^/\x00-\x1f\x7f]{1,1000}")
@@ -88,10 +88,10 @@ class Schedule:
         return [RunHandle(r["id"], self.client, r) for r in out["runs"]]
 
     def __repr__(self) -> str:
-        when = f"cron {self.cron!r}" if self.cron else f"every {_seconds(self.every)}"
+        when = f"cron {self.cron!r}" if self.cron else f"every {every_text(self.every)}"
         tz = f" {self.timezone}" if self.cron and self.timezone != "UTC" else ""
-        state = "paused" if self.paused else f"next {_stamp(self.next_tick)}"
-        last = f", last {_stamp(self.last_tick)}" if self.last_tick else ""
+        state = "paused" if self.paused else f"next {fmt_time(self.next_tick)}"
+        last = f", last {fmt_time(self.last_tick)}" if self.last_tick else ""
         return (f"<Schedule {self.id!r} task={self.task_id!r} {when}{tz} "
                 f"overlap={self.overlap} catch_up={self.catch_up}: {state}{last}>")
 
@@ -102,11 +102,8 @@ class Schedule:
         return hash(self.id)
 
 
-def _stamp(t: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t)) if t else "-"
-
-
-def _seconds(s: float | None) -> str:
+def every_text(s: float | None) -> str:
+    """An interval as written in `every`: "15m", "1h", "90s" ("?" when unknown)."""
     if not s:
         return "?"
     for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):

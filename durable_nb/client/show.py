@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Sequence
 
 from ..core.status import RunStatus, ShownState
 from ..core.tracebacks import user_traceback
@@ -30,10 +31,16 @@ def runs_table(runs: list[dict]) -> str:
     head = ("RUN", "TASK", "STATUS", "CREATED", "DURATION", "ATTEMPTS")
     rows = [(r["id"], r["task_id"] or "", r["status"], fmt_time(r["created_at"]),
              fmt_secs(r.get("duration")), str(r.get("attempts") or 0)) for r in runs]
+    return table(head, rows, "no runs")
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[str]], empty: str) -> str:
+    """Rows as columns padded to their widest cell under ``head``; ``empty`` without rows."""
+    if not rows:
+        return empty
     widths = [max(len(x) for x in col) for col in zip(head, *rows, strict=False)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-             for row in (head, *rows)]
-    return "\n".join(lines) if rows else "no runs"
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+                     for row in (head, *rows))
 
 
 def _branch(lines: list[str], items: list[tuple[str, list[str], list]], prefix: str) -> None:
